@@ -232,10 +232,10 @@ fn parse_fragment(headers: &HeaderMap) -> Result<Fragment, ParseError> {
             range_len: range.len(),
         });
     }
-    if let Some(encoding) = text(headers, &h::CONTENT_ENCODING)? {
-        if !encoding.trim().eq_ignore_ascii_case("identity") {
-            return Err(ParseError::UnsupportedEncoding(truncate(encoding)));
-        }
+    if let Some(encoding) = text(headers, &h::CONTENT_ENCODING)?
+        && !encoding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ParseError::UnsupportedEncoding(truncate(encoding)));
     }
     let content_name = match single(headers, &header::CONTENT_NAME)? {
         Some(v) if v.len() > header::MAX_HEADER_VALUE_LEN => {
