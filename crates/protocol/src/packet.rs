@@ -5,18 +5,23 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri, header as h};
 
 use crate::{ByteRange, ParseError, header, range::RangeError};
 
-/// The value of `BITS-Packet-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The value of `BITS-Packet-Type`. Serialized with its wire spelling (`Create-Session`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum PacketType {
     /// `Ping`.
     Ping,
     /// `Create-Session`.
+    #[serde(rename = "Create-Session")]
     CreateSession,
     /// `Fragment`.
     Fragment,
     /// `Close-Session`.
+    #[serde(rename = "Close-Session")]
     CloseSession,
     /// `Cancel-Session`.
+    #[serde(rename = "Cancel-Session")]
     CancelSession,
     /// `Ack`: every response.
     Ack,

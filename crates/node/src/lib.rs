@@ -1,0 +1,221 @@
+//! A BITS upload server node: what the IIS BITS extension does for one virtual directory.
+//!
+//! [`Node`] is a hyper 1.x service behind the transport seam: [`Node::run`] serves every
+//! connection a [`transport::Listen`] accepts (real TCP or the simulator's pipes). It keeps
+//! sessions with the MC-BUP state (`UploadComplete`, `NotifyCache`) in a [`Storage`], notifies
+//! the server application per `BITSServerNotificationType` through a [`transport::Connect`], and
+//! answers every request with a well-formed Ack.
+//!
+//! **Invariants.**
+//! * The node never touches the file system, the OS clock or OS randomness itself: storage,
+//!   connector, probe, clock and RNG are handed in ([`Env`]).
+//! * Every task the node starts lives in the `JoinSet` owned by [`Node::run`], so aborting that
+//!   future stops all of the node's work (the simulator's crash).
+//! * Every answer to a BITS request is an Ack with `BITS-Packet-Type: Ack` and
+//!   `Content-Length`; malformed input gives a 400 Ack, never a dropped connection or a panic.
+//! * Faults enter only at the named [`probe::FaultPoint`]s.
+
+pub mod config;
+pub mod disk;
+mod handler;
+mod notify;
+pub mod path;
+mod reply;
+pub mod storage;
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use probe::{Clock, Event, SharedProbe};
+use rand::Rng as _;
+use rand_chacha::ChaCha8Rng;
+use tokio::task::JoinSet;
+use transport::{Connect, Listen, server::ServerOptions};
+
+pub use config::{CommitPoint, ConfigError, NodeConfig, NotificationType};
+pub use disk::DiskStore;
+pub use storage::{MemStore, SessionRecord, Storage, StorageError};
+
+/// What a node is given rather than reaching for itself.
+pub struct Env {
+    /// Session state and upload bytes.
+    pub store: Arc<dyn Storage>,
+    /// How the node reaches the server application.
+    pub connector: Arc<dyn Connect>,
+    /// Events and fault points.
+    pub probe: SharedProbe,
+    /// Session ids are drawn from this generator.
+    pub rng: ChaCha8Rng,
+    /// Timestamps for session progress (cleanup).
+    pub clock: Clock,
+}
+
+/// One BITS server node.
+pub struct Node {
+    cfg: NodeConfig,
+    host_id: Mutex<Option<String>>,
+    store: Arc<dyn Storage>,
+    connector: Arc<dyn Connect>,
+    probe: SharedProbe,
+    rng: Mutex<ChaCha8Rng>,
+    clock: Clock,
+    /// One lock per live session: a session's requests are handled one at a time, even when a
+    /// client's retry overlaps its own earlier request. Lookup only; never iterated.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Node {
+    /// A node with these settings; fails if they cannot work together.
+    pub fn new(cfg: NodeConfig, env: Env) -> Result<Arc<Node>, ConfigError> {
+        cfg.validate()?;
+        Ok(Arc::new(Node {
+            host_id: Mutex::new(cfg.host_id.clone()),
+            cfg,
+            store: env.store,
+            connector: env.connector,
+            probe: env.probe,
+            rng: Mutex::new(env.rng),
+            clock: env.clock,
+            locks: Mutex::default(),
+        }))
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Sets or clears `BITSHostId` while the node runs; later Create-Session Acks follow it.
+    pub fn set_host_id(&self, host_id: Option<String>) {
+        *lock(&self.host_id) = host_id;
+    }
+
+    /// The current `BITSHostId`.
+    pub fn host_id(&self) -> Option<String> {
+        lock(&self.host_id).clone()
+    }
+
+    /// Serves connections from `listener` until it fails. Every connection and the cleanup task
+    /// run in a `JoinSet` owned by this future: dropping or aborting it stops them all.
+    pub async fn run(self: Arc<Self>, mut listener: Box<dyn Listen>) -> io::Result<()> {
+        let recovered = self.store.sessions().map(|s| s.len() as u64).unwrap_or(0);
+        tracing::info!(node = %self.cfg.name, addr = %listener.local_addr(), sessions = recovered, "node started");
+        self.probe.event(Event::NodeStarted {
+            node: self.cfg.name.clone(),
+            sessions: recovered,
+        });
+        let options = Arc::new(ServerOptions {
+            idle_timeout: Duration::from_secs(self.cfg.idle_timeout_s),
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(self.clone().cleanup_loop());
+        loop {
+            tokio::select! {
+                biased;
+                Some(_) = tasks.join_next() => {}
+                accepted = listener.accept() => {
+                    let accepted = accepted?;
+                    let node = self.clone();
+                    let options = options.clone();
+                    tasks.spawn(async move {
+                        let conn = accepted.conn;
+                        tracing::trace!(node = %node.cfg.name, conn, peer = %accepted.peer, "connection");
+                        let handler = move |req| {
+                            let node = node.clone();
+                            async move { node.handle(req, conn).await }
+                        };
+                        if let Err(e) = transport::server::serve(accepted.io, &options, handler).await {
+                            tracing::debug!(conn, error = %e, "connection ended");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    async fn cleanup_loop(self: Arc<Self>) {
+        let every = Duration::from_secs(self.cfg.cleanup_interval_s);
+        loop {
+            tokio::time::sleep(every).await;
+            self.cleanup().await;
+        }
+    }
+
+    /// Deletes sessions without progress for longer than `BITSSessionTimeout`; returns how many.
+    pub async fn cleanup(&self) -> usize {
+        let timeout_ms = self.cfg.session_timeout_s.saturating_mul(1000);
+        let sessions = match self.store.sessions() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(node = %self.cfg.name, error = %e, "cleanup cannot list sessions");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for rec in sessions {
+            if self.clock.now_ms().saturating_sub(rec.touched_ms) < timeout_ms {
+                continue;
+            }
+            let guard = self.lock_session(&rec.id).await;
+            // Re-read under the lock: a fragment may have made progress meanwhile.
+            let stale = matches!(self.store.get(&rec.id), Ok(Some(r))
+                if self.clock.now_ms().saturating_sub(r.touched_ms) >= timeout_ms);
+            if stale && self.store.remove(&rec.id).is_ok() {
+                removed += 1;
+                tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "session expired");
+                self.probe.event(Event::SessionExpired {
+                    node: self.cfg.name.clone(),
+                    session: rec.id.clone(),
+                    file: rec.path.clone(),
+                });
+            }
+            drop(guard);
+            self.forget_lock(&rec.id);
+        }
+        removed
+    }
+
+    async fn lock_session(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = lock(&self.locks).entry(id.to_owned()).or_default().clone();
+        m.lock_owned().await
+    }
+
+    fn forget_lock(&self, id: &str) {
+        let mut locks = lock(&self.locks);
+        // Keep the entry while another request holds or waits for it.
+        if locks.get(id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            locks.remove(id);
+        }
+    }
+
+    /// A fresh session id: a version-4 GUID in braces, from the node's RNG.
+    fn new_session_id(&self) -> String {
+        let (a, b) = {
+            let mut rng = lock(&self.rng);
+            (rng.next_u64(), rng.next_u64())
+        };
+        let a = (a & !0xF000) | 0x4000; // version 4
+        let b = (b & !(0xC000 << 48)) | (0x8000 << 48); // RFC 4122 variant
+        format!(
+            "{{{:08X}-{:04X}-{:04X}-{:04X}-{:012X}}}",
+            a >> 32,
+            (a >> 16) & 0xFFFF,
+            a & 0xFFFF,
+            b >> 48,
+            b & 0xFFFF_FFFF_FFFF
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,365 @@
+//! The storage seam: where a node keeps session state and upload bytes.
+//!
+//! The node never touches a file system directly. [`MemStore`] keeps everything in memory: used
+//! as volatile storage (drop it with the node) and, by the simulator, as a node's simulated disk
+//! (keep it across the node's crash and hand it to the restarted node: durable).
+//! [`crate::disk::DiskStore`] keeps the IIS layout on a real disk (`BITS-Sessions/{id}/...`).
+//!
+//! Calls are synchronous: in-memory stores finish at once, and the disk store's writes are small
+//! (one fragment) on a multi-threaded runtime.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The Ack a node replays when a final fragment arrives again after the application was
+/// notified (MC-BUP's `NotifyCache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedAck {
+    /// `BITS-Reply-URL` of the final Ack, for upload-reply.
+    pub reply_url: Option<String>,
+}
+
+/// A session's state (MC-BUP 3.2.1.4), as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// `BITS-Session-Id`.
+    pub id: String,
+    /// The upload's decoded URL path (`/upload/a.bin`): the file's identity.
+    pub path: String,
+    /// The job's remote URL as the client sent it (`http://farm/upload/a.bin?x=1`).
+    pub original_url: String,
+    /// The query string of the remote URL, appended to the notification URL.
+    pub query: Option<String>,
+    /// `Content-Name` of the first fragment.
+    pub content_name: Option<String>,
+    /// Upload size, known from the first fragment.
+    pub total: Option<u64>,
+    /// Bytes held: the next byte the node wants.
+    pub received: u64,
+    /// `UploadComplete`: every byte is here.
+    pub upload_complete: bool,
+    /// `NotifyCache`: the application accepted the upload (or the file was committed); the
+    /// final Ack to replay.
+    pub notified: Option<CachedAck>,
+    /// Whether the upload was placed at its destination.
+    pub committed: bool,
+    /// Last progress, milliseconds on the node's clock.
+    pub touched_ms: u64,
+}
+
+/// A storage failure. The node answers it with a 500 Ack (`E_FAIL`) and keeps the session as it
+/// was before the failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The file system failed.
+    #[error("storage io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored state could not be read back.
+    #[error("stored session state is corrupt: {0}")]
+    Corrupt(String),
+    /// An append that does not continue the stored bytes (a harness bug, never a client's).
+    #[error("append at {at} but {len} bytes are stored")]
+    NotContiguous {
+        /// Offset asked for.
+        at: u64,
+        /// Bytes stored.
+        len: u64,
+    },
+    /// The session does not exist.
+    #[error("no session {0}")]
+    NoSession(String),
+}
+
+/// Where a node keeps sessions and upload bytes.
+pub trait Storage: Send + Sync + 'static {
+    /// Every stored session (at boot, and for cleanup).
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError>;
+    /// One session.
+    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError>;
+    /// Creates or replaces a session's state, atomically.
+    fn save(&self, rec: &SessionRecord) -> Result<(), StorageError>;
+    /// Appends bytes to a session's entity; `at` must equal the bytes stored so far according
+    /// to its saved state (bytes a crash left beyond that are discarded).
+    fn append(&self, id: &str, at: u64, data: &[Bytes]) -> Result<(), StorageError>;
+    /// The first `len` bytes of a session's entity.
+    fn entity(&self, id: &str, len: u64) -> Result<Vec<Bytes>, StorageError>;
+    /// The path of the entity, as given to a by-reference application.
+    fn entity_path(&self, id: &str) -> String;
+    /// The path where a by-reference application writes its reply.
+    fn reply_path(&self, id: &str) -> String;
+    /// Stores a reply (by-value applications answer it in the body).
+    fn put_reply(&self, id: &str, reply: Bytes) -> Result<(), StorageError>;
+    /// The reply, if one is stored.
+    fn reply(&self, id: &str) -> Result<Option<Bytes>, StorageError>;
+    /// Deletes a session: state, entity and reply.
+    fn remove(&self, id: &str) -> Result<(), StorageError>;
+    /// Whether a file exists at the upload path (`/upload/a.bin`).
+    fn destination_exists(&self, path: &str) -> Result<bool, StorageError>;
+    /// Places the session's first `len` entity bytes at the upload path, atomically: the
+    /// destination is either absent, the old file, or the whole new file.
+    fn commit(&self, id: &str, len: u64, path: &str) -> Result<(), StorageError>;
+}
+
+/// What a [`MemStore`] keeps of a committed destination file: its size and hash. (A simulation
+/// places thousands of files; keeping their bytes would make memory grow with uploads done.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestinationFile {
+    /// Size in bytes.
+    pub len: u64,
+    /// xxh3-64 of the bytes.
+    pub hash: u64,
+}
+
+#[derive(Debug, Default)]
+struct MemSession {
+    rec: Option<SessionRecord>,
+    data: Vec<Bytes>,
+    len: u64,
+    reply: Option<Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    sessions: BTreeMap<String, MemSession>,
+    destinations: BTreeMap<String, DestinationFile>,
+}
+
+/// Storage in memory. Clone it to share one store (the simulator keeps a clone as the node's
+/// disk). Paths are `//<name>/BITS-Sessions/{id}/request` and `.../response`, like the UNC paths
+/// IIS gives an application on another host.
+#[derive(Debug, Clone)]
+pub struct MemStore {
+    name: Arc<str>,
+    inner: Arc<Mutex<MemInner>>,
+}
+
+impl MemStore {
+    /// An empty store; `name` appears in its paths.
+    pub fn new(name: &str) -> MemStore {
+        MemStore {
+            name: name.into(),
+            inner: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        // A panic while holding the lock is a harness bug; the data is still consistent because
+        // every method finishes its update before it can panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session id and kind (`request`/`response`) a path of this store names.
+    fn parse_path<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str)> {
+        let rest = path.strip_prefix("//")?.strip_prefix(&*self.name)?;
+        let rest = rest.strip_prefix("/BITS-Sessions/")?;
+        let (id, kind) = rest.split_once('/')?;
+        Some((id, kind))
+    }
+
+    /// Reads a file by path, as an application given a path does.
+    pub fn read_path(&self, path: &str) -> Option<Vec<Bytes>> {
+        let (id, kind) = self.parse_path(path)?;
+        let inner = self.lock();
+        let s = inner.sessions.get(id)?;
+        match kind {
+            "request" => Some(s.data.clone()),
+            "response" => s.reply.clone().map(|r| vec![r]),
+            _ => None,
+        }
+    }
+
+    /// Writes the reply file by path, as a by-reference application does. False if the path
+    /// names no session's reply.
+    pub fn write_path(&self, path: &str, data: Bytes) -> bool {
+        let Some((id, "response")) = self.parse_path(path) else {
+            return false;
+        };
+        let mut inner = self.lock();
+        match inner.sessions.get_mut(id) {
+            Some(s) => {
+                s.reply = Some(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether this store's paths start with `//<name>/`.
+    pub fn owns_path(&self, path: &str) -> bool {
+        self.parse_path(path).is_some()
+    }
+
+    /// The committed destination file at `path`.
+    pub fn destination(&self, path: &str) -> Option<DestinationFile> {
+        self.lock().destinations.get(path).copied()
+    }
+
+    /// Bytes held for sessions (entities and replies): what a crash of a volatile node loses.
+    pub fn bytes_held(&self) -> u64 {
+        self.lock()
+            .sessions
+            .values()
+            .map(|s| s.len + s.reply.as_ref().map_or(0, |r| r.len() as u64))
+            .sum()
+    }
+}
+
+impl Storage for MemStore {
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError> {
+        Ok(self
+            .lock()
+            .sessions
+            .values()
+            .filter_map(|s| s.rec.clone())
+            .collect())
+    }
+
+    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError> {
+        Ok(self.lock().sessions.get(id).and_then(|s| s.rec.clone()))
+    }
+
+    fn save(&self, rec: &SessionRecord) -> Result<(), StorageError> {
+        self.lock().sessions.entry(rec.id.clone()).or_default().rec = Some(rec.clone());
+        Ok(())
+    }
+
+    fn append(&self, id: &str, at: u64, data: &[Bytes]) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let s = inner
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| StorageError::NoSession(id.into()))?;
+        if at != s.len {
+            return Err(StorageError::NotContiguous { at, len: s.len });
+        }
+        for d in data {
+            s.len += d.len() as u64;
+            s.data.push(d.clone());
+        }
+        Ok(())
+    }
+
+    fn entity(&self, id: &str, len: u64) -> Result<Vec<Bytes>, StorageError> {
+        let inner = self.lock();
+        let s = inner
+            .sessions
+            .get(id)
+            .ok_or_else(|| StorageError::NoSession(id.into()))?;
+        Ok(take_prefix(&s.data, len))
+    }
+
+    fn entity_path(&self, id: &str) -> String {
+        format!("//{}/BITS-Sessions/{id}/request", self.name)
+    }
+
+    fn reply_path(&self, id: &str) -> String {
+        format!("//{}/BITS-Sessions/{id}/response", self.name)
+    }
+
+    fn put_reply(&self, id: &str, reply: Bytes) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let s = inner
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| StorageError::NoSession(id.into()))?;
+        s.reply = Some(reply);
+        Ok(())
+    }
+
+    fn reply(&self, id: &str) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.lock().sessions.get(id).and_then(|s| s.reply.clone()))
+    }
+
+    fn remove(&self, id: &str) -> Result<(), StorageError> {
+        self.lock().sessions.remove(id);
+        Ok(())
+    }
+
+    fn destination_exists(&self, path: &str) -> Result<bool, StorageError> {
+        Ok(self.lock().destinations.contains_key(path))
+    }
+
+    fn commit(&self, id: &str, len: u64, path: &str) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let s = inner
+            .sessions
+            .get(id)
+            .ok_or_else(|| StorageError::NoSession(id.into()))?;
+        let data = take_prefix(&s.data, len);
+        let file = DestinationFile {
+            len,
+            hash: protocol::txid::hash_chunks(data.iter().map(|b| b.as_ref())),
+        };
+        inner.destinations.insert(path.to_owned(), file);
+        Ok(())
+    }
+}
+
+/// The first `len` bytes of `chunks`, sharing their memory.
+pub fn take_prefix(chunks: &[Bytes], len: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut left = len;
+    for c in chunks {
+        if left == 0 {
+            break;
+        }
+        let n = (c.len() as u64).min(left) as usize;
+        out.push(c.slice(..n));
+        left -= n as u64;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            path: "/up/a".into(),
+            original_url: "http://farm/up/a".into(),
+            query: None,
+            content_name: None,
+            total: Some(6),
+            received: 0,
+            upload_complete: false,
+            notified: None,
+            committed: false,
+            touched_ms: 0,
+        }
+    }
+
+    #[test]
+    fn mem_store_keeps_sessions_bytes_and_paths() {
+        let s = MemStore::new("node-1");
+        s.save(&rec("{a}")).unwrap();
+        s.append("{a}", 0, &[Bytes::from_static(b"abc")]).unwrap();
+        assert!(matches!(
+            s.append("{a}", 2, &[Bytes::from_static(b"x")]),
+            Err(StorageError::NotContiguous { .. })
+        ));
+        s.append("{a}", 3, &[Bytes::from_static(b"def")]).unwrap();
+        let e: Vec<u8> = s.entity("{a}", 4).unwrap().concat();
+        assert_eq!(e, b"abcd");
+        let p = s.entity_path("{a}");
+        assert_eq!(p, "//node-1/BITS-Sessions/{a}/request");
+        assert_eq!(s.read_path(&p).unwrap().concat(), b"abcdef");
+        assert!(s.write_path(&s.reply_path("{a}"), Bytes::from_static(b"ok")));
+        assert_eq!(s.reply("{a}").unwrap().unwrap(), "ok");
+        assert!(!s.write_path("//node-2/BITS-Sessions/{a}/response", Bytes::new()));
+        s.commit("{a}", 6, "/up/a").unwrap();
+        assert_eq!(
+            s.destination("/up/a").unwrap().hash,
+            protocol::txid::hash(b"abcdef")
+        );
+        s.remove("{a}").unwrap();
+        assert!(s.get("{a}").unwrap().is_none());
+        assert!(s.destination_exists("/up/a").unwrap());
+    }
+}

@@ -1,0 +1,113 @@
+//! Named fault points and the verdicts a probe can return at them.
+
+use std::time::Duration;
+
+use protocol::PacketType;
+use serde::{Deserialize, Serialize};
+
+/// A protocol step at which the harness may inject a fault.
+///
+/// The names are part of the scenario-file format (`point = "after-forward"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultPoint {
+    /// Node: a request arrived and was parsed, before any state changed.
+    Request,
+    /// Node: a session was created, before its Ack is written.
+    SessionCreated,
+    /// Node: a fragment was stored, before its Ack is written (not the final fragment of a
+    /// notified upload: see `BeforeForward` / `AfterForward`).
+    FragmentStored,
+    /// Node: the upload is complete and the node is about to notify the server application
+    /// (or, with notification type 0, to commit the file).
+    BeforeForward,
+    /// Node: the server application answered (or the commit happened); the final Ack is about
+    /// to be written. A crash here is the seed document's "terminates after the file is
+    /// processed but before the acknowledgment is sent".
+    AfterForward,
+    /// Node: any Ack is about to be returned to the client ("mid-reply").
+    AckReady,
+    /// Node: Close-Session released the session, before its Ack is written.
+    SessionClosed,
+    /// Backend: a notification arrived, before the backend looks at it.
+    NotificationReceived,
+    /// Backend: the delivery and its effect are recorded, the answer is about to be written.
+    EffectRecorded,
+}
+
+impl FaultPoint {
+    /// Every fault point.
+    pub const ALL: [FaultPoint; 9] = [
+        FaultPoint::Request,
+        FaultPoint::SessionCreated,
+        FaultPoint::FragmentStored,
+        FaultPoint::BeforeForward,
+        FaultPoint::AfterForward,
+        FaultPoint::AckReady,
+        FaultPoint::SessionClosed,
+        FaultPoint::NotificationReceived,
+        FaultPoint::EffectRecorded,
+    ];
+
+    /// The scenario-file name (`after-forward`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPoint::Request => "request",
+            FaultPoint::SessionCreated => "session-created",
+            FaultPoint::FragmentStored => "fragment-stored",
+            FaultPoint::BeforeForward => "before-forward",
+            FaultPoint::AfterForward => "after-forward",
+            FaultPoint::AckReady => "ack-ready",
+            FaultPoint::SessionClosed => "session-closed",
+            FaultPoint::NotificationReceived => "notification-received",
+            FaultPoint::EffectRecorded => "effect-recorded",
+        }
+    }
+
+    /// Whether the point is on the backend (the others are on a node).
+    pub fn is_backend(self) -> bool {
+        matches!(
+            self,
+            FaultPoint::NotificationReceived | FaultPoint::EffectRecorded
+        )
+    }
+}
+
+impl std::fmt::Display for FaultPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the actor knows at a fault point.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultCtx<'a> {
+    /// The point.
+    pub point: FaultPoint,
+    /// The actor's name (`node-2`, `backend`).
+    pub actor: &'a str,
+    /// The connection the current request arrived on, as numbered by the listener.
+    pub conn: u64,
+    /// The packet being handled (node points).
+    pub packet: Option<PacketType>,
+    /// The BITS session, when known.
+    pub session: Option<&'a str>,
+    /// The file (the upload's URL path), when known.
+    pub file: Option<&'a str>,
+}
+
+/// What the actor does after a fault point.
+///
+/// Side effects that are not the actor's own (crash the node, cut a connection, partition) are
+/// carried out by the probe itself; the actor then simply continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Carry on.
+    Continue,
+    /// Sleep this long (virtual time in a simulation), then carry on.
+    Delay(Duration),
+    /// Answer the current request with this HTTP status instead of carrying on. A node answers
+    /// with an error Ack (`E_FAIL`, context 0x5); the backend answers the notification with the
+    /// status (context 0x7 on the client's side).
+    Fail(u16),
+}
