@@ -1,1 +1,77 @@
-fn main() {}
+//! `bitsfarm`: the command-line front end. Thin glue only: flags, tracing setup, exit codes.
+//! The work lives in the library crates.
+
+mod cmd;
+mod live;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: every expectation held (scenario), the job was acknowledged (upload)
+  1  an expectation or invariant failed, or the upload job ended in error
+  2  usage or input error: bad flag, bad scenario file, address in use";
+
+/// Web-farm simulation and fault-injection harness for the Microsoft BITS upload protocol.
+///
+/// bitsfarm runs BITS server nodes, a server application and BITS clients (real HTTP/1.1,
+/// BITS_POST) on real sockets or on a deterministic simulated farm, and counts how often the
+/// application receives the same file twice, and why.
+#[derive(Debug, Parser)]
+#[command(name = "bitsfarm", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Log as JSON lines instead of text (logs go to stderr; filter with RUST_LOG).
+    #[arg(long, global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one BITS server node and the server application on real sockets.
+    Serve(cmd::serve::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing(cli.log_json);
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

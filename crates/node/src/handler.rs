@@ -52,6 +52,14 @@ impl Node {
             );
             return resp;
         }
+        if !self.cfg.uploads_enabled {
+            drain_body(body, DRAIN_LIMIT).await;
+            let ack = Ack::error(501, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE);
+            return self
+                .reject(None, ack, "uploads are disabled on this virtual directory")
+                .to_response()
+                .map(|()| Body::empty());
+        }
         let packet = match Packet::parse(&parts.method, &parts.headers) {
             Ok(p) => p,
             Err(e) => {

@@ -1,0 +1,425 @@
+//! The server application behind a BITS farm: it receives the nodes' notifications (by value
+//! and by reference), verifies the bytes, records every delivery in a [`Ledger`], and can
+//! deduplicate by transaction id (the mitigation Microsoft documents).
+//!
+//! Routes: `POST <any path>` is a notification; `GET /ledger` returns the ledger as JSON.
+//!
+//! **Invariants.** The backend reads files only through [`Files`] (real paths on real sockets,
+//! the simulator's disks in a simulation) and never reads the OS clock or randomness. Its
+//! ledger outlives its HTTP service, like an application's database outlives its process.
+
+pub mod files;
+pub mod ledger;
+
+use std::{io, sync::Arc};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header as h};
+use hyper::body::Incoming;
+use probe::{Clock, Event, FaultCtx, FaultPoint, SharedProbe, Verdict};
+use protocol::{header, txid};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use transport::{Body, Listen, server::ServerOptions};
+
+pub use files::{Files, LocalFiles};
+pub use ledger::{Delivery, Ledger, Snapshot, Verification};
+
+/// The application's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Name in events and logs.
+    pub name: String,
+    /// Produce a reply for upload-reply jobs: a small JSON document describing the delivery
+    /// (in the body by value; written to `BITS-Response-DataFile-Name` by reference).
+    pub reply: bool,
+    /// Answer with `BITS-Static-Response-URL: <url>` instead of a reply of its own.
+    pub static_reply_url: Option<String>,
+    /// Ask the node to also place the upload at its destination
+    /// (`BITS-Copy-File-To-Destination`).
+    pub copy_to_destination: bool,
+    /// Largest by-value body accepted, bytes. Default 1 GiB.
+    pub max_body: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            name: "backend".into(),
+            reply: true,
+            static_reply_url: None,
+            copy_to_destination: false,
+            max_body: 1 << 30,
+        }
+    }
+}
+
+/// What the application is given rather than reaching for itself.
+pub struct Env {
+    /// How it reads uploads and writes replies named by path.
+    pub files: Arc<dyn Files>,
+    /// Events and fault points.
+    pub probe: SharedProbe,
+    /// Timestamps of ledger entries.
+    pub clock: Clock,
+}
+
+/// The server application.
+pub struct Backend {
+    cfg: BackendConfig,
+    ledger: Ledger,
+    files: Arc<dyn Files>,
+    probe: SharedProbe,
+    clock: Clock,
+}
+
+impl Backend {
+    /// An application recording into `ledger` (whose dedupe setting it follows).
+    pub fn new(cfg: BackendConfig, ledger: Ledger, env: Env) -> Arc<Backend> {
+        Arc::new(Backend {
+            cfg,
+            ledger,
+            files: env.files,
+            probe: env.probe,
+            clock: env.clock,
+        })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Serves connections until the listener fails; all work lives in a `JoinSet` owned by
+    /// this future.
+    pub async fn run(self: Arc<Self>, mut listener: Box<dyn Listen>) -> io::Result<()> {
+        tracing::info!(app = %self.cfg.name, addr = %listener.local_addr(), dedupe = self.ledger.dedupe(), "application started");
+        let options = Arc::new(ServerOptions::default());
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(_) = tasks.join_next() => {}
+                accepted = listener.accept() => {
+                    let accepted = accepted?;
+                    let app = self.clone();
+                    let options = options.clone();
+                    tasks.spawn(async move {
+                        let (conn, peer) = (accepted.conn, Arc::<str>::from(accepted.peer));
+                        let handler = move |req| {
+                            let (app, peer) = (app.clone(), peer.clone());
+                            async move { app.handle(req, conn, &peer).await }
+                        };
+                        if let Err(e) = transport::server::serve(accepted.io, &options, handler).await {
+                            tracing::debug!(conn, error = %e, "application connection ended");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, conn: u64, peer: &str) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/ledger") => {
+                let json = serde_json::to_vec_pretty(&self.ledger.snapshot()).unwrap_or_default();
+                let mut resp = Response::new(Body::from(json));
+                resp.headers_mut().insert(
+                    h::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
+            (&Method::POST, _) => self.notification(parts, body, conn, peer).await,
+            _ => status(
+                StatusCode::NOT_FOUND,
+                "POST a BITS notification, or GET /ledger",
+            ),
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        point: FaultPoint,
+        conn: u64,
+        session: Option<&str>,
+        file: Option<&str>,
+    ) -> Option<u16> {
+        let ctx = FaultCtx {
+            point,
+            actor: &self.cfg.name,
+            conn,
+            packet: None,
+            session,
+            file,
+        };
+        match self.probe.fault(&ctx) {
+            Verdict::Continue => None,
+            Verdict::Delay(d) => {
+                tokio::time::sleep(d).await;
+                None
+            }
+            Verdict::Fail(status) => Some(status),
+        }
+    }
+
+    async fn notification(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        conn: u64,
+        peer: &str,
+    ) -> Response<Body> {
+        let text = |name: &http::HeaderName| header_text(&parts.headers, name);
+        let Some(original) = text(&header::ORIGINAL_REQUEST_URL) else {
+            transport::server::drain_body(body, self.cfg.max_body).await;
+            return status(StatusCode::BAD_REQUEST, "missing BITS-Original-Request-URL");
+        };
+        let file = file_of(original);
+        let by_reference = text(&header::REQUEST_DATAFILE_NAME);
+        let session = text(&header::X_SESSION_ID)
+            .map(str::to_owned)
+            .or_else(|| by_reference.and_then(session_from_path));
+        let node = text(&header::X_NODE).unwrap_or(peer).to_owned();
+        if let Some(code) = self
+            .checkpoint(
+                FaultPoint::NotificationReceived,
+                conn,
+                session.as_deref(),
+                Some(&file),
+            )
+            .await
+        {
+            transport::server::drain_body(body, self.cfg.max_body).await;
+            return status(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "fault injected",
+            );
+        }
+
+        // The bytes: in the body (by value) or in the file the node names (by reference).
+        let data: Vec<Bytes> = match by_reference {
+            None => match transport::server::read_body(body, self.cfg.max_body).await {
+                Ok(d) => d,
+                Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("body: {e:?}")),
+            },
+            Some(path) => {
+                transport::server::drain_body(body, self.cfg.max_body).await;
+                match self.files.read(path) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(app = %self.cfg.name, path, error = %e, "cannot read the uploaded file");
+                        return status(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot read BITS-Request-DataFile-Name",
+                        );
+                    }
+                }
+            }
+        };
+        let len: u64 = data.iter().map(|d| d.len() as u64).sum();
+        let hash = txid::hash_chunks(data.iter().map(|d| d.as_ref()));
+        let (txid, verification) = verify(&data, len);
+        let delivery = self.ledger.record(ledger::NewDelivery {
+            at_ms: self.clock.now_ms(),
+            file: file.clone(),
+            txid: txid.clone(),
+            node: node.clone(),
+            session: session.clone(),
+            len,
+            hash,
+            verification,
+        });
+        tracing::info!(app = %self.cfg.name, file = %file, node = %node, txid = txid.as_deref().unwrap_or(""),
+            effect = delivery.effect, seq = delivery.seq, "delivery");
+        self.probe.event(Event::Delivered {
+            file: file.clone(),
+            txid,
+            node,
+            session: session.clone(),
+            len,
+            hash,
+            effect: delivery.effect,
+        });
+        if let Some(code) = self
+            .checkpoint(
+                FaultPoint::EffectRecorded,
+                conn,
+                session.as_deref(),
+                Some(&file),
+            )
+            .await
+        {
+            return status(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "fault injected",
+            );
+        }
+
+        let mut resp = Response::new(Body::empty());
+        if let Some(url) = &self.cfg.static_reply_url {
+            resp.headers_mut()
+                .insert(header::STATIC_RESPONSE_URL, value(url));
+        } else if self.cfg.reply {
+            let reply = serde_json::to_vec(&Reply {
+                file: &file,
+                txid: delivery.txid.as_deref(),
+                len,
+                xxh3: format!("{hash:016x}"),
+                delivery: delivery.seq,
+                effect: delivery.effect,
+            })
+            .unwrap_or_default();
+            match text(&header::RESPONSE_DATAFILE_NAME) {
+                Some(path) if by_reference.is_some() => {
+                    if let Err(e) = self.files.write(path, Bytes::from(reply)) {
+                        tracing::warn!(app = %self.cfg.name, path, error = %e, "cannot write the reply file");
+                        return status(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot write BITS-Response-DataFile-Name",
+                        );
+                    }
+                }
+                _ => *resp.body_mut() = Body::from(reply),
+            }
+        }
+        if self.cfg.copy_to_destination {
+            resp.headers_mut().insert(
+                header::COPY_FILE_TO_DESTINATION,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        let len = resp.body().len();
+        resp.headers_mut()
+            .insert(h::CONTENT_LENGTH, http::HeaderValue::from(len));
+        resp
+    }
+}
+
+/// The reply an upload-reply job downloads.
+#[derive(Serialize)]
+struct Reply<'a> {
+    file: &'a str,
+    txid: Option<&'a str>,
+    len: u64,
+    xxh3: String,
+    delivery: u64,
+    effect: bool,
+}
+
+/// Reads the transaction-id envelope and checks the payload against it.
+fn verify(data: &[Bytes], len: u64) -> (Option<String>, Verification) {
+    let mut head = Vec::with_capacity(txid::MAX_HEADER_LEN);
+    for d in data {
+        let want = txid::MAX_HEADER_LEN - head.len();
+        head.extend_from_slice(&d[..d.len().min(want)]);
+        if head.len() == txid::MAX_HEADER_LEN {
+            break;
+        }
+    }
+    match txid::parse(&head) {
+        txid::Parsed::Plain => (None, Verification::Plain),
+        txid::Parsed::Malformed => (None, Verification::Malformed),
+        txid::Parsed::Envelope(e) => {
+            let payload_len = len - e.header_len as u64;
+            let mut skip = e.header_len;
+            let payload = data.iter().filter_map(|d| {
+                if skip >= d.len() {
+                    skip -= d.len();
+                    None
+                } else {
+                    let s = &d[skip..];
+                    skip = 0;
+                    Some(s)
+                }
+            });
+            let ok = payload_len == e.payload_len && txid::hash_chunks(payload) == e.payload_hash;
+            (
+                Some(e.txid),
+                if ok {
+                    Verification::Verified
+                } else {
+                    Verification::Mismatch
+                },
+            )
+        }
+    }
+}
+
+/// The decoded URL path of a job's remote name: the file's identity, as the node computes it.
+pub fn file_of(original_url: &str) -> String {
+    let path = match transport::url::parse(original_url) {
+        Ok(t) => t.path_and_query,
+        Err(_) => original_url.to_owned(),
+    };
+    let path = path.split('?').next().unwrap_or("/");
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The session id in a by-reference path (`.../BITS-Sessions/{id}/request`).
+fn session_from_path(path: &str) -> Option<String> {
+    let mut parts = path.rsplit(['/', '\\']);
+    let _file = parts.next()?;
+    let id = parts.next()?;
+    (id.starts_with('{') && id.ends_with('}')).then(|| id.to_owned())
+}
+
+fn header_text<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn status(code: StatusCode, why: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(format!("{why}\n")));
+    *resp.status_mut() = code;
+    resp
+}
+
+fn value(s: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(s).unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_enveloped_data_across_chunks() {
+        let payload = b"0123456789abcdef";
+        let mut data = txid::header("t-1", payload);
+        data.extend_from_slice(payload);
+        let whole = Bytes::from(data);
+        let chunks = vec![whole.slice(..5), whole.slice(5..40), whole.slice(40..)];
+        assert_eq!(
+            verify(&chunks, whole.len() as u64),
+            (Some("t-1".into()), Verification::Verified)
+        );
+        let mut bad = whole.to_vec();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            verify(&[Bytes::from(bad)], whole.len() as u64).1,
+            Verification::Mismatch
+        );
+        assert_eq!(
+            verify(&[Bytes::from_static(b"plain")], 5),
+            (None, Verification::Plain)
+        );
+    }
+
+    #[test]
+    fn file_and_session_from_headers() {
+        assert_eq!(file_of("http://farm/up/a%20b.bin?x=1"), "/up/a b.bin");
+        assert_eq!(
+            session_from_path("/srv/BITS-Sessions/{AB}/request"),
+            Some("{AB}".into())
+        );
+        assert_eq!(
+            session_from_path(r"C:\v\BITS-Sessions\{AB}\request"),
+            Some("{AB}".into())
+        );
+        assert_eq!(session_from_path("/x/request"), None);
+    }
+}

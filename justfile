@@ -1,0 +1,29 @@
+# bitsfarm recipes. `just --list` is the menu; the logic lives in the bitsfarm binary.
+
+# Show the recipes.
+default:
+    @just --list
+
+# Run one BITS node and the server application on real sockets.
+serve *ARGS:
+    cargo run --release -- serve {{ARGS}}
+
+# Upload one file with bitsfarm's BITS client.
+upload FILE URL *ARGS:
+    cargo run --release -- upload {{FILE}} {{URL}} {{ARGS}}
+
+# Run the whole test suite (what CI runs).
+test:
+    cargo test --workspace --profile ci --locked
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lint the code (warnings are errors).
+lint:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Everything CI runs.
+ci:
+    bash .ci/run
