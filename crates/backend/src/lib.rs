@@ -177,7 +177,7 @@ impl Backend {
             transport::server::drain_body(body, self.cfg.max_body).await;
             return status(StatusCode::BAD_REQUEST, "missing BITS-Original-Request-URL");
         };
-        let file = file_of(original);
+        let file = transport::url::file_path(original);
         let by_reference = text(&header::REQUEST_DATAFILE_NAME);
         let session = text(&header::X_SESSION_ID)
             .map(str::to_owned)
@@ -348,18 +348,6 @@ fn verify(data: &[Bytes], len: u64) -> (Option<String>, Verification) {
     }
 }
 
-/// The decoded URL path of a job's remote name: the file's identity, as the node computes it.
-pub fn file_of(original_url: &str) -> String {
-    let path = match transport::url::parse(original_url) {
-        Ok(t) => t.path_and_query,
-        Err(_) => original_url.to_owned(),
-    };
-    let path = path.split('?').next().unwrap_or("/");
-    percent_encoding::percent_decode_str(path)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// The session id in a by-reference path (`.../BITS-Sessions/{id}/request`).
 fn session_from_path(path: &str) -> Option<String> {
     let mut parts = path.rsplit(['/', '\\']);
@@ -411,7 +399,6 @@ mod tests {
 
     #[test]
     fn file_and_session_from_headers() {
-        assert_eq!(file_of("http://farm/up/a%20b.bin?x=1"), "/up/a b.bin");
         assert_eq!(
             session_from_path("/srv/BITS-Sessions/{AB}/request"),
             Some("{AB}".into())

@@ -15,7 +15,7 @@ pub mod event;
 pub mod fault;
 
 pub use clock::Clock;
-pub use event::Event;
+pub use event::{Event, JobState};
 pub use fault::{FaultCtx, FaultPoint, Verdict};
 
 use std::sync::Arc;

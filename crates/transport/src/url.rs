@@ -58,6 +58,20 @@ pub fn parse(url: &str) -> Result<Target, UrlError> {
     })
 }
 
+/// The decoded path of a URL without its query (`http://h/up/a%20b?x` → `/up/a b`): how every
+/// bitsfarm actor names the file an upload is for. Falls back to the raw text when `url` is not
+/// an absolute `http://` URL.
+pub fn file_path(url: &str) -> String {
+    let pq = match parse(url) {
+        Ok(t) => t.path_and_query,
+        Err(_) => url.to_owned(),
+    };
+    let path = pq.split('?').next().unwrap_or("/");
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Replaces the host of `authority` by `host_id`, as a BITS client does with `BITS-Host-Id`:
 /// a Host-Id with its own port replaces the whole authority; one without keeps the original
 /// port.
@@ -99,6 +113,12 @@ mod tests {
         assert_eq!(parse("/relative"), Err(UrlError::Syntax));
         assert_eq!(parse("not a url"), Err(UrlError::Syntax));
         assert_eq!(parse("http://user@farm/x"), Err(UrlError::NoHost));
+    }
+
+    #[test]
+    fn file_paths_are_decoded_without_query() {
+        assert_eq!(file_path("http://farm/up/a%20b.bin?x=1"), "/up/a b.bin");
+        assert_eq!(file_path("http://farm"), "/");
     }
 
     #[test]

@@ -1,0 +1,894 @@
+//! The job engine: one upload job from Create-Session to Close-Session, with Windows BITS'
+//! states, recovery rules, Host-Id handling and timers.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use probe::{Clock, Event, JobState, SharedProbe};
+use protocol::{Ack, ByteRange, Packet, PacketType, header, packet::Fragment, txid};
+use rand::Rng as _;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tokio::{sync::watch, time::Instant};
+use transport::{Body, Connect, HttpConn};
+
+use crate::{
+    classify::{Reaction, reaction, status_is_transient},
+    config::{ConfigError, Growth, JobConfig, JobKind},
+};
+
+/// What a job is given rather than reaching for itself.
+pub struct Env {
+    /// How the job opens connections.
+    pub connector: Arc<dyn Connect>,
+    /// Events.
+    pub probe: SharedProbe,
+    /// The transaction id is drawn from this generator.
+    pub rng: ChaCha8Rng,
+    /// Timestamps in the job's history.
+    pub clock: Clock,
+}
+
+/// The job's progress, as the owner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Current state.
+    pub state: JobState,
+    /// Bytes the server acknowledged in the current session.
+    pub acknowledged: u64,
+    /// Bytes to upload.
+    pub total: u64,
+}
+
+/// The owner's handle on a running job.
+#[derive(Clone)]
+pub struct JobControl {
+    progress: watch::Receiver<Progress>,
+    cancel: Arc<watch::Sender<bool>>,
+}
+
+impl JobControl {
+    /// Cancels the job: it sends Cancel-Session and ends in the cancelled state.
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// A receiver of progress updates.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+}
+
+/// One step of the job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// When the attempt started, milliseconds on the job's clock.
+    pub at_ms: u64,
+    /// Where it went.
+    pub target: String,
+    /// How it ended.
+    pub outcome: String,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    /// Job name.
+    pub name: String,
+    /// The upload's URL path (its identity in the ledger).
+    pub file: String,
+    /// Final state: acknowledged, error or cancelled.
+    pub state: JobState,
+    /// Why the job failed, if it did.
+    pub error: Option<String>,
+    /// Bytes uploaded (with the transaction-id envelope, if any).
+    pub total: u64,
+    /// xxh3-64 of the uploaded bytes, to compare with what the application received.
+    pub hash: u64,
+    /// Transaction id, when the job used one.
+    pub txid: Option<String>,
+    /// Whether the final fragment's success Ack reached the client: the file counts as
+    /// delivered from the client's side.
+    pub final_acked: bool,
+    /// Bytes the server acknowledged in the last session.
+    pub acknowledged: u64,
+    /// Times the server lost the session and the upload started over from byte 0.
+    pub restarts: u32,
+    /// Attempts (the first try and every retry after a transient error).
+    pub attempts: u32,
+    /// Transient errors.
+    pub transient_errors: u32,
+    /// Times the Host-Id fallback timer expired and the job returned to the original address.
+    pub host_fallbacks: u32,
+    /// Fragment bytes sent, re-sent ones included.
+    pub bytes_sent: u64,
+    /// Sessions the job created, in order.
+    pub sessions: Vec<String>,
+    /// Whether Close-Session was acknowledged (or the session was already gone).
+    pub closed: bool,
+    /// When the final fragment was acknowledged, milliseconds on the job's clock.
+    pub transferred_ms: Option<u64>,
+    /// When the job ended.
+    pub finished_ms: u64,
+    /// The reply of an upload-reply job.
+    #[serde(skip)]
+    pub reply: Option<Bytes>,
+    /// Every attempt.
+    pub history: Vec<Attempt>,
+}
+
+impl JobReport {
+    /// Bytes sent beyond one copy of the upload.
+    pub fn bytes_resent(&self) -> u64 {
+        self.bytes_sent.saturating_sub(self.total)
+    }
+}
+
+/// A job ready to run.
+pub struct Job {
+    cfg: JobConfig,
+    entity: Bytes,
+    txid: Option<String>,
+    origin: String,
+    path: String,
+    file: String,
+    env: Env,
+    progress: watch::Sender<Progress>,
+    cancel: watch::Receiver<bool>,
+    control: JobControl,
+}
+
+impl Job {
+    /// A job uploading `payload` (wrapped in the transaction-id envelope if configured).
+    pub fn new(cfg: JobConfig, payload: Bytes, mut env: Env) -> Result<Job, ConfigError> {
+        cfg.validate()?;
+        let target = transport::url::parse(&cfg.url).expect("validated");
+        let (entity, txid) = if cfg.transaction_id {
+            let id = format!("{:016x}{:016x}", env.rng.next_u64(), env.rng.next_u64());
+            let mut data = txid::header(&id, &payload);
+            data.extend_from_slice(&payload);
+            (Bytes::from(data), Some(id))
+        } else {
+            (payload, None)
+        };
+        let total = entity.len() as u64;
+        let (progress, progress_rx) = watch::channel(Progress {
+            state: JobState::Queued,
+            acknowledged: 0,
+            total,
+        });
+        let (cancel_tx, cancel) = watch::channel(false);
+        let control = JobControl {
+            progress: progress_rx,
+            cancel: Arc::new(cancel_tx),
+        };
+        Ok(Job {
+            file: transport::url::file_path(&cfg.url),
+            origin: target.authority,
+            path: target.path_and_query,
+            cfg,
+            entity,
+            txid,
+            env,
+            progress,
+            cancel,
+            control,
+        })
+    }
+
+    /// The owner's handle (progress, cancel).
+    pub fn control(&self) -> JobControl {
+        self.control.clone()
+    }
+
+    /// The bytes the job uploads.
+    pub fn entity(&self) -> &Bytes {
+        &self.entity
+    }
+
+    /// Runs the job to its end.
+    pub async fn run(self) -> JobReport {
+        let mut cancel = self.cancel.clone();
+        let mut engine = Engine::new(&self);
+        engine.set_state(JobState::Connecting);
+        loop {
+            let attempt = async {
+                engine.attempts += 1;
+                let at_ms = engine.job.env.clock.now_ms();
+                let target = engine.target.clone();
+                let result = engine.advance().await;
+                let outcome = match &result {
+                    Ok(()) => "acknowledged".to_owned(),
+                    Err(f) => f.to_string(),
+                };
+                engine.history.push(Attempt {
+                    at_ms,
+                    target,
+                    outcome,
+                });
+                result
+            };
+            let result = tokio::select! {
+                biased;
+                _ = cancel.wait_for(|c| *c) => Err(Failure::Cancelled),
+                r = attempt => r,
+            };
+            let failure = match result {
+                Ok(()) => break,
+                Err(f) => f,
+            };
+            match failure {
+                Failure::Cancelled => {
+                    engine.cancel_session().await;
+                    engine.set_state(JobState::Cancelled);
+                    break;
+                }
+                Failure::Fatal(why) => {
+                    engine.fail(why);
+                    break;
+                }
+                Failure::Transient(why) => {
+                    let waited = tokio::select! {
+                        biased;
+                        _ = cancel.wait_for(|c| *c) => Err(None),
+                        r = engine.wait_for_retry(&why) => r.map_err(Some),
+                    };
+                    match waited {
+                        Ok(()) => {}
+                        Err(None) => {
+                            engine.cancel_session().await;
+                            engine.set_state(JobState::Cancelled);
+                            break;
+                        }
+                        Err(Some(stop)) => {
+                            if engine.final_acked && engine.reply_done() {
+                                // Only Close-Session kept failing: the file is delivered.
+                                engine.set_state(JobState::Acknowledged);
+                            } else {
+                                engine.fail(stop);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        engine.report()
+    }
+}
+
+/// Why an attempt stopped.
+#[derive(Debug)]
+enum Failure {
+    /// Retry after the retry delay.
+    Transient(String),
+    /// Give up.
+    Fatal(String),
+    /// The owner cancelled.
+    Cancelled,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transient(w) => write!(f, "transient error: {w}"),
+            Failure::Fatal(w) => write!(f, "fatal error: {w}"),
+            Failure::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// The Host-Id fallback timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// Not running.
+    Idle,
+    /// Running; `None` is infinite (no `BITS-Host-Id-Fallback-Timeout` was sent).
+    Running(Option<Instant>),
+}
+
+struct Engine<'j> {
+    job: &'j Job,
+    state: JobState,
+    target: String,
+    session: Option<String>,
+    host_id: Option<String>,
+    fallback_timeout: Option<Duration>,
+    fallback: Fallback,
+    need_ping: bool,
+    offset: u64,
+    acknowledged: u64,
+    fragment_size: u64,
+    final_acked: bool,
+    reply_url: Option<String>,
+    reply: Option<Bytes>,
+    conn: Option<(String, HttpConn)>,
+    first_error: Option<Instant>,
+    consecutive_errors: u32,
+    // Report.
+    error: Option<String>,
+    restarts: u32,
+    attempts: u32,
+    transient_errors: u32,
+    host_fallbacks: u32,
+    bytes_sent: u64,
+    sessions: Vec<String>,
+    closed: bool,
+    transferred_ms: Option<u64>,
+    history: Vec<Attempt>,
+}
+
+impl<'j> Engine<'j> {
+    fn new(job: &'j Job) -> Engine<'j> {
+        Engine {
+            job,
+            state: JobState::Queued,
+            target: job.origin.clone(),
+            session: None,
+            host_id: None,
+            fallback_timeout: None,
+            fallback: Fallback::Idle,
+            need_ping: false,
+            offset: 0,
+            acknowledged: 0,
+            fragment_size: job.cfg.fragment_size,
+            final_acked: false,
+            reply_url: None,
+            reply: None,
+            conn: None,
+            first_error: None,
+            consecutive_errors: 0,
+            error: None,
+            restarts: 0,
+            attempts: 0,
+            transient_errors: 0,
+            host_fallbacks: 0,
+            bytes_sent: 0,
+            sessions: Vec::new(),
+            closed: false,
+            transferred_ms: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.job.entity.len() as u64
+    }
+
+    fn event(&self, e: Event) {
+        self.job.env.probe.event(e);
+    }
+
+    fn set_state(&mut self, state: JobState) {
+        if self.state == state {
+            return;
+        }
+        self.state = state;
+        tracing::info!(job = %self.job.cfg.name, state = state.name(), target = %self.target, "job state");
+        self.event(Event::JobState {
+            job: self.job.cfg.name.clone(),
+            file: self.job.file.clone(),
+            state,
+        });
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.job.progress.send_replace(Progress {
+            state: self.state,
+            acknowledged: self.acknowledged,
+            total: self.total(),
+        });
+    }
+
+    fn fail(&mut self, why: String) {
+        tracing::warn!(job = %self.job.cfg.name, error = %why, "job failed");
+        self.error = Some(why);
+        self.set_state(JobState::Error);
+    }
+
+    fn reply_done(&self) -> bool {
+        self.job.cfg.kind == JobKind::Upload || self.reply.is_some()
+    }
+
+    /// Does what is left of the job: upload, reply download, Close-Session.
+    async fn advance(&mut self) -> Result<(), Failure> {
+        if !self.final_acked {
+            self.upload().await?;
+        }
+        if !self.reply_done() {
+            self.download_reply().await?;
+        }
+        self.set_state(JobState::Transferred);
+        self.close_session().await?;
+        self.set_state(JobState::Acknowledged);
+        Ok(())
+    }
+
+    /// Create-Session (if needed), Ping to the Host-Id, then fragments until the final Ack.
+    async fn upload(&mut self) -> Result<(), Failure> {
+        'session: loop {
+            if self.session.is_none() {
+                self.set_state(JobState::Connecting);
+                self.create_session().await?;
+            }
+            if self.need_ping {
+                let ack = self.send(Packet::Ping, Bytes::new()).await?;
+                if !ack.is_success() {
+                    return Err(self.react(&ack, PacketType::Ping));
+                }
+                self.need_ping = false;
+            }
+            self.set_state(JobState::Transferring);
+            loop {
+                let total = self.total();
+                // When the server holds every byte but the final Ack was lost, the last
+                // fragment is sent again: its Ack is what completes the upload.
+                let (start, end) = if self.offset < total {
+                    (self.offset, (self.offset + self.fragment_size).min(total))
+                } else {
+                    (total.saturating_sub(self.fragment_size.min(total)), total)
+                };
+                let range = ByteRange::new(start, end, total).expect("start < end <= total");
+                let fragment = Fragment {
+                    session_id: self.session.clone().expect("session exists"),
+                    range,
+                    content_name: if start == 0 {
+                        self.job.cfg.content_name.clone()
+                    } else {
+                        None
+                    },
+                };
+                let body = self.job.entity.slice(start as usize..end as usize);
+                // Counted when sent: a fragment whose Ack is lost was still transmitted.
+                self.bytes_sent += end - start;
+                let ack = self.send(Packet::Fragment(fragment), body).await?;
+                if ack.is_success() || ack.status == 416 {
+                    let Some(received) = ack.received else {
+                        return Err(Failure::Fatal(
+                            "Fragment Ack without BITS-Received-Content-Range".into(),
+                        ));
+                    };
+                    if received > total {
+                        return Err(Failure::Fatal(format!(
+                            "server claims {received} bytes of a {total}-byte upload"
+                        )));
+                    }
+                    self.progress(received);
+                    self.offset = received;
+                    if ack.is_success() && end == total && received == total {
+                        self.final_acked = true;
+                        self.reply_url = ack.reply_url.clone();
+                        self.transferred_ms = Some(self.job.env.clock.now_ms());
+                        if self.job.cfg.kind == JobKind::UploadReply && self.reply_url.is_none() {
+                            return Err(Failure::Fatal(
+                                "upload-reply final Ack without BITS-Reply-URL".into(),
+                            ));
+                        }
+                        return Ok(());
+                    }
+                    continue;
+                }
+                match reaction(&ack) {
+                    Reaction::Restart => {
+                        self.restart();
+                        continue 'session;
+                    }
+                    Reaction::Shrink => {
+                        let floor = self.job.cfg.fragment_floor();
+                        if self.fragment_size <= floor {
+                            return Err(Failure::Fatal("413 at the smallest fragment size".into()));
+                        }
+                        self.fragment_size = (self.fragment_size / 2).max(floor);
+                        tracing::info!(job = %self.job.cfg.name, fragment_size = self.fragment_size, "413: smaller fragments");
+                    }
+                    Reaction::Transient => return Err(Failure::Transient(describe(&ack))),
+                    Reaction::Fatal => return Err(Failure::Fatal(describe(&ack))),
+                }
+            }
+        }
+    }
+
+    async fn create_session(&mut self) -> Result<(), Failure> {
+        let ack = self
+            .send(
+                Packet::CreateSession {
+                    protocols: vec![header::PROTOCOL_GUID.to_owned()],
+                },
+                Bytes::new(),
+            )
+            .await?;
+        if !ack.is_success() {
+            return Err(self.react(&ack, PacketType::CreateSession));
+        }
+        let Some(id) = ack.session_id.clone() else {
+            return Err(Failure::Fatal(
+                "Create-Session Ack without BITS-Session-Id".into(),
+            ));
+        };
+        if ack
+            .protocol
+            .as_deref()
+            .is_some_and(|p| !header::is_upload_protocol(p))
+        {
+            return Err(Failure::Fatal(format!(
+                "server chose an unknown protocol ({})",
+                protocol::HResult::PROTOCOL_MISMATCH
+            )));
+        }
+        tracing::info!(job = %self.job.cfg.name, session = %id, target = %self.target, "session created");
+        self.session = Some(id.clone());
+        self.sessions.push(id);
+        self.offset = 0;
+        self.acknowledged = 0;
+        if let Some(host) = ack.host_id.clone().filter(|h| !h.is_empty()) {
+            self.fallback_timeout = ack.host_id_fallback_timeout_s.map(Duration::from_secs);
+            self.event(Event::HostIdLearned {
+                job: self.job.cfg.name.clone(),
+                host_id: host.clone(),
+                fallback_timeout_s: ack.host_id_fallback_timeout_s,
+            });
+            self.target = transport::url::with_host(&self.job.origin, &host);
+            self.host_id = Some(host);
+            self.fallback = Fallback::Idle;
+            self.need_ping = true;
+        }
+        Ok(())
+    }
+
+    /// The server lost the session: start over from byte 0 with a new Create-Session (which
+    /// goes to the Host-Id if one is known).
+    fn restart(&mut self) {
+        let lost = self.session.take().unwrap_or_default();
+        self.restarts += 1;
+        tracing::info!(job = %self.job.cfg.name, session = %lost, acknowledged = self.acknowledged, "session not found: restarting from byte 0");
+        self.event(Event::UploadRestart {
+            job: self.job.cfg.name.clone(),
+            file: self.job.file.clone(),
+            session: lost,
+            acknowledged: self.acknowledged,
+        });
+        self.offset = 0;
+        self.acknowledged = 0;
+        self.publish();
+    }
+
+    fn progress(&mut self, received: u64) {
+        if received > self.acknowledged {
+            self.acknowledged = received;
+            self.first_error = None;
+            self.consecutive_errors = 0;
+            self.publish();
+        }
+    }
+
+    fn react(&mut self, ack: &Ack, packet: PacketType) -> Failure {
+        match reaction(ack) {
+            Reaction::Fatal | Reaction::Shrink => {
+                Failure::Fatal(format!("{packet}: {}", describe(ack)))
+            }
+            // A lost session outside a fragment (Ping after Create-Session): retry later.
+            Reaction::Restart | Reaction::Transient => {
+                Failure::Transient(format!("{packet}: {}", describe(ack)))
+            }
+        }
+    }
+
+    /// The reply of an upload-reply job, fetched with an ordinary GET.
+    async fn download_reply(&mut self) -> Result<(), Failure> {
+        let url = self.reply_url.clone().unwrap_or_default();
+        let target = transport::url::parse(&url)
+            .map_err(|e| Failure::Fatal(format!("BITS-Reply-URL {url:?}: {e}")))?;
+        let mut req = http::Request::new(Body::empty());
+        *req.uri_mut() = target
+            .path_and_query
+            .parse()
+            .map_err(|_| Failure::Fatal(format!("bad reply URL {url:?}")))?;
+        req.headers_mut()
+            .insert(http::header::HOST, header_value(&target.authority));
+        let timeouts = transport::client::Timeouts {
+            connect: Duration::from_secs(self.job.cfg.connect_timeout_s),
+            request: Duration::from_secs(self.job.cfg.request_timeout_s),
+        };
+        match transport::client::fetch(
+            self.job.env.connector.as_ref(),
+            &target.authority,
+            req,
+            timeouts,
+        )
+        .await
+        {
+            Ok(resp) if resp.status().is_success() => {
+                self.reply = Some(resp.into_body());
+                Ok(())
+            }
+            Ok(resp) => {
+                let s = resp.status().as_u16();
+                let why = format!(
+                    "reply download: HTTP {s} ({})",
+                    protocol::HResult::from_http_status(s)
+                );
+                Err(if status_is_transient(s) {
+                    Failure::Transient(why)
+                } else {
+                    Failure::Fatal(why)
+                })
+            }
+            Err(e) => Err(Failure::Transient(format!("reply download: {e}"))),
+        }
+    }
+
+    /// Close-Session: resent on 5xx unless the session is already gone; never on 1xx–4xx.
+    async fn close_session(&mut self) -> Result<(), Failure> {
+        let Some(id) = self.session.clone() else {
+            return Ok(());
+        };
+        let ack = self
+            .send(Packet::CloseSession { session_id: id }, Bytes::new())
+            .await?;
+        if ack.is_success() || ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) {
+            self.closed = true;
+        } else if (500..600).contains(&ack.status) {
+            return Err(Failure::Transient(format!(
+                "Close-Session: {}",
+                describe(&ack)
+            )));
+        } else {
+            tracing::warn!(job = %self.job.cfg.name, status = ack.status, "Close-Session refused; not resent");
+        }
+        self.session = None;
+        self.conn = None;
+        Ok(())
+    }
+
+    /// Cancel-Session, resent on 5xx unless the session is gone, while the no-progress timeout
+    /// allows.
+    async fn cancel_session(&mut self) {
+        let Some(id) = self.session.take() else {
+            return;
+        };
+        let started = Instant::now();
+        loop {
+            match self
+                .send(
+                    Packet::CancelSession {
+                        session_id: id.clone(),
+                    },
+                    Bytes::new(),
+                )
+                .await
+            {
+                Ok(ack) if !(500..600).contains(&ack.status) => return,
+                Ok(ack) if ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) => return,
+                _ => {}
+            }
+            let delay = Duration::from_secs(self.job.cfg.effective_retry_delay_s());
+            if started.elapsed() + delay > Duration::from_secs(self.job.cfg.no_progress_timeout_s) {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// After a transient error: start the Host-Id fallback timer if needed, wait the retry
+    /// delay, fall back to the original address if the timer expired. `Err` when the job must
+    /// give up (no-progress timeout).
+    async fn wait_for_retry(&mut self, why: &str) -> Result<(), String> {
+        self.transient_errors += 1;
+        self.consecutive_errors += 1;
+        self.conn = None;
+        if !self.final_acked || !self.reply_done() {
+            self.set_state(JobState::TransientError);
+        }
+        tracing::info!(job = %self.job.cfg.name, error = why, "transient error");
+        let npt = Duration::from_secs(self.job.cfg.no_progress_timeout_s);
+        if npt.is_zero() {
+            return Err(format!("{why} (no-progress timeout is 0: no retries)"));
+        }
+        let now = Instant::now();
+        let first = *self.first_error.get_or_insert(now);
+        if self.host_id.is_some() && self.fallback == Fallback::Idle {
+            self.fallback = Fallback::Running(self.fallback_timeout.map(|t| now + t));
+        }
+        let delay = self.retry_delay();
+        if delay > npt {
+            return Err(format!(
+                "{why} (retry delay exceeds the no-progress timeout)"
+            ));
+        }
+        let give_up = first + npt;
+        if now + delay > give_up {
+            tokio::time::sleep_until(give_up).await;
+            return Err(format!("{why} (no progress for {} s)", npt.as_secs()));
+        }
+        let next = match self.fallback {
+            Fallback::Running(Some(t)) if now + delay >= t => self.job.origin.clone(),
+            _ => self.target.clone(),
+        };
+        self.event(Event::RetryScheduled {
+            job: self.job.cfg.name.clone(),
+            delay_ms: delay.as_millis() as u64,
+            target: next,
+        });
+        tokio::time::sleep(delay).await;
+        if let Fallback::Running(Some(t)) = self.fallback
+            && Instant::now() >= t
+        {
+            let from = self.host_id.take().unwrap_or_default();
+            self.host_fallbacks += 1;
+            tracing::info!(job = %self.job.cfg.name, from = %from, to = %self.job.origin, "Host-Id fallback timer expired");
+            self.event(Event::HostFallback {
+                job: self.job.cfg.name.clone(),
+                from,
+                to: self.job.origin.clone(),
+            });
+            self.target = self.job.origin.clone();
+            self.fallback = Fallback::Idle;
+            self.need_ping = false;
+        }
+        if !self.final_acked {
+            self.set_state(JobState::Connecting);
+        }
+        Ok(())
+    }
+
+    fn retry_delay(&self) -> Duration {
+        let min = self.job.cfg.effective_retry_delay_s();
+        let secs = match self.job.cfg.retry_growth {
+            Growth::Fixed => min,
+            Growth::Doubling { max_delay_s } => {
+                let shift = self.consecutive_errors.saturating_sub(1).min(32);
+                min.saturating_mul(1u64 << shift).min(max_delay_s.max(min))
+            }
+        };
+        Duration::from_secs(secs)
+    }
+
+    /// Sends one packet to the current target and reads its Ack.
+    async fn send(&mut self, packet: Packet, body: Bytes) -> Result<Ack, Failure> {
+        let kind = packet.packet_type();
+        let target = self.target.clone();
+        let job = self.job;
+        let conn = self.connection(&target, kind).await?;
+        let mut req = packet
+            .to_request(job.path.parse().expect("validated URL path"))
+            .map(|()| Body::from(body));
+        req.headers_mut()
+            .insert(http::header::HOST, header_value(&target));
+        let timeout = Duration::from_secs(job.cfg.request_timeout_s);
+        let resp = match conn.send(req, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.conn = None;
+                tracing::info!(job = %job.cfg.name, packet = %kind, target = %target, error = %e, "request failed");
+                self.event(Event::ClientFailure {
+                    job: job.cfg.name.clone(),
+                    target,
+                    packet: kind,
+                    error: e.to_string(),
+                });
+                return Err(Failure::Transient(format!(
+                    "{kind} to {}: {e}",
+                    self.target
+                )));
+            }
+        };
+        let status = resp.status().as_u16();
+        if resp
+            .headers()
+            .get(http::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+        {
+            self.conn = None;
+        }
+        match Ack::parse(resp.status(), resp.headers()) {
+            Ok(ack) => {
+                tracing::debug!(job = %job.cfg.name, packet = %kind, status, received = ?ack.received, "ack");
+                self.event(Event::ClientAck {
+                    job: job.cfg.name.clone(),
+                    target,
+                    packet: kind,
+                    status,
+                    code: ack.code().map(|c| c.to_string()),
+                    received: ack.received,
+                });
+                Ok(ack)
+            }
+            Err(e) => {
+                // Not a BITS Ack: a proxy's error page, or IIS answering 404 for a directory
+                // without uploads. Judge it by its HTTP status.
+                let why = format!(
+                    "{kind} to {target}: HTTP {status} without a BITS Ack ({e}; {})",
+                    protocol::HResult::from_http_status(status)
+                );
+                self.event(Event::ClientFailure {
+                    job: job.cfg.name.clone(),
+                    target,
+                    packet: kind,
+                    error: why.clone(),
+                });
+                self.conn = None;
+                Err(
+                    if (200..300).contains(&status) || !status_is_transient(status) {
+                        Failure::Fatal(why)
+                    } else {
+                        Failure::Transient(why)
+                    },
+                )
+            }
+        }
+    }
+
+    /// The connection to `target`, reusing a kept-alive one when the peer has not closed it.
+    async fn connection(
+        &mut self,
+        target: &str,
+        kind: PacketType,
+    ) -> Result<&mut HttpConn, Failure> {
+        let reusable = match &mut self.conn {
+            Some((t, c)) if t == target => c.is_reusable().await,
+            _ => false,
+        };
+        if !reusable {
+            self.conn = None;
+            let timeout = Duration::from_secs(self.job.cfg.connect_timeout_s);
+            match HttpConn::open(self.job.env.connector.as_ref(), target, timeout).await {
+                Ok(c) => {
+                    // A connection to the Host-Id succeeded: the fallback timer resets.
+                    if self.host_id.is_some() {
+                        self.fallback = Fallback::Idle;
+                    }
+                    self.conn = Some((target.to_owned(), c));
+                }
+                Err(e) => {
+                    tracing::info!(job = %self.job.cfg.name, target, error = %e, "cannot connect");
+                    self.event(Event::ClientFailure {
+                        job: self.job.cfg.name.clone(),
+                        target: target.to_owned(),
+                        packet: kind,
+                        error: e.to_string(),
+                    });
+                    return Err(Failure::Transient(format!("{kind} to {target}: {e}")));
+                }
+            }
+        }
+        Ok(&mut self.conn.as_mut().expect("connection just ensured").1)
+    }
+
+    fn report(self) -> JobReport {
+        let total = self.total();
+        JobReport {
+            name: self.job.cfg.name.clone(),
+            file: self.job.file.clone(),
+            state: self.state,
+            error: self.error,
+            total,
+            hash: txid::hash(&self.job.entity),
+            txid: self.job.txid.clone(),
+            final_acked: self.final_acked,
+            acknowledged: self.acknowledged,
+            restarts: self.restarts,
+            attempts: self.attempts,
+            transient_errors: self.transient_errors,
+            host_fallbacks: self.host_fallbacks,
+            bytes_sent: self.bytes_sent,
+            sessions: self.sessions,
+            closed: self.closed,
+            transferred_ms: self.transferred_ms,
+            finished_ms: self.job.env.clock.now_ms(),
+            reply: self.reply,
+            history: self.history,
+        }
+    }
+}
+
+fn describe(ack: &Ack) -> String {
+    match ack.error {
+        Some(e) => format!("HTTP {} {} (context {})", ack.status, e.code, e.context),
+        None => format!("HTTP {}", ack.status),
+    }
+}
+
+fn header_value(s: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(s).unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
+}

@@ -1,0 +1,6 @@
+//! Client integration tests over real loopback TCP, on tokio's paused clock where timers matter.
+
+mod conformance;
+mod farm;
+mod property;
+mod support;
