@@ -3,6 +3,7 @@
 
 mod cmd;
 mod live;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ struct Cli {
 enum Command {
     /// Run one BITS server node and the server application on real sockets.
     Serve(cmd::serve::Args),
+    /// Upload one file with bitsfarm's BITS client (Windows' timers and recovery rules).
+    Upload(cmd::upload::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     init_tracing(cli.log_json);
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Upload(args) => cmd::upload::run(args),
     };
     match result {
         Ok(code) => code,
@@ -67,7 +71,7 @@ fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();

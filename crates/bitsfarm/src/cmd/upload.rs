@@ -1,0 +1,161 @@
+//! `bitsfarm upload`: one BITS upload job over real TCP, against bitsfarm's own `serve` or any
+//! BITS server (an IIS farm).
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use client::{Env, Job, JobConfig, JobKind, JobReport, JobState};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use transport::tcp::TcpConnect;
+
+use crate::{live, progress};
+
+/// Flags of `bitsfarm upload`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The job follows Windows BITS: transient errors are retried after the retry delay until the
+no-progress timeout; a BITS-Host-Id from the server is used for every later request and given up
+after its fallback timeout; a lost session restarts the upload from byte 0. Ctrl-C cancels the
+job (Cancel-Session). Exit 0 when the job is acknowledged, 1 when it ends in error or is
+cancelled, 2 on usage errors.")]
+pub struct Args {
+    /// The file to upload.
+    file: PathBuf,
+    /// The remote name: http://host[:port]/path (BITS only speaks to http:// here).
+    url: String,
+    /// Bytes per fragment.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    fragment_size: u64,
+    /// MinimumRetryDelay, seconds (Windows' default 600; floor 5).
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    retry_delay_s: u64,
+    /// NoProgressTimeout, seconds (Windows' default 14 days; 0: no retries).
+    #[arg(long, default_value_t = 1_209_600, value_name = "N")]
+    no_progress_timeout_s: u64,
+    /// Upload-reply job: download the application's reply before closing; printed to stdout.
+    #[arg(long)]
+    upload_reply: bool,
+    /// Put a transaction id in the data (bitsfarm's envelope) so the application can
+    /// deduplicate re-uploads.
+    #[arg(long)]
+    transaction_id: bool,
+    /// Seconds to wait for each response.
+    #[arg(long, default_value_t = 360, value_name = "N")]
+    request_timeout_s: u64,
+    /// Print the job's report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the job; the exit code says how it ended.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let payload = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let cfg = JobConfig {
+        name: "upload".into(),
+        url: args.url.clone(),
+        kind: if args.upload_reply {
+            JobKind::UploadReply
+        } else {
+            JobKind::Upload
+        },
+        fragment_size: args.fragment_size,
+        min_retry_delay_s: args.retry_delay_s,
+        no_progress_timeout_s: args.no_progress_timeout_s,
+        request_timeout_s: args.request_timeout_s,
+        content_name: args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        transaction_id: args.transaction_id,
+        ..JobConfig::default()
+    };
+    cfg.validate().context("invalid job settings")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async move {
+        let env = Env {
+            connector: Arc::new(TcpConnect),
+            probe: probe::none(),
+            rng: ChaCha8Rng::seed_from_u64(live::entropy_seed()),
+            clock: live::clock(),
+        };
+        let job =
+            Job::new(cfg, bytes::Bytes::from(payload), env).context("invalid job settings")?;
+        let control = job.control();
+        let bar = progress::add(ProgressBar::new(job.entity().len() as u64));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let mut watch = control.progress();
+        let b = bar.clone();
+        let updater = tokio::spawn(async move {
+            loop {
+                let p = *watch.borrow_and_update();
+                b.set_position(p.acknowledged);
+                b.set_message(p.state.name());
+                if p.state.is_final() || watch.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let ticker = bar.clone();
+        ticker.enable_steady_tick(Duration::from_millis(120));
+        let mut run = tokio::spawn(job.run());
+        let report = tokio::select! {
+            biased;
+            r = &mut run => r,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::warn!("Ctrl-C: cancelling the job (Cancel-Session)");
+                control.cancel();
+                run.await
+            }
+        }
+        .context("the job panicked")?;
+        updater.abort();
+        bar.finish_and_clear();
+        anyhow::Ok(report)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(reply) = &report.reply {
+        println!("{}", String::from_utf8_lossy(reply));
+    }
+    eprintln!("{}", summary(&report));
+    Ok(if report.state == JobState::Acknowledged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn summary(r: &JobReport) -> String {
+    let how = match r.state {
+        JobState::Acknowledged => "acknowledged".to_owned(),
+        JobState::Cancelled => "cancelled".to_owned(),
+        _ => format!("error: {}", r.error.as_deref().unwrap_or("unknown")),
+    };
+    let txid = r
+        .txid
+        .as_deref()
+        .map(|t| format!(", transaction id {t}"))
+        .unwrap_or_default();
+    format!(
+        "{} {how}: {} bytes, {} session(s), {} restart(s), {} attempt(s), {} transient error(s), {} Host-Id fallback(s), {} bytes re-sent{txid}",
+        r.file,
+        r.total,
+        r.sessions.len(),
+        r.restarts,
+        r.attempts,
+        r.transient_errors,
+        r.host_fallbacks,
+        r.bytes_resent(),
+    )
+}
