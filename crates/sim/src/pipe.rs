@@ -1,0 +1,427 @@
+//! An in-memory, bidirectional byte stream with per-link latency, a window per direction, and
+//! crash semantics.
+//!
+//! Each write becomes a chunk stamped with its delivery time, `max(now + latency, previous
+//! chunk's time)`, so bytes stay in order; a reader takes due chunks and otherwise sleeps
+//! (virtually) until the head chunk is due. A full window makes writers wait (backpressure).
+//!
+//! Crashes do not rely on `Drop` (tokio aborts tasks lazily): [`Pipe::sever`] breaks both ends
+//! at once. [`Break::Reset`] makes the peer's reads and writes fail (a killed host);
+//! [`Break::Silence`] makes reads wait forever and writes vanish (a power cut or partition: the
+//! peer learns only from its own timeout). A severed end's `Drop` sends nothing; an intact end's
+//! `Drop` is a close: the peer reads what was sent, then EOF.
+
+use std::{
+    collections::VecDeque,
+    future::Future as _,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
+
+/// How a severed pipe behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Break {
+    /// Reads and writes fail with `ConnectionReset`.
+    Reset,
+    /// Reads never complete; writes are accepted and discarded.
+    Silence,
+}
+
+struct Chunk {
+    due: Instant,
+    data: Vec<u8>,
+    read: usize,
+}
+
+#[derive(Default)]
+struct Direction {
+    chunks: VecDeque<Chunk>,
+    /// Bytes written and not yet read.
+    queued: usize,
+    /// The writer closed (shutdown or drop): EOF once drained.
+    closed: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+    /// Drained chunk buffers, reused by later writes.
+    spare: Vec<Vec<u8>>,
+}
+
+struct State {
+    /// `dirs[0]` carries bytes from end 0 to end 1, `dirs[1]` the other way.
+    dirs: [Direction; 2],
+    broken: Option<Break>,
+    latency: Duration,
+    window: usize,
+}
+
+impl State {
+    fn wake_all(&mut self) {
+        for d in &mut self.dirs {
+            if let Some(w) = d.reader.take() {
+                w.wake();
+            }
+            if let Some(w) = d.writer.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A handle on both ends' shared state, kept by the network to sever the pipe.
+#[derive(Clone)]
+pub struct Pipe {
+    state: Arc<Mutex<State>>,
+}
+
+impl Pipe {
+    /// A connected pair of ends: `(end 0, end 1)`.
+    pub fn pair(latency: Duration, window: usize) -> (Pipe, End, End) {
+        let state = Arc::new(Mutex::new(State {
+            dirs: [Direction::default(), Direction::default()],
+            broken: None,
+            latency,
+            window: window.max(1),
+        }));
+        let pipe = Pipe {
+            state: state.clone(),
+        };
+        let a = End {
+            state: state.clone(),
+            side: 0,
+            sleep: None,
+        };
+        let b = End {
+            state,
+            side: 1,
+            sleep: None,
+        };
+        (pipe, a, b)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Breaks the pipe now, discarding every byte not yet read. Idempotent; the first break
+    /// wins.
+    pub fn sever(&self, how: Break) {
+        let mut s = self.lock();
+        if s.broken.is_some() {
+            return;
+        }
+        s.broken = Some(how);
+        for d in &mut s.dirs {
+            d.chunks.clear();
+            d.queued = 0;
+        }
+        s.wake_all();
+    }
+
+    /// Whether the pipe still carries bytes: not severed, and not closed in both directions.
+    pub fn is_open(&self) -> bool {
+        let s = self.lock();
+        s.broken.is_none() && !(s.dirs[0].closed && s.dirs[1].closed)
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One end of a pipe: `AsyncRead + AsyncWrite`.
+pub struct End {
+    state: Arc<Mutex<State>>,
+    side: usize,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl AsyncRead for End {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            let mut s = lock(&this.state);
+            match s.broken {
+                Some(Break::Reset) => {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                }
+                // Nothing will ever arrive; the reader's own timeout ends the wait.
+                Some(Break::Silence) => return Poll::Pending,
+                None => {}
+            }
+            let now = Instant::now();
+            let from = 1 - this.side;
+            let dir = &mut s.dirs[from];
+            let Some(head) = dir.chunks.front() else {
+                if dir.closed {
+                    return Poll::Ready(Ok(()));
+                }
+                dir.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            };
+            if head.due > now {
+                let due = head.due;
+                // Severing or closing must still wake us while we sleep.
+                dir.reader = Some(cx.waker().clone());
+                drop(s);
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if sleep.deadline() != due {
+                    sleep.as_mut().reset(due);
+                }
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            // Copy every due chunk that fits.
+            let mut copied = 0;
+            while buf.remaining() > 0 {
+                let Some(c) = dir.chunks.front_mut() else {
+                    break;
+                };
+                if c.due > now {
+                    break;
+                }
+                let n = (c.data.len() - c.read).min(buf.remaining());
+                buf.put_slice(&c.data[c.read..c.read + n]);
+                c.read += n;
+                copied += n;
+                if c.read == c.data.len() {
+                    let mut spent = dir.chunks.pop_front().expect("front exists").data;
+                    if dir.spare.len() < 4 {
+                        spent.clear();
+                        dir.spare.push(spent);
+                    }
+                }
+            }
+            dir.queued -= copied;
+            if let Some(w) = dir.writer.take() {
+                w.wake();
+            }
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
+impl End {
+    fn push(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let mut s = lock(&self.state);
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        match s.broken {
+            Some(Break::Reset) => return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+            Some(Break::Silence) => return Poll::Ready(Ok(want)),
+            None => {}
+        }
+        if want == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let (latency, window) = (s.latency, s.window);
+        let side = self.side;
+        if s.dirs[1 - side].closed && s.dirs[side].closed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let dir = &mut s.dirs[side];
+        if dir.closed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let room = window.saturating_sub(dir.queued);
+        if room == 0 {
+            dir.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let take = want.min(room);
+        let mut data = dir.spare.pop().unwrap_or_default();
+        data.reserve(take);
+        let mut left = take;
+        for b in bufs {
+            let n = b.len().min(left);
+            data.extend_from_slice(&b[..n]);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let due = dir
+            .chunks
+            .back()
+            .map_or(now + latency, |c| c.due.max(now + latency));
+        dir.chunks.push_back(Chunk { due, data, read: 0 });
+        dir.queued += take;
+        if let Some(w) = dir.reader.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn close(&mut self) {
+        let mut s = lock(&self.state);
+        if s.broken.is_some() {
+            return;
+        }
+        let dir = &mut s.dirs[self.side];
+        dir.closed = true;
+        if let Some(w) = dir.reader.take() {
+            w.wake();
+        }
+        // A writer on the other side must learn that nobody reads any more.
+        if let Some(w) = s.dirs[1 - self.side].writer.take() {
+            w.wake();
+        }
+    }
+}
+
+impl AsyncWrite for End {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.push(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.push(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        // An orderly close; after a sever nothing is sent (no FIN from a crashed host).
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn eof_after_drain() {
+        rt().block_on(async {
+            let (_p, mut a, mut b) = Pipe::pair(Duration::ZERO, 1024);
+            a.write_all(b"hello").await.unwrap();
+            drop(a);
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello");
+        });
+    }
+
+    #[test]
+    fn fifo_under_latency_and_delivery_time() {
+        rt().block_on(async {
+            let (_p, mut a, mut b) = Pipe::pair(Duration::from_millis(10), 1 << 20);
+            let t0 = Instant::now();
+            a.write_all(b"one").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            a.write_all(b"two").await.unwrap();
+            let mut buf = [0u8; 3];
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!((&buf, t0.elapsed()), (b"one", Duration::from_millis(10)));
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!((&buf, t0.elapsed()), (b"two", Duration::from_millis(13)));
+        });
+    }
+
+    #[test]
+    fn backpressure_holds_writers_at_the_window() {
+        rt().block_on(async {
+            let (_p, mut a, mut b) = Pipe::pair(Duration::ZERO, 8);
+            assert_eq!(a.write(b"0123456789").await.unwrap(), 8);
+            let blocked = tokio::time::timeout(Duration::from_secs(1), a.write(b"x")).await;
+            assert!(blocked.is_err(), "a full window must block the writer");
+            let mut buf = [0u8; 4];
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!(a.write(b"xyz").await.unwrap(), 3);
+        });
+    }
+
+    #[test]
+    fn reset_discards_unread_bytes_and_fails_both_ends() {
+        rt().block_on(async {
+            let (p, mut a, mut b) = Pipe::pair(Duration::from_millis(5), 1024);
+            a.write_all(b"the ack").await.unwrap();
+            p.sever(Break::Reset);
+            let mut buf = [0u8; 16];
+            assert_eq!(
+                b.read(&mut buf).await.unwrap_err().kind(),
+                io::ErrorKind::ConnectionReset
+            );
+            assert_eq!(
+                a.write(b"x").await.unwrap_err().kind(),
+                io::ErrorKind::ConnectionReset
+            );
+            assert!(!p.is_open());
+        });
+    }
+
+    #[test]
+    fn silence_after_power_cut() {
+        rt().block_on(async {
+            let (p, mut a, mut b) = Pipe::pair(Duration::ZERO, 1024);
+            a.write_all(b"lost").await.unwrap();
+            p.sever(Break::Silence);
+            drop(a); // no FIN from a dead host
+            let mut buf = [0u8; 4];
+            let r = tokio::time::timeout(Duration::from_secs(3600), b.read(&mut buf)).await;
+            assert!(r.is_err(), "a power-cut peer is silent");
+            assert_eq!(b.write(b"into the void").await.unwrap(), 13);
+        });
+    }
+
+    #[test]
+    fn a_sleeping_reader_wakes_on_sever() {
+        rt().block_on(async {
+            let (p, mut a, mut b) = Pipe::pair(Duration::from_secs(10), 1024);
+            a.write_all(b"late").await.unwrap();
+            let reader = tokio::spawn(async move {
+                let mut buf = [0u8; 4];
+                b.read(&mut buf).await.map_err(|e| e.kind())
+            });
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            p.sever(Break::Reset);
+            assert_eq!(reader.await.unwrap(), Err(io::ErrorKind::ConnectionReset));
+        });
+    }
+}
