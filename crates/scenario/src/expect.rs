@@ -1,0 +1,134 @@
+//! Expectations: `metric = "<op> <number>"`, checked against a run's summary.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// `==`
+    #[serde(rename = "==")]
+    Eq,
+    /// `!=`
+    #[serde(rename = "!=")]
+    Ne,
+    /// `>=`
+    #[serde(rename = ">=")]
+    Ge,
+    /// `>`
+    #[serde(rename = ">")]
+    Gt,
+    /// `<=`
+    #[serde(rename = "<=")]
+    Le,
+    /// `<`
+    #[serde(rename = "<")]
+    Lt,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Ge => ">=",
+            Op::Gt => ">",
+            Op::Le => "<=",
+            Op::Lt => "<",
+        }
+    }
+}
+
+/// A parsed expectation: `op value`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Expr {
+    /// The comparison.
+    pub op: Op,
+    /// The number compared with.
+    pub value: f64,
+}
+
+impl Expr {
+    /// Reads `">= 1"`, `"== 0"`, `"< 2.5"`, or a bare number (`==`).
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let s = s.trim();
+        let ops = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+            ("=", Op::Eq),
+        ];
+        let (op, rest) = ops
+            .iter()
+            .find_map(|(t, op)| s.strip_prefix(t).map(|r| (*op, r)))
+            .unwrap_or((Op::Eq, s));
+        let value: f64 = rest
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not \"<op> <number>\" (ops: >=, >, <=, <, ==, !=)"))?;
+        if !value.is_finite() {
+            return Err(format!("{s:?}: the number must be finite"));
+        }
+        Ok(Expr { op, value })
+    }
+
+    /// Whether `actual` satisfies the expectation.
+    pub fn holds(&self, actual: f64) -> bool {
+        match self.op {
+            Op::Eq => actual == self.value,
+            Op::Ne => actual != self.value,
+            Op::Ge => actual >= self.value,
+            Op::Gt => actual > self.value,
+            Op::Le => actual <= self.value,
+            Op::Lt => actual < self.value,
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op.as_str(), self.value)
+    }
+}
+
+/// Metrics an expectation may name (run totals).
+pub const TOTALS: &[&str] = &[
+    "files",
+    "acknowledged",
+    "failed",
+    "deliveries",
+    "duplicate_deliveries",
+    "files_duplicated",
+    "effects",
+    "lost",
+    "corrupted",
+    "restarts",
+    "host_fallbacks",
+    "bytes_resent",
+    "virtual_time_s",
+];
+
+/// Metrics every file must satisfy.
+pub const PER_FILE: &[&str] = &["deliveries_per_file", "effects_per_file"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_evaluates() {
+        let e = Expr::parse(">= 1").unwrap();
+        assert!(e.holds(1.0) && e.holds(5.0) && !e.holds(0.0));
+        assert!(Expr::parse("0").unwrap().holds(0.0));
+        assert!(Expr::parse("!=0").unwrap().holds(2.0));
+        assert!(Expr::parse("< 2.5").unwrap().holds(2.0));
+        assert!(Expr::parse("=3").unwrap().holds(3.0));
+        assert!(Expr::parse("about 3").is_err());
+        assert!(Expr::parse(">= inf").is_err());
+        assert_eq!(Expr::parse(">=  1").unwrap().to_string(), ">= 1");
+    }
+}

@@ -1,0 +1,510 @@
+//! Reading scenario files: TOML syntax, unknown keys, and the checks serde cannot do, each
+//! reported as `file:line: key: what is wrong`.
+
+use std::{fmt, path::Path};
+
+use toml::de::{DeTable, DeValue};
+
+use crate::{
+    expect::{Expr, PER_FILE, TOTALS},
+    spec::{Action, ExpectValue, Scenario},
+};
+
+/// Why a scenario cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file (or `<name>` for an embedded scenario).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, dotted (`fault[2].status`), when known.
+    pub key: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A key path inside the document.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+    Name(String),
+}
+
+struct Problem {
+    path: Vec<Seg>,
+    message: String,
+}
+
+fn problem(path: Vec<Seg>, message: impl Into<String>) -> Problem {
+    Problem {
+        path,
+        message: message.into(),
+    }
+}
+
+/// Reads a scenario file.
+pub fn load_path(path: &Path) -> Result<Scenario, LoadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: file.clone(),
+        line: None,
+        key: None,
+        message: format!("cannot read the scenario: {e}"),
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    load_str(&text, &file, &stem)
+}
+
+/// Reads a scenario from text; `origin` names it in errors, `default_name` is used when the
+/// file sets no `name`.
+pub fn load_str(text: &str, origin: &str, default_name: &str) -> Result<Scenario, LoadError> {
+    let mut scenario: Scenario = toml::from_str(text).map_err(|e| LoadError {
+        file: origin.to_owned(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        key: None,
+        message: e.message().trim().to_owned(),
+    })?;
+    if scenario.name.is_empty() {
+        scenario.name = default_name.to_owned();
+    }
+    if let Some(p) = validate(&scenario).into_iter().next() {
+        let key = render(&p.path);
+        return Err(LoadError {
+            file: origin.to_owned(),
+            line: locate(text, &p.path),
+            key: Some(key),
+            message: p.message,
+        });
+    }
+    Ok(scenario)
+}
+
+fn render(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Name(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of the deepest part of `path` present in the document.
+fn locate(text: &str, path: &[Seg]) -> Option<usize> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = doc.get_ref();
+    let mut best: Option<usize> = None;
+    let mut pending_array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    for seg in path {
+        match seg {
+            Seg::Index(i) => {
+                let item = pending_array?.get(*i)?;
+                best = Some(item.span().start);
+                match item.get_ref() {
+                    DeValue::Table(t) => table = t,
+                    _ => return best.map(|o| line_of(text, o)),
+                }
+                pending_array = None;
+            }
+            Seg::Key(_) | Seg::Name(_) => {
+                let name = match seg {
+                    Seg::Key(k) => *k,
+                    Seg::Name(k) => k.as_str(),
+                    Seg::Index(_) => unreachable!(),
+                };
+                let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+                    break;
+                };
+                best = Some(k.span().start);
+                match v.get_ref() {
+                    DeValue::Table(t) => table = t,
+                    DeValue::Array(a) => pending_array = Some(a),
+                    _ => break,
+                }
+            }
+        }
+    }
+    best.map(|o| line_of(text, o))
+}
+
+fn node_names(s: &Scenario) -> Vec<String> {
+    (1..=s.farm.nodes).map(|i| format!("node-{i}")).collect()
+}
+
+fn validate(s: &Scenario) -> Vec<Problem> {
+    use Seg::{Index, Key};
+    let mut out = Vec::new();
+    let mut check = |ok: bool, path: Vec<Seg>, msg: &str| {
+        if !ok {
+            out.push(problem(path, msg));
+        }
+    };
+    check(
+        !s.name.is_empty()
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        vec![Key("name")],
+        "use letters, digits, - and _ only",
+    );
+    check(
+        s.deadline_days > 0.0 && s.deadline_days <= 3650.0,
+        vec![Key("deadline_days")],
+        "must be in (0, 3650]",
+    );
+    let f = &s.farm;
+    check(
+        (1..=64).contains(&f.nodes),
+        vec![Key("farm"), Key("nodes")],
+        "must be 1 to 64",
+    );
+    check(
+        !(f.upload_reply && f.notification == node::NotificationType::None),
+        vec![Key("farm"), Key("upload_reply")],
+        "upload-reply needs notification = \"by-reference\" or \"by-value\" (an application produces the reply)",
+    );
+    for (k, v) in [
+        ("app_deadline_s", f.app_deadline_s),
+        ("cleanup_interval_s", f.cleanup_interval_s),
+        ("idle_timeout_s", f.idle_timeout_s),
+    ] {
+        check(v > 0, vec![Key("farm"), Key(k)], "must be greater than 0");
+    }
+    let c = &s.clients;
+    check(
+        (1..=100_000).contains(&c.count),
+        vec![Key("clients"), Key("count")],
+        "must be 1 to 100,000",
+    );
+    check(
+        (1..=100_000).contains(&c.files_per_client),
+        vec![Key("clients"), Key("files_per_client")],
+        "must be 1 to 100,000",
+    );
+    check(
+        u64::from(c.count) * u64::from(c.files_per_client) <= 1_000_000,
+        vec![Key("clients"), Key("files_per_client")],
+        "count × files_per_client must be at most 1,000,000",
+    );
+    check(
+        c.file_size <= 1 << 30,
+        vec![Key("clients"), Key("file_size")],
+        "must be at most 1 GiB",
+    );
+    if let Some(max) = c.file_size_max {
+        check(
+            max >= c.file_size && max <= 1 << 30,
+            vec![Key("clients"), Key("file_size_max")],
+            "must be at least file_size and at most 1 GiB",
+        );
+    }
+    check(
+        c.fragment_size > 0,
+        vec![Key("clients"), Key("fragment_size")],
+        "must be greater than 0",
+    );
+    check(
+        c.start_spread_s >= 0.0 && c.start_spread_s.is_finite(),
+        vec![Key("clients"), Key("start_spread_s")],
+        "must be 0 or more",
+    );
+    for (k, v) in [
+        ("connect_timeout_s", c.connect_timeout_s),
+        ("request_timeout_s", c.request_timeout_s),
+    ] {
+        check(
+            v > 0,
+            vec![Key("clients"), Key(k)],
+            "must be greater than 0",
+        );
+    }
+    check(
+        s.network.latency_ms <= 60_000,
+        vec![Key("network"), Key("latency_ms")],
+        "must be at most 60,000",
+    );
+    check(
+        s.network.window_bytes >= 1024,
+        vec![Key("network"), Key("window_bytes")],
+        "must be at least 1024",
+    );
+
+    let nodes = node_names(s);
+    let is_host = |n: &str| nodes.iter().any(|x| x == n) || n == "backend";
+    for (i, r) in s.faults.iter().enumerate() {
+        let at = |k: &'static str| vec![Key("fault"), Index(i), Key(k)];
+        let here = vec![Key("fault"), Index(i)];
+        match (r.point, r.at_s) {
+            (None, None) => out.push(problem(
+                here.clone(),
+                "needs a trigger: point = \"<fault point>\" or at_s = <seconds>",
+            )),
+            (Some(_), Some(_)) => out.push(problem(
+                at("at_s"),
+                "a rule has one trigger: point or at_s, not both",
+            )),
+            _ => {}
+        }
+        let Some(action) = r.action else {
+            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | partition | restart | host-id"));
+            continue;
+        };
+        if let Some(t) = r.at_s
+            && !(t >= 0.0 && t.is_finite())
+        {
+            out.push(problem(at("at_s"), "must be 0 or more"));
+        }
+        if let Some(n) = &r.node
+            && !is_host(n)
+        {
+            out.push(problem(
+                at("node"),
+                &format!(
+                    "no such node: {n:?} (this farm has {} and backend)",
+                    nodes.join(", ")
+                ),
+            ));
+        }
+        if let Some(point) = r.point
+            && let Some(n) = &r.node
+        {
+            if point.is_backend() && n != "backend" {
+                out.push(problem(
+                    at("node"),
+                    &format!("{point} happens on the backend, not on {n}"),
+                ));
+            }
+            if !point.is_backend() && n == "backend" && action != Action::Partition {
+                out.push(problem(
+                    at("node"),
+                    &format!("{point} happens on nodes, not on the backend"),
+                ));
+            }
+        }
+        if r.nth == Some(0) {
+            out.push(problem(at("nth"), "counts from 1"));
+        }
+        if r.nth.is_some() && r.probability.is_some() {
+            out.push(problem(
+                at("probability"),
+                "use nth or probability, not both",
+            ));
+        }
+        if let Some(p) = r.probability
+            && !(p > 0.0 && p <= 1.0)
+        {
+            out.push(problem(at("probability"), "must be in (0, 1]"));
+        }
+        if r.at_s.is_some()
+            && (r.nth.is_some()
+                || r.probability.is_some()
+                || r.packet.is_some()
+                || r.file.is_some())
+        {
+            out.push(problem(here.clone(), "nth, probability, packet and file filter fault-point hits; a timed rule fires once"));
+        }
+        let needs_duration = matches!(action, Action::Delay | Action::Partition);
+        match r.duration_s {
+            Some(d) if !(d > 0.0 && d.is_finite()) => {
+                out.push(problem(at("duration_s"), "must be greater than 0"))
+            }
+            None if needs_duration => out.push(problem(
+                at("duration_s"),
+                &format!("{} needs duration_s", action.name()),
+            )),
+            _ => {}
+        }
+        if let Some(d) = r.restart_after_s
+            && !(d >= 0.0 && d.is_finite())
+        {
+            out.push(problem(at("restart_after_s"), "must be 0 or more"));
+        }
+        match action {
+            Action::Crash | Action::PowerCut | Action::Restart
+                if r.at_s.is_some() && r.node.is_none() =>
+            {
+                out.push(problem(
+                    at("node"),
+                    &format!("a timed {} needs node = \"<name>\"", action.name()),
+                ));
+            }
+            Action::DropResponse | Action::Delay | Action::Fail if r.point.is_none() => {
+                out.push(problem(
+                    at("point"),
+                    &format!("{} acts on a request: give a point", action.name()),
+                ));
+            }
+            Action::DropResponse if r.point.is_some_and(|p| p.is_backend()) => {
+                out.push(problem(
+                    at("point"),
+                    "drop-response cuts a client's connection: use a node fault point",
+                ));
+            }
+            Action::Fail => match r.status {
+                Some(st) if (100..=599).contains(&st) => {}
+                Some(_) => out.push(problem(at("status"), "must be an HTTP status, 100 to 599")),
+                None => out.push(problem(at("status"), "fail needs status = <HTTP status>")),
+            },
+            Action::Partition => {
+                if r.point.is_none() && r.node.is_none() {
+                    out.push(problem(
+                        at("node"),
+                        "a timed partition needs node = \"<name>\"",
+                    ));
+                }
+                match &r.peer {
+                    None => out.push(problem(
+                        at("peer"),
+                        "partition needs peer = \"<name>\" (a node, backend, or a client like c00)",
+                    )),
+                    Some(p) if !(is_host(p) || is_client(s, p)) => {
+                        out.push(problem(at("peer"), &format!("no such party: {p:?}")))
+                    }
+                    _ => {}
+                }
+            }
+            Action::HostId if r.enabled.is_none() => out.push(problem(
+                at("enabled"),
+                "host-id needs enabled = true or false",
+            )),
+            _ => {}
+        }
+    }
+    for (k, v) in &s.expect {
+        let path = vec![Key("expect"), Seg::Name(k.clone())];
+        if !TOTALS.contains(&k.as_str()) && !PER_FILE.contains(&k.as_str()) {
+            out.push(problem(
+                path.clone(),
+                format!(
+                    "unknown metric; use one of {}, {}",
+                    TOTALS.join(", "),
+                    PER_FILE.join(", ")
+                ),
+            ));
+        }
+        if let ExpectValue::Expr(e) = v
+            && let Err(why) = Expr::parse(e)
+        {
+            out.push(problem(path, why));
+        }
+    }
+    out
+}
+
+/// Client names: `c00`, `c01`, ... (at least two digits).
+pub fn client_name(i: u32, count: u32) -> String {
+    let width = count.saturating_sub(1).to_string().len().max(2);
+    format!("c{i:0width$}")
+}
+
+fn is_client(s: &Scenario, name: &str) -> bool {
+    (0..s.clients.count).any(|i| client_name(i, s.clients.count) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> LoadError {
+        load_str(text, "t.toml", "t").unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_windows_and_iis_defaults() {
+        let s = load_str("", "t.toml", "t").unwrap();
+        assert_eq!(s.name, "t");
+        assert_eq!(s.farm.fallback_timeout_s, 86_400);
+        assert_eq!(s.farm.notification, node::NotificationType::None);
+        assert!(!s.farm.host_id);
+        assert_eq!(s.clients.retry_delay_s, 600);
+        assert_eq!(s.clients.no_progress_timeout_s, 1_209_600);
+        assert_eq!(s.farm.app_deadline_s, 300);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[farm]\nnodez = 3\n");
+        assert_eq!((e.file.as_str(), e.line), ("t.toml", Some(2)));
+        assert!(e.message.contains("nodez"), "{e}");
+        let e = err("[farm]\nnodes = \"three\"\n");
+        assert_eq!(e.line, Some(2));
+        let e = err("[farm]\nnodes = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("farm.nodes")));
+        let e = err(
+            "[[fault]]\npoint = \"after-forward\"\naction = \"crash\"\n\n[[fault]]\npoint = \"request\"\naction = \"fail\"\nstatus = 999\n",
+        );
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(8), Some("fault[1].status"))
+        );
+        assert_eq!(
+            e.to_string(),
+            "t.toml:8: fault[1].status: must be an HTTP status, 100 to 599"
+        );
+        let e =
+            err("[[fault]]\npoint = \"after-forward\"\nnode = \"node-9\"\naction = \"crash\"\n");
+        assert_eq!(e.key.as_deref(), Some("fault[0].node"));
+        assert!(e.message.contains("node-1, node-2, node-3"), "{e}");
+        let e = err("[[fault]]\npoint = \"nowhere\"\naction = \"crash\"\n");
+        assert_eq!(e.line, Some(2));
+        let e = err("[expect]\nduplicates = 1\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("expect.duplicates"))
+        );
+        let e = err("[expect]\nlost = \"about none\"\n");
+        assert_eq!(e.key.as_deref(), Some("expect.lost"));
+        let e = err("[[fault]]\naction = \"crash\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("fault[0]")));
+        let e = err("[farm]\nupload_reply = true\n");
+        assert_eq!(e.key.as_deref(), Some("farm.upload_reply"));
+        let e = err("this is not toml");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn client_names_sort_and_pad() {
+        assert_eq!(client_name(3, 10), "c03");
+        assert_eq!(client_name(3, 1000), "c003");
+    }
+}

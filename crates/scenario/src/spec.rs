@@ -1,0 +1,406 @@
+//! The scenario file format (`scenarios/*.toml`).
+//!
+//! A scenario describes a farm, its clients, the server application, the network, the faults
+//! to inject and what the run must show. Every key is optional; defaults are the real Windows
+//! and IIS defaults (marked *IIS* or *Windows* below) or, where Windows has none, bitsfarm's.
+//! Unknown keys are errors.
+//!
+//! ```toml
+//! name = "crash-after-forward"          # default: the file name
+//! description = "..."                   # one line, shown by `bitsfarm scenarios`
+//! seed = 1                              # default seed (`--seed` overrides)
+//! deadline_days = 60                    # virtual time limit of a run
+//!
+//! [farm]
+//! nodes = 3                             # BITS nodes behind the shared address "farm" (1-64)
+//! host_id = false                       # BITSHostId set on every node (its own name)   [IIS: unset]
+//! fallback_timeout_s = 86400            # BITSHostIdFallbackTimeout                      [IIS]
+//! notification = "none"                 # none | by-reference | by-value                 [IIS]
+//! balancer = "round-robin"              # round-robin | random | least-connections | source-affinity
+//! session_state = "durable"             # durable (IIS keeps BITS-Sessions on disk) | volatile
+//! upload_reply = false                  # upload-reply jobs (needs a notification)
+//! session_timeout_s = 1209600           # BITSSessionTimeout                             [IIS]
+//! cleanup_interval_s = 43200            # cleanup task period                            [IIS]
+//! app_deadline_s = 300                  # how long a node waits for the application      [IIS]
+//! max_upload_size = 1844674407370955    # BITSMaximumUploadSize                          [IIS]
+//! allow_overwrites = false              # BITSAllowOverwrites                            [IIS]
+//! commit_point = "last-fragment"        # last-fragment | close (type-0 uploads)
+//! idle_timeout_s = 120                  # IIS connectionTimeout
+//!
+//! [clients]
+//! count = 1                             # clients, each uploading files one after another
+//! files_per_client = 1
+//! file_size = 1048576                   # bytes; with file_size_max, uniform in [file_size, file_size_max]
+//! fragment_size = 1048576               # bytes per fragment
+//! start_spread_s = 0                    # clients start uniformly within [0, start_spread_s]
+//! retry_delay_s = 600                   # MinimumRetryDelay                              [Windows]
+//! no_progress_timeout_s = 1209600       # NoProgressTimeout                              [Windows]
+//! connect_timeout_s = 60                # WinHTTP connect timeout                        [Windows]
+//! request_timeout_s = 360
+//! transaction_id = false                # put a transaction id in the data
+//!
+//! [backend]
+//! dedupe = false                        # deduplicate by transaction id
+//!
+//! [network]
+//! latency_ms = 1                        # one-way latency of every link
+//! window_bytes = 262144                 # bytes in flight per direction
+//!
+//! [[fault]]                             # any number of rules; see below
+//! point = "after-forward"
+//! node = "node-1"
+//! action = "crash"
+//!
+//! [expect]                              # metric = number (==) or "op number" (>=, >, <=, <, ==, !=)
+//! duplicate_deliveries = ">= 1"
+//! lost = 0
+//! ```
+//!
+//! # Fault rules
+//!
+//! A rule has a trigger and an action.
+//!
+//! **Triggers.** `point = "<fault point>"` fires when an actor reaches that protocol step
+//! (`request`, `session-created`, `fragment-stored`, `before-forward`, `after-forward`,
+//! `ack-ready`, `session-closed` on nodes; `notification-received`, `effect-recorded` on the
+//! backend), optionally filtered by `node` (an actor name: `node-2`, `backend`), `packet`
+//! (`Create-Session`, `Fragment`, ...) and `file` (`/upload/c00-f000.bin`). It fires on the
+//! `nth` matching hit (default 1), or on each hit with `probability` (seeded), at most `times`
+//! times (default 1; `0` means unlimited). `at_s = <seconds>` fires once at that virtual time
+//! instead, on `node` (the target).
+//!
+//! **Actions.**
+//! * `crash` (the process is killed: peers see resets) or `power-cut` (peers see silence) the
+//!   node at the point, or `node` for a timed rule; `restart_after_s` brings it back (with its
+//!   session state if `session_state = "durable"`). On `backend` it is the application that
+//!   dies (its ledger survives, like a database).
+//! * `drop-response`: the connection the request came on is cut; the Ack never arrives.
+//! * `delay` for `duration_s`; `fail` with HTTP `status`.
+//! * `partition` `node` from `peer` for `duration_s`.
+//! * `restart` `node` (timed rules).
+//! * `host-id` with `enabled = true|false`: switch `BITSHostId` on every node.
+//!
+//! A non-`optional` rule that never fires fails the run, so no scenario passes vacuously.
+//!
+//! # Expectations
+//!
+//! Metrics: `files`, `acknowledged`, `failed`, `deliveries`, `duplicate_deliveries`,
+//! `files_duplicated`, `effects`, `lost`, `corrupted`, `restarts`, `host_fallbacks`,
+//! `bytes_resent`, `virtual_time_s`; and per file: `deliveries_per_file`, `effects_per_file`
+//! (every file must satisfy it).
+
+use std::collections::BTreeMap;
+
+use node::{CommitPoint, NotificationType};
+use probe::FaultPoint;
+use protocol::PacketType;
+use serde::{Deserialize, Serialize};
+
+/// A scenario, as read from a file with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (default: the file name without `.toml`).
+    pub name: String,
+    /// One line saying what the scenario shows.
+    pub description: String,
+    /// Default seed.
+    pub seed: u64,
+    /// Virtual time limit of a run, days. A run still going then fails.
+    pub deadline_days: f64,
+    /// The farm.
+    pub farm: Farm,
+    /// The clients.
+    pub clients: Clients,
+    /// The server application.
+    pub backend: Backend,
+    /// The network.
+    pub network: Network,
+    /// Fault rules.
+    #[serde(rename = "fault")]
+    pub faults: Vec<Fault>,
+    /// Expectations: metric name → expression.
+    pub expect: BTreeMap<String, ExpectValue>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: String::new(),
+            description: String::new(),
+            seed: 1,
+            deadline_days: 60.0,
+            farm: Farm::default(),
+            clients: Clients::default(),
+            backend: Backend::default(),
+            network: Network::default(),
+            faults: Vec::new(),
+            expect: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a shared address picks a node.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    /// Nodes in turn.
+    #[default]
+    RoundRobin,
+    /// A seeded random node.
+    Random,
+    /// The node with the fewest open connections.
+    LeastConnections,
+    /// The same node for the same client.
+    SourceAffinity,
+}
+
+impl Balancer {
+    /// The scenario spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balancer::RoundRobin => "round-robin",
+            Balancer::Random => "random",
+            Balancer::LeastConnections => "least-connections",
+            Balancer::SourceAffinity => "source-affinity",
+        }
+    }
+
+    pub(crate) fn policy(self) -> sim::Policy {
+        match self {
+            Balancer::RoundRobin => sim::Policy::RoundRobin,
+            Balancer::Random => sim::Policy::Random,
+            Balancer::LeastConnections => sim::Policy::LeastConnections,
+            Balancer::SourceAffinity => sim::Policy::SourceAffinity,
+        }
+    }
+}
+
+/// Whether a node's sessions survive its crash.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionState {
+    /// Kept on disk, as IIS keeps `BITS-Sessions`: a restarted node resumes its sessions.
+    #[default]
+    Durable,
+    /// Lost when the node dies.
+    Volatile,
+}
+
+/// `[farm]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Farm {
+    /// Nodes behind the shared address (`node-1` ... `node-N`).
+    pub nodes: u32,
+    /// `BITSHostId` set on every node (its own name).
+    pub host_id: bool,
+    /// `BITSHostIdFallbackTimeout`, seconds.
+    pub fallback_timeout_s: u64,
+    /// `BITSServerNotificationType`.
+    pub notification: NotificationType,
+    /// Balancer policy of the shared address.
+    pub balancer: Balancer,
+    /// Durable or volatile session state.
+    pub session_state: SessionState,
+    /// Upload-reply jobs.
+    pub upload_reply: bool,
+    /// `BITSSessionTimeout`, seconds.
+    pub session_timeout_s: u64,
+    /// Cleanup task period, seconds.
+    pub cleanup_interval_s: u64,
+    /// Application deadline, seconds.
+    pub app_deadline_s: u64,
+    /// `BITSMaximumUploadSize`, bytes.
+    pub max_upload_size: u64,
+    /// `BITSAllowOverwrites`.
+    pub allow_overwrites: bool,
+    /// Commit point of type-0 uploads.
+    pub commit_point: CommitPoint,
+    /// Idle connection timeout, seconds.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for Farm {
+    fn default() -> Self {
+        let iis = node::NodeConfig::default();
+        Farm {
+            nodes: 3,
+            host_id: false,
+            fallback_timeout_s: iis.host_id_fallback_timeout_s,
+            notification: iis.notification,
+            balancer: Balancer::RoundRobin,
+            session_state: SessionState::Durable,
+            upload_reply: false,
+            session_timeout_s: iis.session_timeout_s,
+            cleanup_interval_s: iis.cleanup_interval_s,
+            app_deadline_s: iis.app_deadline_s,
+            max_upload_size: iis.max_upload_size,
+            allow_overwrites: iis.allow_overwrites,
+            commit_point: iis.commit_point,
+            idle_timeout_s: iis.idle_timeout_s,
+        }
+    }
+}
+
+/// `[clients]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Clients {
+    /// Number of clients.
+    pub count: u32,
+    /// Files each client uploads, one after another.
+    pub files_per_client: u32,
+    /// File size, bytes (the minimum when `file_size_max` is set).
+    pub file_size: u64,
+    /// Largest file size, bytes.
+    pub file_size_max: Option<u64>,
+    /// Bytes per fragment.
+    pub fragment_size: u64,
+    /// Clients start uniformly within this many seconds.
+    pub start_spread_s: f64,
+    /// `MinimumRetryDelay`, seconds.
+    pub retry_delay_s: u64,
+    /// `NoProgressTimeout`, seconds.
+    pub no_progress_timeout_s: u64,
+    /// Connect timeout, seconds.
+    pub connect_timeout_s: u64,
+    /// Response timeout, seconds.
+    pub request_timeout_s: u64,
+    /// Transaction id in the data.
+    pub transaction_id: bool,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        let win = client::JobConfig::default();
+        Clients {
+            count: 1,
+            files_per_client: 1,
+            file_size: 1 << 20,
+            file_size_max: None,
+            fragment_size: win.fragment_size,
+            start_spread_s: 0.0,
+            retry_delay_s: win.min_retry_delay_s,
+            no_progress_timeout_s: win.no_progress_timeout_s,
+            connect_timeout_s: win.connect_timeout_s,
+            request_timeout_s: win.request_timeout_s,
+            transaction_id: false,
+        }
+    }
+}
+
+/// `[backend]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backend {
+    /// Deduplicate by transaction id.
+    pub dedupe: bool,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// One-way latency, milliseconds.
+    pub latency_ms: u64,
+    /// Window per direction, bytes.
+    pub window_bytes: u64,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            latency_ms: 1,
+            window_bytes: 256 << 10,
+        }
+    }
+}
+
+/// What a fault rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Kill the process: peers see resets.
+    Crash,
+    /// Cut the power: peers see silence.
+    PowerCut,
+    /// Cut the current connection: the Ack is lost.
+    DropResponse,
+    /// Wait `duration_s`.
+    Delay,
+    /// Answer with `status`.
+    Fail,
+    /// Partition `node` and `peer` for `duration_s`.
+    Partition,
+    /// Restart a crashed `node`.
+    Restart,
+    /// Switch `BITSHostId` on every node (`enabled`).
+    HostId,
+}
+
+impl Action {
+    /// The scenario spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Crash => "crash",
+            Action::PowerCut => "power-cut",
+            Action::DropResponse => "drop-response",
+            Action::Delay => "delay",
+            Action::Fail => "fail",
+            Action::Partition => "partition",
+            Action::Restart => "restart",
+            Action::HostId => "host-id",
+        }
+    }
+}
+
+/// One `[[fault]]` rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fault {
+    /// Fault point trigger.
+    pub point: Option<FaultPoint>,
+    /// Time trigger, seconds of virtual time.
+    pub at_s: Option<f64>,
+    /// Actor filter (point rules) or target (timed rules).
+    pub node: Option<String>,
+    /// Packet filter.
+    pub packet: Option<PacketType>,
+    /// File filter (`/upload/c00-f000.bin`).
+    pub file: Option<String>,
+    /// Fire on the n-th matching hit (default 1).
+    pub nth: Option<u64>,
+    /// Fire on each matching hit with this probability.
+    pub probability: Option<f64>,
+    /// Most firings (default 1; 0 = unlimited).
+    pub times: Option<u64>,
+    /// May never fire without failing the run.
+    pub optional: bool,
+    /// The action.
+    pub action: Option<Action>,
+    /// Restart a crashed node after this many seconds.
+    pub restart_after_s: Option<f64>,
+    /// Duration of a delay or partition, seconds.
+    pub duration_s: Option<f64>,
+    /// Status for `fail`.
+    pub status: Option<u16>,
+    /// Other side of a partition.
+    pub peer: Option<String>,
+    /// For `host-id`: on or off.
+    pub enabled: Option<bool>,
+}
+
+/// An expectation as written: a number or an expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExpectValue {
+    /// `lost = 0` means `== 0`.
+    Number(f64),
+    /// `"<op> <number>"`.
+    Expr(String),
+}
