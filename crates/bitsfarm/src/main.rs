@@ -33,6 +33,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a scenario on the simulated farm: count duplicate deliveries and explain each one.
+    Scenario(cmd::scenario::Args),
+    /// List the shipped scenarios.
+    Scenarios,
     /// Run one BITS server node and the server application on real sockets.
     Serve(cmd::serve::Args),
     /// Upload one file with bitsfarm's BITS client (Windows' timers and recovery rules).
@@ -51,8 +55,16 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing(cli.log_json);
+    // A simulation's actors log every step; its summary is the output, so only warnings show
+    // unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Command::Scenario(_) | Command::Scenarios => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log_json, default_level);
     let result = match cli.command {
+        Command::Scenario(args) => cmd::scenario::run(args),
+        Command::Scenarios => cmd::scenario::list(),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),
     };
@@ -65,10 +77,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(json: bool) {
+fn init_tracing(json: bool, default_level: &str) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter)

@@ -440,8 +440,6 @@ impl<'j> Engine<'j> {
                     },
                 };
                 let body = self.job.entity.slice(start as usize..end as usize);
-                // Counted when sent: a fragment whose Ack is lost was still transmitted.
-                self.bytes_sent += end - start;
                 let ack = self.send(Packet::Fragment(fragment), body).await?;
                 if ack.is_success() || ack.status == 416 {
                     let Some(received) = ack.received else {
@@ -749,7 +747,10 @@ impl<'j> Engine<'j> {
         let kind = packet.packet_type();
         let target = self.target.clone();
         let job = self.job;
-        let conn = self.connection(&target, kind).await?;
+        self.connection(&target, kind).await?;
+        // Counted once a connection carries them: a fragment whose Ack is lost was still sent.
+        self.bytes_sent += body.len() as u64;
+        let conn = &mut self.conn.as_mut().expect("connection just ensured").1;
         let mut req = packet
             .to_request(job.path.parse().expect("validated URL path"))
             .map(|()| Body::from(body));
@@ -820,11 +821,7 @@ impl<'j> Engine<'j> {
     }
 
     /// The connection to `target`, reusing a kept-alive one when the peer has not closed it.
-    async fn connection(
-        &mut self,
-        target: &str,
-        kind: PacketType,
-    ) -> Result<&mut HttpConn, Failure> {
+    async fn connection(&mut self, target: &str, kind: PacketType) -> Result<(), Failure> {
         let reusable = match &mut self.conn {
             Some((t, c)) if t == target => c.is_reusable().await,
             _ => false,
@@ -852,7 +849,7 @@ impl<'j> Engine<'j> {
                 }
             }
         }
-        Ok(&mut self.conn.as_mut().expect("connection just ensured").1)
+        Ok(())
     }
 
     fn report(self) -> JobReport {

@@ -32,6 +32,62 @@ pub enum JobState {
     Cancelled,
 }
 
+impl Event {
+    /// The server node that emitted the event, for node events.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Event::NodeStarted { node, .. }
+            | Event::SessionCreated { node, .. }
+            | Event::FragmentAcked { node, .. }
+            | Event::SessionNotFound { node, .. }
+            | Event::RequestRejected { node, .. }
+            | Event::Forwarded { node, .. }
+            | Event::AppAnswered { node, .. }
+            | Event::Committed { node, .. }
+            | Event::CachedAckReplayed { node, .. }
+            | Event::SessionClosed { node, .. }
+            | Event::SessionCancelled { node, .. }
+            | Event::SessionExpired { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The event's `type` tag (`forwarded`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::NodeStarted { .. } => "node_started",
+            Event::SessionCreated { .. } => "session_created",
+            Event::FragmentAcked { .. } => "fragment_acked",
+            Event::SessionNotFound { .. } => "session_not_found",
+            Event::RequestRejected { .. } => "request_rejected",
+            Event::Forwarded { .. } => "forwarded",
+            Event::AppAnswered { .. } => "app_answered",
+            Event::Committed { .. } => "committed",
+            Event::CachedAckReplayed { .. } => "cached_ack_replayed",
+            Event::SessionClosed { .. } => "session_closed",
+            Event::SessionCancelled { .. } => "session_cancelled",
+            Event::SessionExpired { .. } => "session_expired",
+            Event::Delivered { .. } => "delivered",
+            Event::JobState { .. } => "job_state",
+            Event::ClientAck { .. } => "client_ack",
+            Event::ClientFailure { .. } => "client_failure",
+            Event::RetryScheduled { .. } => "retry_scheduled",
+            Event::HostIdLearned { .. } => "host_id_learned",
+            Event::HostFallback { .. } => "host_fallback",
+            Event::UploadRestart { .. } => "upload_restart",
+            Event::Connected { .. } => "connected",
+            Event::ConnectFailed { .. } => "connect_failed",
+            Event::ConnectionCut { .. } => "connection_cut",
+            Event::Crashed { .. } => "crashed",
+            Event::Restarted { .. } => "restarted",
+            Event::Partitioned { .. } => "partitioned",
+            Event::Healed { .. } => "healed",
+            Event::HostIdToggled { .. } => "host_id_toggled",
+            Event::FaultFired { .. } => "fault_fired",
+        }
+    }
+}
+
 impl JobState {
     /// The state's name (`transient_error`).
     pub fn name(self) -> &'static str {
@@ -58,7 +114,7 @@ impl JobState {
 
 /// One thing that happened. `node`, `job` and other names are the actors' own names; `file` is
 /// the upload's URL path (`/upload/c00-f000.bin`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     // ---- server node -------------------------------------------------------------------------
@@ -358,6 +414,10 @@ pub enum Event {
         actor: String,
         /// What the rule did, in words.
         action: String,
+        /// The session at the point, when known.
+        session: Option<String>,
+        /// The file at the point, when known.
+        file: Option<String>,
     },
 }
 
@@ -382,5 +442,6 @@ mod tests {
         );
         assert!(json.contains(r#""packet":"Create-Session""#), "{json}");
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        assert_eq!(e.kind(), "client_ack");
     }
 }

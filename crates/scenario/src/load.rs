@@ -299,7 +299,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         {
             out.push(problem(
                 at("node"),
-                &format!(
+                format!(
                     "no such node: {n:?} (this farm has {} and backend)",
                     nodes.join(", ")
                 ),
@@ -311,13 +311,13 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             if point.is_backend() && n != "backend" {
                 out.push(problem(
                     at("node"),
-                    &format!("{point} happens on the backend, not on {n}"),
+                    format!("{point} happens on the backend, not on {n}"),
                 ));
             }
             if !point.is_backend() && n == "backend" && action != Action::Partition {
                 out.push(problem(
                     at("node"),
-                    &format!("{point} happens on nodes, not on the backend"),
+                    format!("{point} happens on nodes, not on the backend"),
                 ));
             }
         }
@@ -350,7 +350,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             }
             None if needs_duration => out.push(problem(
                 at("duration_s"),
-                &format!("{} needs duration_s", action.name()),
+                format!("{} needs duration_s", action.name()),
             )),
             _ => {}
         }
@@ -365,13 +365,13 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             {
                 out.push(problem(
                     at("node"),
-                    &format!("a timed {} needs node = \"<name>\"", action.name()),
+                    format!("a timed {} needs node = \"<name>\"", action.name()),
                 ));
             }
             Action::DropResponse | Action::Delay | Action::Fail if r.point.is_none() => {
                 out.push(problem(
                     at("point"),
-                    &format!("{} acts on a request: give a point", action.name()),
+                    format!("{} acts on a request: give a point", action.name()),
                 ));
             }
             Action::DropResponse if r.point.is_some_and(|p| p.is_backend()) => {
@@ -398,7 +398,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
                         "partition needs peer = \"<name>\" (a node, backend, or a client like c00)",
                     )),
                     Some(p) if !(is_host(p) || is_client(s, p)) => {
-                        out.push(problem(at("peer"), &format!("no such party: {p:?}")))
+                        out.push(problem(at("peer"), format!("no such party: {p:?}")))
                     }
                     _ => {}
                 }

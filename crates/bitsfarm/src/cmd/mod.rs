@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
+pub mod scenario;
 pub mod serve;
 pub mod upload;

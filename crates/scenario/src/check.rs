@@ -1,0 +1,530 @@
+//! The checker: from a run's tracked files to metrics, invariants, expectations and, for every
+//! duplicate delivery, the chain of events that caused it.
+//!
+//! A checker finding (a duplicate, a lost file) is data in the summary, not an error.
+
+use std::collections::BTreeMap;
+
+use client::JobState;
+use probe::Event;
+
+use crate::{
+    expect::{Expr, PER_FILE},
+    farm::RunResult,
+    log::Record,
+    spec::{ExpectValue, Scenario},
+    summary::{
+        Chain, ChainStep, DuplicateFile, ExpectationResult, FailedJob, FaultSummary,
+        InvariantResult, Summary,
+    },
+    track::{FileTrack, Step},
+};
+
+/// How many duplicated files the summary details (all are counted).
+pub const MAX_DETAILED: usize = 100;
+
+/// Summarises a run. `replay` is the command that replays it.
+pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String) -> Summary {
+    let files = run.tracker.files();
+    let mut s = Summary::empty(&scenario.name, seed, replay);
+    s.files = files.len() as u64;
+    s.completed = run.completed;
+    s.virtual_time_s = run.virtual_time_ms as f64 / 1000.0;
+    s.events = run.events;
+    s.event_log_hash = run.event_hash.clone();
+    let mut delivered_events = 0u64;
+    for t in files.values() {
+        let n = t.deliveries.len() as u64;
+        delivered_events += t.deliveries.iter().filter(|d| d.hash.is_some()).count() as u64;
+        s.deliveries += n;
+        s.effects += t.effects();
+        if n > 1 {
+            s.duplicate_deliveries += n - 1;
+            s.files_duplicated += 1;
+        }
+        if let Some(o) = &t.outcome {
+            s.acknowledged += u64::from(o.final_acked);
+            s.failed += u64::from(o.state == JobState::Error);
+            s.restarts += u64::from(o.restarts);
+            s.host_fallbacks += u64::from(o.host_fallbacks);
+            s.bytes_resent += o.bytes_resent;
+            if o.final_acked && n == 0 {
+                s.lost += 1;
+                s.lost_files.push(t.file.clone());
+            }
+            for d in &t.deliveries {
+                if d.hash.is_some_and(|h| h != o.hash) || d.len.is_some_and(|l| l != o.total) {
+                    s.corrupted += 1;
+                }
+            }
+            if o.state == JobState::Error && s.failed_jobs.len() < MAX_DETAILED {
+                s.failed_jobs.push(FailedJob {
+                    file: t.file.clone(),
+                    error: o.error.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    // Harness invariant: the application's ledger and the event log agree.
+    if scenario.farm.notification != node::NotificationType::None {
+        assert_eq!(
+            run.ledger_deliveries, delivered_events,
+            "the ledger and the Delivered events disagree"
+        );
+    }
+
+    let mut unexplained = 0u64;
+    for t in files.values().filter(|t| t.deliveries.len() > 1) {
+        let chains = chains(t, &run.tracker.global);
+        unexplained += chains.iter().filter(|c| c.cause.is_none()).count() as u64;
+        if s.duplicates.len() < MAX_DETAILED {
+            let mut nodes: Vec<String> = Vec::new();
+            for d in &t.deliveries {
+                if !nodes.contains(&d.node) {
+                    nodes.push(d.node.clone());
+                }
+            }
+            s.duplicates.push(DuplicateFile {
+                file: t.file.clone(),
+                job: t.job.clone(),
+                deliveries: t.deliveries.len() as u64,
+                effects: t.effects(),
+                nodes,
+                chains,
+            });
+        }
+    }
+
+    s.faults = run
+        .rules
+        .iter()
+        .map(|r| FaultSummary {
+            index: r.index,
+            description: r.description.clone(),
+            hits: r.hits,
+            fired: r.fired,
+            optional: r.optional,
+        })
+        .collect();
+
+    let unfired: Vec<String> = run
+        .rules
+        .iter()
+        .filter(|r| r.fired == 0 && !r.optional)
+        .map(|r| format!("#{} {}", r.index, r.description))
+        .collect();
+    let txid_over: Vec<&FileTrack> = if scenario.backend.dedupe && scenario.clients.transaction_id {
+        files.values().filter(|t| t.effects() > 1).collect()
+    } else {
+        Vec::new()
+    };
+    let mut inv = |name: &str, held: bool, detail: String| {
+        s.invariants.push(InvariantResult {
+            name: name.into(),
+            held,
+            detail,
+        })
+    };
+    inv(
+        "completed",
+        run.completed,
+        if run.completed {
+            "every job ended".into()
+        } else {
+            format!(
+                "jobs still running at the {}-day deadline",
+                scenario.deadline_days
+            )
+        },
+    );
+    inv(
+        "no_lost_files",
+        s.lost == 0,
+        format!(
+            "{} file(s) acknowledged to their client but never delivered",
+            s.lost
+        ),
+    );
+    inv(
+        "integrity",
+        s.corrupted == 0,
+        format!(
+            "{} delivery(ies) whose bytes differ from the client's",
+            s.corrupted
+        ),
+    );
+    inv(
+        "dedupe_one_effect_per_transaction",
+        txid_over.is_empty(),
+        match txid_over.first() {
+            Some(t) => format!("{} had {} effects", t.file, t.effects()),
+            None => "at most one effect per transaction id".into(),
+        },
+    );
+    inv(
+        "all_faults_fired",
+        unfired.is_empty(),
+        if unfired.is_empty() {
+            "every rule fired".into()
+        } else {
+            format!("never fired: {}", unfired.join("; "))
+        },
+    );
+    inv(
+        "duplicates_explained",
+        unexplained == 0,
+        format!("{unexplained} duplicate(s) without an injected fault in their chain"),
+    );
+
+    for (name, value) in &scenario.expect {
+        let expr = match value {
+            ExpectValue::Number(n) => Expr {
+                op: crate::expect::Op::Eq,
+                value: *n,
+            },
+            ExpectValue::Expr(e) => Expr::parse(e).expect("validated when loaded"),
+        };
+        let result = if PER_FILE.contains(&name.as_str()) {
+            let failing: Vec<String> = files
+                .values()
+                .filter(|t| {
+                    let v = if name == "effects_per_file" {
+                        t.effects()
+                    } else {
+                        t.deliveries.len() as u64
+                    };
+                    !expr.holds(v as f64)
+                })
+                .map(|t| t.file.clone())
+                .collect();
+            ExpectationResult {
+                name: name.clone(),
+                expected: expr.to_string(),
+                actual: (s.files - failing.len() as u64) as f64,
+                held: failing.is_empty(),
+                detail: if failing.is_empty() {
+                    format!("all {} files", s.files)
+                } else {
+                    format!(
+                        "{} of {} files do not: {}",
+                        failing.len(),
+                        s.files,
+                        failing
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            }
+        } else {
+            let actual = s.metric(name).expect("validated metric name");
+            ExpectationResult {
+                name: name.clone(),
+                expected: expr.to_string(),
+                actual,
+                held: expr.holds(actual),
+                detail: String::new(),
+            }
+        };
+        s.expectations.push(result);
+    }
+    s.ok = s.expectations.iter().all(|e| e.held) && s.invariants.iter().all(|i| i.held);
+    s
+}
+
+/// Formats milliseconds as seconds with thousands separators: `87,013.5 s`.
+pub fn secs(ms: u64) -> String {
+    let whole = ms / 1000;
+    let frac = ms % 1000;
+    let mut digits = whole.to_string();
+    let mut out = String::new();
+    while digits.len() > 3 {
+        let tail = digits.split_off(digits.len() - 3);
+        out = format!(",{tail}{out}");
+    }
+    out = format!("{digits}{out}");
+    if frac != 0 {
+        let f = format!("{frac:03}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push_str(" s");
+    out
+}
+
+fn short(session: &str) -> String {
+    session.trim_matches(['{', '}']).chars().take(8).collect()
+}
+
+/// Words for one event of a chain; `None` for events that add nothing.
+fn render(rec: &Record, first: bool) -> Option<String> {
+    let t = secs(rec.t_ms);
+    Some(match &rec.event {
+        Event::Delivered {
+            node,
+            session,
+            effect,
+            ..
+        } => {
+            let s = session
+                .as_deref()
+                .map(|s| format!(" (session {})", short(s)))
+                .unwrap_or_default();
+            match (first, effect) {
+                (true, _) => format!("{node} delivered it at {t}{s}"),
+                (false, true) => format!("{node} delivered it again at {t}{s}"),
+                (false, false) => format!(
+                    "{node} delivered it again at {t}{s}, without effect: its transaction id was already applied"
+                ),
+            }
+        }
+        Event::Committed { node, .. } => {
+            if first {
+                format!("{node} placed it at its destination at {t}")
+            } else {
+                format!("{node} placed it at its destination again at {t}")
+            }
+        }
+        Event::FaultFired {
+            rule,
+            actor,
+            action,
+            point,
+            ..
+        } => match point {
+            Some(p) => format!("fault #{rule} fired on {actor} at {p}: {action} ({t})"),
+            None => format!("fault #{rule} fired: {action} ({t})"),
+        },
+        Event::Crashed { host, kind } => {
+            if kind == "kill" {
+                format!("{host} was killed before its Ack reached the client ({t})")
+            } else {
+                format!("{host} lost power ({t})")
+            }
+        }
+        Event::Restarted { host, durable } => {
+            format!(
+                "{host} restarted at {t} with {} session state",
+                if *durable {
+                    "durable"
+                } else {
+                    "volatile (lost)"
+                }
+            )
+        }
+        Event::AppAnswered {
+            node,
+            status,
+            error,
+            ..
+        } => match (status, error) {
+            (Some(s), _) if (200..300).contains(s) => return None,
+            (Some(s), _) => format!("the application answered {node} with HTTP {s} at {t}"),
+            (None, Some(e)) => format!(
+                "{node} got no answer from the application ({e}) at {t} and sent the client an error"
+            ),
+            (None, None) => return None,
+        },
+        Event::Forwarded { node, .. } => format!("{node} forwarded it to the application at {t}"),
+        Event::CachedAckReplayed { node, .. } => {
+            format!("{node} replayed its cached Ack at {t} (no new delivery)")
+        }
+        Event::SessionCreated { node, session, .. } => {
+            format!("{node} created session {} at {t}", short(session))
+        }
+        Event::SessionNotFound { node, .. } => format!("{node} did not know the session ({t})"),
+        Event::SessionExpired { node, .. } => format!("{node} expired the session at {t}"),
+        Event::SessionCancelled { node, .. } => format!("{node} cancelled the session at {t}"),
+        Event::UploadRestart { acknowledged, .. } => format!(
+            "the client restarted the upload from byte 0 at {t} ({acknowledged} bytes had been acknowledged)"
+        ),
+        Event::HostIdLearned { host_id, .. } => {
+            format!("the client was told to use BITS-Host-Id {host_id}")
+        }
+        Event::HostFallback { from, to, .. } => format!(
+            "the Host-Id fallback timer expired: the client returned from {from} to {to} at {t}"
+        ),
+        Event::JobState { state, .. } => match state {
+            JobState::Transferred => format!("the client got the final Ack at {t}"),
+            JobState::Error => format!("the job failed at {t}"),
+            _ => return None,
+        },
+        Event::Partitioned { a, b } => format!("{a} and {b} were partitioned at {t}"),
+        Event::Healed { a, b } => format!("the partition between {a} and {b} healed at {t}"),
+        Event::HostIdToggled { enabled } => format!(
+            "BITSHostId was switched {} at {t}",
+            if *enabled { "on" } else { "off" }
+        ),
+        _ => return None,
+    })
+}
+
+fn render_step(step: &Step) -> Option<ChainStep> {
+    match step {
+        Step::At(rec) => render(rec, false).map(|text| ChainStep {
+            t_ms: rec.t_ms,
+            text,
+        }),
+        Step::Retrying {
+            target,
+            first_ms,
+            last_ms,
+            failures,
+            delay_ms,
+            error,
+            ..
+        } => {
+            let text = if *failures == 1 {
+                format!(
+                    "the request to {target} failed at {} ({error})",
+                    secs(*first_ms)
+                )
+            } else {
+                format!(
+                    "{failures} requests to {target} failed between {} and {} ({error}), retried every {}",
+                    secs(*first_ms),
+                    secs(*last_ms),
+                    secs(*delay_ms)
+                )
+            };
+            Some(ChainStep {
+                t_ms: *first_ms,
+                text,
+            })
+        }
+    }
+}
+
+/// The chain behind each delivery after the first.
+fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
+    let pos = |seq: u64| {
+        t.story
+            .iter()
+            .position(|s| matches!(s, Step::At(r) if r.seq == seq))
+    };
+    let mut out = Vec::new();
+    for k in 1..t.deliveries.len() {
+        let (prev, cur) = (&t.deliveries[k - 1], &t.deliveries[k]);
+        let mut steps: BTreeMap<u64, ChainStep> = BTreeMap::new();
+        // Candidate causes: (rule is none, seq, text, rule). The earliest fault rule wins; a
+        // crash or partition without a rule (none in scenarios today) only if no rule fired.
+        let mut causes: Vec<(bool, u64, String, Option<usize>)> = Vec::new();
+        let mut note_cause = |seq: u64, rec: &Record| {
+            let found = match &rec.event {
+                Event::FaultFired {
+                    rule,
+                    action,
+                    actor,
+                    point,
+                    ..
+                } => Some((
+                    match point {
+                        Some(p) => format!("fault #{rule}: {action} when {actor} reached {p}"),
+                        None => format!("fault #{rule}: {action}"),
+                    },
+                    Some(*rule),
+                )),
+                Event::Crashed { host, kind } => Some((
+                    format!(
+                        "{host} {}",
+                        if kind == "kill" {
+                            "was killed"
+                        } else {
+                            "lost power"
+                        }
+                    ),
+                    None,
+                )),
+                Event::Partitioned { a, b } => {
+                    Some((format!("{a} and {b} were partitioned"), None))
+                }
+                _ => None,
+            };
+            if let Some((text, rule)) = found {
+                causes.push((rule.is_none(), seq, text, rule));
+            }
+        };
+        let prev_rec = t.story.iter().find_map(|s| match s {
+            Step::At(r) if r.seq == prev.seq => Some(r),
+            _ => None,
+        });
+        if let Some(r) = prev_rec
+            && let Some(text) = render(r, true)
+        {
+            steps.insert(r.seq, ChainStep { t_ms: r.t_ms, text });
+        }
+        if let (Some(a), Some(b)) = (pos(prev.seq), pos(cur.seq)) {
+            for step in &t.story[a + 1..=b] {
+                if let Step::At(r) = step {
+                    note_cause(r.seq, r);
+                }
+                if let Some(cs) = render_step(step) {
+                    steps.insert(step.seq(), cs);
+                }
+            }
+        }
+        let hosts = [
+            prev.node.as_str(),
+            cur.node.as_str(),
+            "backend",
+            t.client.as_str(),
+        ];
+        for r in global
+            .iter()
+            .filter(|r| r.seq > prev.seq && r.seq < cur.seq)
+        {
+            let relevant = match &r.event {
+                Event::Crashed { host, .. } | Event::Restarted { host, .. } => {
+                    hosts.contains(&host.as_str())
+                }
+                Event::Partitioned { a, b } | Event::Healed { a, b } => {
+                    hosts.contains(&a.as_str()) || hosts.contains(&b.as_str())
+                }
+                Event::FaultFired { actor, .. } => {
+                    hosts.contains(&actor.as_str()) || actor == "farm"
+                }
+                Event::HostIdToggled { .. } => true,
+                _ => false,
+            };
+            if relevant {
+                note_cause(r.seq, r);
+                if let Some(text) = render(r, false) {
+                    steps.insert(r.seq, ChainStep { t_ms: r.t_ms, text });
+                }
+            }
+        }
+        let steps: Vec<ChainStep> = steps.into_values().collect();
+        let sentence = steps
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let cause = causes
+            .into_iter()
+            .min_by_key(|(no_rule, seq, _, _)| (*no_rule, *seq));
+        out.push(Chain {
+            delivery: k as u64 + 1,
+            rule: cause.as_ref().and_then(|c| c.3),
+            cause: cause.map(|c| c.2),
+            steps,
+            sentence,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_well() {
+        assert_eq!(secs(12_300), "12.3 s");
+        assert_eq!(secs(87_013_500), "87,013.5 s");
+        assert_eq!(secs(600_000), "600 s");
+        assert_eq!(secs(1_234_567_890), "1,234,567.89 s");
+        assert_eq!(secs(5), "0.005 s");
+    }
+}

@@ -1,0 +1,443 @@
+//! The simulated farm: nodes behind the shared address `farm`, the server application on
+//! `backend`, clients `c00`..., all real bitsfarm code over the simulated network, driven by a
+//! scenario's faults.
+//!
+//! **Invariant:** everything here runs on one current-thread runtime with a paused clock;
+//! randomness comes from the run's seed, split per entity and boot.
+
+use std::{
+    collections::BTreeMap,
+    hash::Hasher as _,
+    io,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use backend::{Backend, BackendConfig, Ledger};
+use bytes::Bytes;
+use client::{Job, JobConfig, JobKind};
+use node::{MemStore, Node, NodeConfig};
+use probe::{Clock, Event, SharedProbe};
+use rand::{RngExt as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sim::{Net, NetConfig};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    data,
+    fault::{Command, Harness, RuleReport},
+    load::client_name,
+    log::Sink,
+    spec::{Scenario, SessionState},
+    track::Tracker,
+};
+
+/// The shared address clients upload to.
+pub const SHARED: &str = "farm";
+/// The server application's host.
+pub const BACKEND: &str = "backend";
+
+/// A generator for one entity, from the run's seed, the entity's name and its boot number:
+/// a rebooted node draws new session ids.
+pub fn entity_rng(seed: u64, entity: &str, boot: u64) -> ChaCha8Rng {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.write_u64(seed);
+    h.write(entity.as_bytes());
+    h.write_u64(boot);
+    ChaCha8Rng::seed_from_u64(h.finish())
+}
+
+/// What a run produced, before it is summarised.
+pub struct RunResult {
+    /// Whether every job ended before the virtual deadline.
+    pub completed: bool,
+    /// Virtual time when the last job ended (or the deadline).
+    pub virtual_time_ms: u64,
+    /// Events recorded.
+    pub events: u64,
+    /// Hash of the event log.
+    pub event_hash: String,
+    /// Every file.
+    pub tracker: Tracker,
+    /// The fault rules' counters.
+    pub rules: Vec<RuleReport>,
+    /// Deliveries in the application's ledger (cross-checked against the events).
+    pub ledger_deliveries: u64,
+}
+
+/// Runs a scenario once with `seed`. `sink` receives every event record as it happens.
+pub fn run(scenario: &Scenario, seed: u64, sink: Option<Sink>) -> RunResult {
+    let deadline = Duration::from_secs_f64(scenario.deadline_days * 86_400.0);
+    let slot: Arc<Mutex<Option<RunResult>>> = Arc::default();
+    let out = slot.clone();
+    // The run bounds itself by the scenario's deadline; the outer bound only catches a harness
+    // bug that would otherwise hang.
+    let finished = sim::run(deadline + Duration::from_secs(86_400), async move {
+        let result = run_farm(scenario, seed, sink, deadline).await;
+        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+    });
+    assert!(finished.is_some(), "the run ended by its own deadline");
+    let result = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    result.expect("the run stored its result")
+}
+
+struct NodeSlot {
+    task: Option<JoinHandle<()>>,
+    node: Option<Arc<Node>>,
+}
+
+struct Farm {
+    scenario: Scenario,
+    seed: u64,
+    clock: Clock,
+    net: Net,
+    harness: Arc<Harness>,
+    ledger: Ledger,
+    stores: Arc<Mutex<BTreeMap<String, MemStore>>>,
+    nodes: BTreeMap<String, NodeSlot>,
+    backend: Option<JoinHandle<()>>,
+    host_id: bool,
+    ctl: mpsc::UnboundedSender<Command>,
+}
+
+impl Farm {
+    fn node_config(&self, name: &str) -> NodeConfig {
+        let f = &self.scenario.farm;
+        NodeConfig {
+            name: name.to_owned(),
+            host_id: self.host_id.then(|| name.to_owned()),
+            host_id_fallback_timeout_s: f.fallback_timeout_s,
+            session_timeout_s: f.session_timeout_s,
+            cleanup_interval_s: f.cleanup_interval_s,
+            max_upload_size: f.max_upload_size,
+            notification: f.notification,
+            notification_url: Some(format!("http://{BACKEND}/bits/notify")),
+            app_deadline_s: f.app_deadline_s,
+            upload_reply: f.upload_reply,
+            allow_overwrites: f.allow_overwrites,
+            commit_point: f.commit_point,
+            idle_timeout_s: f.idle_timeout_s,
+            ..NodeConfig::default()
+        }
+    }
+
+    fn start_node(&mut self, name: &str) {
+        let boot = self.net.boot(name);
+        let listener = self.net.listen(name);
+        let store = {
+            let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = self.scenario.farm.session_state == SessionState::Durable;
+            match stores.get(name) {
+                Some(s) if keep => s.clone(),
+                _ => {
+                    let s = MemStore::new(name);
+                    stores.insert(name.to_owned(), s.clone());
+                    s
+                }
+            }
+        };
+        let env = node::Env {
+            store: Arc::new(store),
+            connector: Arc::new(self.net.connector(name)),
+            probe: self.harness.clone() as SharedProbe,
+            rng: entity_rng(self.seed, name, boot),
+            clock: self.clock,
+        };
+        let node = Node::new(self.node_config(name), env)
+            .expect("scenario validation keeps node settings valid");
+        self.harness.mark_up(name);
+        let task = tokio::spawn(node.clone().run(Box::new(listener)).map_unit());
+        self.nodes.insert(
+            name.to_owned(),
+            NodeSlot {
+                task: Some(task),
+                node: Some(node),
+            },
+        );
+    }
+
+    fn start_backend(&mut self) {
+        let listener = self.net.listen(BACKEND);
+        let cfg = BackendConfig {
+            name: BACKEND.into(),
+            reply: self.scenario.farm.upload_reply,
+            ..BackendConfig::default()
+        };
+        let env = backend::Env {
+            files: Arc::new(SimFiles(self.stores.clone())),
+            probe: self.harness.clone() as SharedProbe,
+            clock: self.clock,
+        };
+        let app = Backend::new(cfg, self.ledger.clone(), env);
+        self.harness.mark_up(BACKEND);
+        self.backend = Some(tokio::spawn(app.run(Box::new(listener)).map_unit()));
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Crashed {
+                host,
+                restart_after,
+            } => {
+                if host == BACKEND {
+                    if let Some(t) = self.backend.take() {
+                        t.abort();
+                    }
+                } else if let Some(slot) = self.nodes.get_mut(&host) {
+                    if let Some(t) = slot.task.take() {
+                        t.abort();
+                    }
+                    slot.node = None;
+                }
+                if let Some(after) = restart_after {
+                    let ctl = self.ctl.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = ctl.send(Command::Restart { host });
+                    });
+                }
+            }
+            Command::Restart { host } => {
+                if self.net.is_up(&host) {
+                    return;
+                }
+                let durable =
+                    host == BACKEND || self.scenario.farm.session_state == SessionState::Durable;
+                self.harness.mark_up(&host);
+                probe::Probe::event(
+                    &*self.harness,
+                    Event::Restarted {
+                        host: host.clone(),
+                        durable,
+                    },
+                );
+                if host == BACKEND {
+                    self.start_backend();
+                } else {
+                    self.start_node(&host);
+                }
+            }
+            Command::HostId { enabled } => {
+                self.host_id = enabled;
+                for (name, slot) in &self.nodes {
+                    if let Some(n) = &slot.node {
+                        n.set_host_id(enabled.then(|| name.clone()));
+                    }
+                }
+                probe::Probe::event(&*self.harness, Event::HostIdToggled { enabled });
+            }
+            Command::Heal { a, b, after } => {
+                let net = self.net.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    net.heal(&a, &b);
+                });
+            }
+        }
+    }
+}
+
+trait MapUnit {
+    fn map_unit(self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl<F: std::future::Future<Output = io::Result<()>> + Send> MapUnit for F {
+    async fn map_unit(self) {
+        if let Err(e) = self.await {
+            tracing::debug!(error = %e, "server stopped");
+        }
+    }
+}
+
+/// The application reads by-reference uploads from the nodes' disks, by their UNC-like paths.
+struct SimFiles(Arc<Mutex<BTreeMap<String, MemStore>>>);
+
+impl backend::Files for SimFiles {
+    fn read(&self, path: &str) -> io::Result<Vec<Bytes>> {
+        let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        stores
+            .values()
+            .find(|s| s.owns_path(path))
+            .and_then(|s| s.read_path(path))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))
+    }
+
+    fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
+        let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match stores.values().find(|s| s.owns_path(path)) {
+            Some(s) if s.write_path(path, data) => Ok(()),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, path.to_owned())),
+        }
+    }
+}
+
+/// One file a client uploads.
+struct Upload {
+    job: String,
+    file: String,
+    size: u64,
+    offset: u64,
+}
+
+async fn run_farm(
+    scenario: &Scenario,
+    seed: u64,
+    sink: Option<Sink>,
+    deadline: Duration,
+) -> RunResult {
+    let clock = Clock::starting_now();
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    let commits = scenario.farm.notification == node::NotificationType::None;
+    let harness = Harness::new(
+        clock,
+        &scenario.faults,
+        entity_rng(seed, "faults", 0),
+        Tracker::new(commits),
+        sink,
+        ctl_tx.clone(),
+    );
+    let n = &scenario.network;
+    let net = Net::new(
+        NetConfig {
+            latency: Duration::from_millis(n.latency_ms),
+            window: n.window_bytes as usize,
+        },
+        entity_rng(seed, "balancer", 0),
+        harness.clone() as SharedProbe,
+    );
+    harness.set_net(net.clone());
+    let ledger = Ledger::new(scenario.backend.dedupe);
+    let mut farm = Farm {
+        scenario: scenario.clone(),
+        seed,
+        clock,
+        net: net.clone(),
+        harness: harness.clone(),
+        ledger: ledger.clone(),
+        stores: Arc::default(),
+        nodes: BTreeMap::new(),
+        backend: None,
+        host_id: scenario.farm.host_id,
+        ctl: ctl_tx.clone(),
+    };
+    farm.start_backend();
+    let node_names: Vec<String> = (1..=scenario.farm.nodes)
+        .map(|i| format!("node-{i}"))
+        .collect();
+    for name in &node_names {
+        farm.start_node(name);
+    }
+    net.add_shared(SHARED, node_names, scenario.farm.balancer.policy());
+
+    // Plan every upload before anything runs, so the plan depends on the seed alone.
+    let c = &scenario.clients;
+    let mut plan: Vec<(String, f64, Vec<Upload>)> = Vec::new();
+    let mut rng = entity_rng(seed, "clients", 0);
+    for i in 0..c.count {
+        let name = client_name(i, c.count);
+        let start = if c.start_spread_s > 0.0 {
+            rng.random_range(0.0..c.start_spread_s)
+        } else {
+            0.0
+        };
+        let uploads = (0..c.files_per_client)
+            .map(|k| {
+                let job = format!("{name}-f{k:03}");
+                let size = match c.file_size_max {
+                    Some(max) if max > c.file_size => rng.random_range(c.file_size..=max),
+                    _ => c.file_size,
+                };
+                let offset = rng.random_range(0..data::OFFSET_SPAN);
+                Upload {
+                    file: format!("/upload/{job}.bin"),
+                    job,
+                    size,
+                    offset,
+                }
+            })
+            .collect();
+        plan.push((name, start, uploads));
+    }
+    harness.with_tracker(|t| {
+        for (client, _, uploads) in &plan {
+            for u in uploads {
+                t.register(&u.job, &u.file, client);
+            }
+        }
+    });
+
+    let controller = tokio::spawn(async move {
+        while let Some(cmd) = ctl_rx.recv().await {
+            farm.handle(cmd);
+        }
+    });
+    for (index, rule) in scenario.faults.iter().enumerate() {
+        if let Some(at) = rule.at_s {
+            let h = harness.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs_f64(at)).await;
+                h.fire_timed(index);
+            });
+        }
+    }
+
+    let mut clients = tokio::task::JoinSet::new();
+    for (name, start, uploads) in plan {
+        net.add_client(&name);
+        let (net, harness, c) = (net.clone(), harness.clone(), c.clone());
+        let kind = if scenario.farm.upload_reply {
+            JobKind::UploadReply
+        } else {
+            JobKind::Upload
+        };
+        clients.spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(start)).await;
+            for u in uploads {
+                let cfg = JobConfig {
+                    name: u.job.clone(),
+                    url: format!("http://{SHARED}{}", u.file),
+                    kind,
+                    fragment_size: c.fragment_size,
+                    min_retry_delay_s: c.retry_delay_s,
+                    no_progress_timeout_s: c.no_progress_timeout_s,
+                    connect_timeout_s: c.connect_timeout_s,
+                    request_timeout_s: c.request_timeout_s,
+                    content_name: Some(format!("{}.bin", u.job)),
+                    transaction_id: c.transaction_id,
+                    ..JobConfig::default()
+                };
+                let env = client::Env {
+                    connector: Arc::new(net.connector(&name)),
+                    probe: harness.clone() as SharedProbe,
+                    rng: entity_rng(seed, &u.job, 0),
+                    clock,
+                };
+                let job = Job::new(cfg, data::payload(u.offset, u.size), env)
+                    .expect("scenario validation keeps job settings valid");
+                let report = job.run().await;
+                harness.with_tracker(|t| t.finish(&report));
+            }
+        });
+    }
+    let completed = tokio::time::timeout(deadline, async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    let virtual_time_ms = clock.now_ms();
+    controller.abort();
+    clients.abort_all();
+    let (event_hash, events) = harness.log_state();
+    let rules = harness.rule_reports();
+    let tracker = harness.with_tracker(|t| std::mem::replace(t, Tracker::new(commits)));
+    let ledger_deliveries = ledger.len() as u64;
+    RunResult {
+        completed,
+        virtual_time_ms,
+        events,
+        event_hash,
+        tracker,
+        rules,
+        ledger_deliveries,
+    }
+}

@@ -1,0 +1,624 @@
+//! The run summary: what `bitsfarm scenario` prints, and, as JSON (`--json`, `summary.json`),
+//! what tools read.
+//!
+//! # JSON format (`schema_version` 1)
+//!
+//! An object with the fields of [`Summary`]: identity (`scenario`, `seed`, `replay`), totals
+//! (`files`, `acknowledged`, `failed`, `deliveries`, `duplicate_deliveries`, `files_duplicated`,
+//! `effects`, `lost`, `corrupted`, `restarts`, `host_fallbacks`, `bytes_resent`), time
+//! (`virtual_time_s`, `wall_time_ms`), the determinism oracle (`events`, `event_log_hash`), the
+//! fault rules with their counters (`faults`), `expectations` and `invariants` (each with
+//! `name` and `held`), the duplicated files with the chain behind each extra delivery
+//! (`duplicates`, at most 100 detailed), failed jobs, and `ok` (every expectation and invariant
+//! held). Fields are only ever added within a schema version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::secs;
+
+/// Version of the summary's JSON format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One step of a causal chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainStep {
+    /// Virtual time, milliseconds.
+    pub t_ms: u64,
+    /// What happened, in words.
+    pub text: String,
+}
+
+/// Why a file was delivered once more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    /// Which delivery this explains (2 = the first duplicate).
+    pub delivery: u64,
+    /// The injected fault at the root, in words (`None`: unexplained).
+    pub cause: Option<String>,
+    /// The fault rule at the root, when a rule fired.
+    pub rule: Option<usize>,
+    /// The steps, in order.
+    pub steps: Vec<ChainStep>,
+    /// The steps as one sentence.
+    pub sentence: String,
+}
+
+/// A file the application received more than once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateFile {
+    /// The upload's path.
+    pub file: String,
+    /// Its job.
+    pub job: String,
+    /// Deliveries.
+    pub deliveries: u64,
+    /// Deliveries with an effect.
+    pub effects: u64,
+    /// Delivering nodes, in order of first delivery.
+    pub nodes: Vec<String>,
+    /// One chain per delivery after the first.
+    pub chains: Vec<Chain>,
+}
+
+/// A fault rule and its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultSummary {
+    /// Position in the scenario.
+    pub index: usize,
+    /// The rule in words.
+    pub description: String,
+    /// Matching hits.
+    pub hits: u64,
+    /// Firings.
+    pub fired: u64,
+    /// Whether it may stay unfired.
+    pub optional: bool,
+}
+
+/// One expectation's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    /// The metric.
+    pub name: String,
+    /// The expression (`>= 1`).
+    pub expected: String,
+    /// The metric's value (per-file metrics: the number of files that satisfy it).
+    pub actual: f64,
+    /// Whether it held.
+    pub held: bool,
+    /// More words, for per-file metrics.
+    pub detail: String,
+}
+
+/// One invariant's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    /// The invariant.
+    pub name: String,
+    /// Whether it held.
+    pub held: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// A job that ended in error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedJob {
+    /// The upload's path.
+    pub file: String,
+    /// Why.
+    pub error: String,
+}
+
+/// The summary of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Format version.
+    pub schema_version: u32,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// The command that replays this run.
+    pub replay: String,
+    /// Files (one job each).
+    pub files: u64,
+    /// Jobs whose final fragment was acknowledged to the client.
+    pub acknowledged: u64,
+    /// Jobs that ended in error.
+    pub failed: u64,
+    /// Deliveries to the application (type 0: commits to the destination).
+    pub deliveries: u64,
+    /// Deliveries beyond the first, over all files.
+    pub duplicate_deliveries: u64,
+    /// Files delivered more than once.
+    pub files_duplicated: u64,
+    /// Deliveries that had an effect.
+    pub effects: u64,
+    /// Files acknowledged to their client and never delivered.
+    pub lost: u64,
+    /// Their paths.
+    pub lost_files: Vec<String>,
+    /// Deliveries whose bytes differ from the client's.
+    pub corrupted: u64,
+    /// Uploads restarted from byte 0.
+    pub restarts: u64,
+    /// Host-Id fallbacks.
+    pub host_fallbacks: u64,
+    /// Bytes sent beyond one copy of each file.
+    pub bytes_resent: u64,
+    /// Virtual time of the run, seconds.
+    pub virtual_time_s: f64,
+    /// Wall time of the run, milliseconds (set by the caller).
+    pub wall_time_ms: f64,
+    /// Whether every job ended before the deadline.
+    pub completed: bool,
+    /// Events recorded.
+    pub events: u64,
+    /// Hash of the event log (the same scenario and seed always give the same hash).
+    pub event_log_hash: String,
+    /// Fault rules and their counters.
+    pub faults: Vec<FaultSummary>,
+    /// Expectations.
+    pub expectations: Vec<ExpectationResult>,
+    /// Invariants.
+    pub invariants: Vec<InvariantResult>,
+    /// Duplicated files (at most 100 detailed).
+    pub duplicates: Vec<DuplicateFile>,
+    /// Failed jobs (at most 100).
+    pub failed_jobs: Vec<FailedJob>,
+    /// Whether every expectation and invariant held.
+    pub ok: bool,
+}
+
+impl Summary {
+    pub(crate) fn empty(scenario: &str, seed: u64, replay: String) -> Summary {
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            scenario: scenario.to_owned(),
+            seed,
+            replay,
+            files: 0,
+            acknowledged: 0,
+            failed: 0,
+            deliveries: 0,
+            duplicate_deliveries: 0,
+            files_duplicated: 0,
+            effects: 0,
+            lost: 0,
+            lost_files: Vec::new(),
+            corrupted: 0,
+            restarts: 0,
+            host_fallbacks: 0,
+            bytes_resent: 0,
+            virtual_time_s: 0.0,
+            wall_time_ms: 0.0,
+            completed: false,
+            events: 0,
+            event_log_hash: String::new(),
+            faults: Vec::new(),
+            expectations: Vec::new(),
+            invariants: Vec::new(),
+            duplicates: Vec::new(),
+            failed_jobs: Vec::new(),
+            ok: false,
+        }
+    }
+
+    /// A total by its expectation name.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "files" => self.files as f64,
+            "acknowledged" => self.acknowledged as f64,
+            "failed" => self.failed as f64,
+            "deliveries" => self.deliveries as f64,
+            "duplicate_deliveries" => self.duplicate_deliveries as f64,
+            "files_duplicated" => self.files_duplicated as f64,
+            "effects" => self.effects as f64,
+            "lost" => self.lost as f64,
+            "corrupted" => self.corrupted as f64,
+            "restarts" => self.restarts as f64,
+            "host_fallbacks" => self.host_fallbacks as f64,
+            "bytes_resent" => self.bytes_resent as f64,
+            "virtual_time_s" => self.virtual_time_s,
+            _ => return None,
+        })
+    }
+
+    /// The summary for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let p = |o: &mut String, s: String| {
+            o.push_str(&s);
+            o.push('\n');
+        };
+        p(
+            &mut o,
+            format!("scenario {} (seed {})", self.scenario, self.seed),
+        );
+        p(
+            &mut o,
+            format!(
+                "  files {}   acknowledged {}   failed {}",
+                self.files, self.acknowledged, self.failed
+            ),
+        );
+        p(
+            &mut o,
+            format!(
+                "  deliveries {}   duplicate deliveries {}   files duplicated {}   effects {}",
+                self.deliveries, self.duplicate_deliveries, self.files_duplicated, self.effects
+            ),
+        );
+        p(
+            &mut o,
+            format!("  lost {}   corrupted {}", self.lost, self.corrupted),
+        );
+        p(
+            &mut o,
+            format!(
+                "  restarts from byte 0 {}   Host-Id fallbacks {}   bytes re-sent {}",
+                self.restarts, self.host_fallbacks, self.bytes_resent
+            ),
+        );
+        let speed = if self.wall_time_ms > 0.0 {
+            self.virtual_time_s * 1000.0 / self.wall_time_ms
+        } else {
+            0.0
+        };
+        p(
+            &mut o,
+            format!(
+                "  virtual time {} ({:.2} days) in {:.1} ms of wall time ({:.1e}× real time); {} events, log hash {}",
+                secs((self.virtual_time_s * 1000.0).round() as u64),
+                self.virtual_time_s / 86_400.0,
+                self.wall_time_ms,
+                speed,
+                self.events,
+                self.event_log_hash
+            ),
+        );
+        if !self.faults.is_empty() {
+            p(&mut o, "\nfaults".into());
+            for f in &self.faults {
+                p(
+                    &mut o,
+                    format!(
+                        "  #{} {}: fired {} time(s) ({} matching hit(s)){}",
+                        f.index,
+                        f.description,
+                        f.fired,
+                        f.hits,
+                        if f.optional { ", optional" } else { "" }
+                    ),
+                );
+            }
+        }
+        if !self.duplicates.is_empty() {
+            p(&mut o, "\nfiles delivered more than once".into());
+            p(
+                &mut o,
+                format!(
+                    "  {:<28} {:>10} {:>8}  nodes",
+                    "file", "deliveries", "effects"
+                ),
+            );
+            for d in &self.duplicates {
+                p(
+                    &mut o,
+                    format!(
+                        "  {:<28} {:>10} {:>8}  {}",
+                        d.file,
+                        d.deliveries,
+                        d.effects,
+                        d.nodes.join(" → ")
+                    ),
+                );
+            }
+            for d in self.duplicates.iter().take(5) {
+                for c in &d.chains {
+                    p(
+                        &mut o,
+                        format!(
+                            "\n  why {} was delivered a {} time:",
+                            d.file,
+                            ordinal(c.delivery)
+                        ),
+                    );
+                    for s in &c.steps {
+                        p(&mut o, format!("    - {}", s.text));
+                    }
+                    p(
+                        &mut o,
+                        format!(
+                            "    cause: {}",
+                            c.cause
+                                .as_deref()
+                                .unwrap_or("UNEXPLAINED: no injected fault in the chain")
+                        ),
+                    );
+                }
+            }
+            if self.duplicates.len() > 5 {
+                p(
+                    &mut o,
+                    format!(
+                        "  ({} more duplicated files in --json / summary.json)",
+                        self.duplicates.len() - 5
+                    ),
+                );
+            }
+        }
+        if !self.failed_jobs.is_empty() {
+            p(&mut o, "\nfailed jobs".into());
+            for f in self.failed_jobs.iter().take(5) {
+                p(&mut o, format!("  {}: {}", f.file, f.error));
+            }
+        }
+        p(&mut o, "\nexpectations".into());
+        if self.expectations.is_empty() {
+            p(&mut o, "  (none)".into());
+        }
+        for e in &self.expectations {
+            let actual = if e.detail.is_empty() {
+                format!("actual {}", e.actual)
+            } else {
+                e.detail.clone()
+            };
+            p(
+                &mut o,
+                format!(
+                    "  {:<6} {} {} ({actual})",
+                    if e.held { "held" } else { "FAILED" },
+                    e.name,
+                    e.expected
+                ),
+            );
+        }
+        p(&mut o, "invariants".into());
+        for i in &self.invariants {
+            if i.held {
+                p(&mut o, format!("  held   {}", i.name));
+            } else {
+                p(&mut o, format!("  FAILED {}: {}", i.name, i.detail));
+            }
+        }
+        p(
+            &mut o,
+            format!("\nresult: {}", if self.ok { "PASS" } else { "FAIL" }),
+        );
+        p(&mut o, format!("replay: {}", self.replay));
+        o
+    }
+}
+
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// Totals over several runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Files.
+    pub files: u64,
+    /// Acknowledged jobs.
+    pub acknowledged: u64,
+    /// Failed jobs.
+    pub failed: u64,
+    /// Deliveries.
+    pub deliveries: u64,
+    /// Duplicate deliveries.
+    pub duplicate_deliveries: u64,
+    /// Files delivered more than once.
+    pub files_duplicated: u64,
+    /// Effects.
+    pub effects: u64,
+    /// Lost files.
+    pub lost: u64,
+    /// Corrupted deliveries.
+    pub corrupted: u64,
+    /// Restarts from byte 0.
+    pub restarts: u64,
+    /// Host-Id fallbacks.
+    pub host_fallbacks: u64,
+    /// Bytes re-sent.
+    pub bytes_resent: u64,
+    /// Virtual time, seconds, summed over runs.
+    pub virtual_time_s: f64,
+}
+
+impl Totals {
+    /// Adds one run.
+    pub fn add(&mut self, s: &Summary) {
+        self.files += s.files;
+        self.acknowledged += s.acknowledged;
+        self.failed += s.failed;
+        self.deliveries += s.deliveries;
+        self.duplicate_deliveries += s.duplicate_deliveries;
+        self.files_duplicated += s.files_duplicated;
+        self.effects += s.effects;
+        self.lost += s.lost;
+        self.corrupted += s.corrupted;
+        self.restarts += s.restarts;
+        self.host_fallbacks += s.host_fallbacks;
+        self.bytes_resent += s.bytes_resent;
+        self.virtual_time_s += s.virtual_time_s;
+    }
+}
+
+/// A run that did not pass, with how to replay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRun {
+    /// Its seed.
+    pub seed: u64,
+    /// The replay command.
+    pub replay: String,
+    /// The expectations and invariants that failed.
+    pub failed: Vec<String>,
+}
+
+/// How often one expectation held over several runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationTally {
+    /// The metric.
+    pub name: String,
+    /// The expression.
+    pub expected: String,
+    /// Whether it held in every run.
+    pub held: bool,
+    /// Runs in which it held.
+    pub runs_held: u64,
+}
+
+/// The summary of several runs of one scenario (seeds `seed`, `seed + 1`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Format version (shared with [`Summary`]).
+    pub schema_version: u32,
+    /// Scenario name.
+    pub scenario: String,
+    /// First seed.
+    pub seed: u64,
+    /// Runs.
+    pub runs: u64,
+    /// Runs in which every expectation and invariant held.
+    pub passed: u64,
+    /// Runs in which at least one file was delivered twice.
+    pub runs_with_duplicates: u64,
+    /// Sums over all runs.
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// Wall time of all runs, milliseconds.
+    pub wall_time_ms: f64,
+    /// Per expectation: held in every run?
+    pub expectations: Vec<ExpectationTally>,
+    /// Runs that did not pass (at most 100).
+    pub failed_runs: Vec<FailedRun>,
+    /// Whether every run passed.
+    pub ok: bool,
+}
+
+impl Aggregate {
+    /// Aggregates runs (in seed order).
+    pub fn of(runs: &[Summary], wall_time_ms: f64) -> Aggregate {
+        let first = runs.first().expect("at least one run");
+        let mut totals = Totals::default();
+        let mut failed_runs = Vec::new();
+        let mut tallies: Vec<ExpectationTally> = first
+            .expectations
+            .iter()
+            .map(|e| ExpectationTally {
+                name: e.name.clone(),
+                expected: e.expected.clone(),
+                held: true,
+                runs_held: 0,
+            })
+            .collect();
+        for s in runs {
+            totals.add(s);
+            for (t, e) in tallies.iter_mut().zip(&s.expectations) {
+                t.runs_held += u64::from(e.held);
+                t.held &= e.held;
+            }
+            if !s.ok && failed_runs.len() < 100 {
+                let mut failed: Vec<String> = s
+                    .expectations
+                    .iter()
+                    .filter(|e| !e.held)
+                    .map(|e| format!("{} {} (actual {})", e.name, e.expected, e.actual))
+                    .collect();
+                failed.extend(
+                    s.invariants
+                        .iter()
+                        .filter(|i| !i.held)
+                        .map(|i| format!("invariant {}: {}", i.name, i.detail)),
+                );
+                failed_runs.push(FailedRun {
+                    seed: s.seed,
+                    replay: s.replay.clone(),
+                    failed,
+                });
+            }
+        }
+        let passed = runs.iter().filter(|s| s.ok).count() as u64;
+        Aggregate {
+            schema_version: SCHEMA_VERSION,
+            scenario: first.scenario.clone(),
+            seed: first.seed,
+            runs: runs.len() as u64,
+            passed,
+            runs_with_duplicates: runs.iter().filter(|s| s.duplicate_deliveries > 0).count() as u64,
+            totals,
+            wall_time_ms,
+            expectations: tallies,
+            failed_runs,
+            ok: passed == runs.len() as u64,
+        }
+    }
+
+    /// The aggregate for a terminal.
+    pub fn to_text(&self) -> String {
+        let t = &self.totals;
+        let per_k = |n: u64| {
+            if t.files == 0 {
+                0.0
+            } else {
+                n as f64 * 1000.0 / t.files as f64
+            }
+        };
+        let mut o = format!(
+            "scenario {}: {} runs (seeds {}..{}) in {:.0} ms ({:.0} runs/s)\n",
+            self.scenario,
+            self.runs,
+            self.seed,
+            self.seed + self.runs - 1,
+            self.wall_time_ms,
+            self.runs as f64 * 1000.0 / self.wall_time_ms.max(1e-9)
+        );
+        o += &format!(
+            "  passed {} of {}; runs with a duplicate delivery {}\n",
+            self.passed, self.runs, self.runs_with_duplicates
+        );
+        o += &format!(
+            "  files {}   acknowledged {}   failed {}   deliveries {}   duplicate deliveries {} ({:.1} per 1,000 uploads)\n",
+            t.files,
+            t.acknowledged,
+            t.failed,
+            t.deliveries,
+            t.duplicate_deliveries,
+            per_k(t.duplicate_deliveries)
+        );
+        o += &format!(
+            "  effects {}   lost {}   corrupted {}   restarts {}   Host-Id fallbacks {}   bytes re-sent {}\n",
+            t.effects, t.lost, t.corrupted, t.restarts, t.host_fallbacks, t.bytes_resent
+        );
+        o += "expectations\n";
+        for e in &self.expectations {
+            o += &format!(
+                "  {:<6} {} {} (held in {} of {} runs)\n",
+                if e.held { "held" } else { "FAILED" },
+                e.name,
+                e.expected,
+                e.runs_held,
+                self.runs
+            );
+        }
+        for f in self.failed_runs.iter().take(10) {
+            o += &format!(
+                "  failed seed {}: {}\n    replay: {}\n",
+                f.seed,
+                f.failed.join("; "),
+                f.replay
+            );
+        }
+        o += &format!("result: {}\n", if self.ok { "PASS" } else { "FAIL" });
+        o
+    }
+}

@@ -1,0 +1,338 @@
+//! Following each file through a run: its deliveries, how its job ended, and the events that
+//! explain a duplicate (its "story"), kept compact so memory grows with files in trouble, not
+//! with files done.
+
+use std::collections::{BTreeMap, HashMap};
+
+use client::{JobReport, JobState};
+use probe::Event;
+
+use crate::log::Record;
+
+/// One delivery of a file to the application (or, with notification type 0, one commit of it
+/// to its destination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Position of the event in the log.
+    pub seq: u64,
+    /// When.
+    pub t_ms: u64,
+    /// The delivering node.
+    pub node: String,
+    /// The node's session.
+    pub session: Option<String>,
+    /// Hash of the bytes delivered (`None` for a type-0 commit: the node checks its own bytes).
+    pub hash: Option<u64>,
+    /// Bytes delivered.
+    pub len: Option<u64>,
+    /// Whether it had an effect.
+    pub effect: bool,
+}
+
+/// How a file's job ended (the parts of a [`JobReport`] the summary needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    /// Final state.
+    pub state: JobState,
+    /// Whether the final fragment's success Ack reached the client.
+    pub final_acked: bool,
+    /// Bytes uploaded.
+    pub total: u64,
+    /// Hash of the uploaded bytes.
+    pub hash: u64,
+    /// Restarts from byte 0.
+    pub restarts: u32,
+    /// Host-Id fallbacks.
+    pub host_fallbacks: u32,
+    /// Bytes sent beyond one copy.
+    pub bytes_resent: u64,
+    /// Transient errors.
+    pub transient_errors: u32,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// When it ended.
+    pub finished_ms: u64,
+}
+
+/// A step of a file's story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// One event.
+    At(Record),
+    /// Consecutive failed requests to one target, and the retries between them.
+    Retrying {
+        /// Sequence number of the first failure.
+        first_seq: u64,
+        /// Where they went.
+        target: String,
+        /// First failure.
+        first_ms: u64,
+        /// Last failure.
+        last_ms: u64,
+        /// How many.
+        failures: u32,
+        /// The retry delay.
+        delay_ms: u64,
+        /// The first error.
+        error: String,
+    },
+}
+
+impl Step {
+    /// When the step (began).
+    pub fn t_ms(&self) -> u64 {
+        match self {
+            Step::At(r) => r.t_ms,
+            Step::Retrying { first_ms, .. } => *first_ms,
+        }
+    }
+
+    /// Position in the event log of the step (its first event).
+    pub fn seq(&self) -> u64 {
+        match self {
+            Step::At(r) => r.seq,
+            Step::Retrying { first_seq, .. } => *first_seq,
+        }
+    }
+}
+
+/// Everything known about one file.
+#[derive(Debug, Clone)]
+pub struct FileTrack {
+    /// The upload's path.
+    pub file: String,
+    /// Its job.
+    pub job: String,
+    /// Its client.
+    pub client: String,
+    /// Deliveries, in order.
+    pub deliveries: Vec<Delivery>,
+    /// The job's end, once it ended.
+    pub outcome: Option<JobOutcome>,
+    /// Events that explain what happened to it (dropped for files that had no trouble).
+    pub story: Vec<Step>,
+    trouble: bool,
+}
+
+impl FileTrack {
+    /// Deliveries that had an effect.
+    pub fn effects(&self) -> u64 {
+        self.deliveries.iter().filter(|d| d.effect).count() as u64
+    }
+}
+
+/// Follows every file of a run.
+pub struct Tracker {
+    commits_are_deliveries: bool,
+    files: BTreeMap<String, FileTrack>,
+    /// job → file; lookup only.
+    job_file: HashMap<String, String>,
+    /// session → file; lookup only.
+    session_file: HashMap<String, String>,
+    /// Events not about one file: crashes, restarts, partitions, Host-Id switches, timed faults.
+    pub global: Vec<Record>,
+}
+
+impl Tracker {
+    /// A tracker; with notification type 0, commits to the destination count as deliveries.
+    pub fn new(commits_are_deliveries: bool) -> Tracker {
+        Tracker {
+            commits_are_deliveries,
+            files: BTreeMap::new(),
+            job_file: HashMap::new(),
+            session_file: HashMap::new(),
+            global: Vec::new(),
+        }
+    }
+
+    /// Registers a job before it starts.
+    pub fn register(&mut self, job: &str, file: &str, client: &str) {
+        self.job_file.insert(job.to_owned(), file.to_owned());
+        self.files.insert(
+            file.to_owned(),
+            FileTrack {
+                file: file.to_owned(),
+                job: job.to_owned(),
+                client: client.to_owned(),
+                deliveries: Vec::new(),
+                outcome: None,
+                story: Vec::new(),
+                trouble: false,
+            },
+        );
+    }
+
+    /// Every file, by path.
+    pub fn files(&self) -> &BTreeMap<String, FileTrack> {
+        &self.files
+    }
+
+    fn track(&mut self, file: &str) -> Option<&mut FileTrack> {
+        self.files.get_mut(file)
+    }
+
+    fn push(&mut self, file: Option<String>, rec: &Record, trouble: bool) {
+        if let Some(t) = file.and_then(|f| self.files.get_mut(&f)) {
+            t.story.push(Step::At(rec.clone()));
+            t.trouble |= trouble;
+        }
+    }
+
+    /// Takes one recorded event into account.
+    pub fn observe(&mut self, rec: &Record) {
+        let job_file = |job: &str| self.job_file.get(job).cloned();
+        match &rec.event {
+            Event::SessionCreated { session, file, .. } => {
+                self.session_file.insert(session.clone(), file.clone());
+                self.push(Some(file.clone()), rec, false);
+            }
+            Event::SessionNotFound { session, .. } => {
+                let f = self.session_file.get(session).cloned();
+                self.push(f, rec, true);
+            }
+            Event::Forwarded { file, .. } | Event::CachedAckReplayed { file, .. } => {
+                self.push(Some(file.clone()), rec, false)
+            }
+            Event::AppAnswered { file, status, .. } => {
+                let trouble = !status.is_some_and(|s| (200..300).contains(&s));
+                self.push(Some(file.clone()), rec, trouble);
+            }
+            Event::Committed {
+                node,
+                session,
+                file,
+            } => {
+                if self.commits_are_deliveries
+                    && let Some(t) = self.track(file)
+                {
+                    t.deliveries.push(Delivery {
+                        seq: rec.seq,
+                        t_ms: rec.t_ms,
+                        node: node.clone(),
+                        session: Some(session.clone()),
+                        hash: None,
+                        len: None,
+                        effect: true,
+                    });
+                }
+                self.push(Some(file.clone()), rec, false);
+            }
+            Event::Delivered {
+                file,
+                node,
+                session,
+                len,
+                hash,
+                effect,
+                ..
+            } => {
+                if let Some(t) = self.track(file) {
+                    t.deliveries.push(Delivery {
+                        seq: rec.seq,
+                        t_ms: rec.t_ms,
+                        node: node.clone(),
+                        session: session.clone(),
+                        hash: Some(*hash),
+                        len: Some(*len),
+                        effect: *effect,
+                    });
+                }
+                self.push(Some(file.clone()), rec, false);
+            }
+            Event::SessionClosed { session, .. } => {
+                self.session_file.remove(session);
+            }
+            Event::SessionCancelled { session, file, .. }
+            | Event::SessionExpired { session, file, .. } => {
+                self.session_file.remove(session);
+                self.push(Some(file.clone()), rec, true);
+            }
+            Event::JobState { job, state, .. } => {
+                if matches!(
+                    state,
+                    JobState::Transferred | JobState::Error | JobState::Acknowledged
+                ) {
+                    self.push(job_file(job), rec, *state == JobState::Error);
+                }
+            }
+            Event::HostIdLearned { job, .. } => self.push(job_file(job), rec, false),
+            Event::HostFallback { job, .. } | Event::UploadRestart { job, .. } => {
+                self.push(job_file(job), rec, true)
+            }
+            Event::ClientFailure {
+                job, target, error, ..
+            } => {
+                if let Some(t) = job_file(job).and_then(|f| self.files.get_mut(&f)) {
+                    t.trouble = true;
+                    match t.story.last_mut() {
+                        Some(Step::Retrying {
+                            target: tt,
+                            last_ms,
+                            failures,
+                            ..
+                        }) if tt == target => {
+                            *last_ms = rec.t_ms;
+                            *failures += 1;
+                        }
+                        _ => t.story.push(Step::Retrying {
+                            first_seq: rec.seq,
+                            target: target.clone(),
+                            first_ms: rec.t_ms,
+                            last_ms: rec.t_ms,
+                            failures: 1,
+                            delay_ms: 0,
+                            error: error.clone(),
+                        }),
+                    }
+                }
+            }
+            Event::RetryScheduled { job, delay_ms, .. } => {
+                if let Some(t) = job_file(job).and_then(|f| self.files.get_mut(&f))
+                    && let Some(Step::Retrying { delay_ms: d, .. }) = t.story.last_mut()
+                {
+                    *d = *delay_ms;
+                }
+            }
+            Event::FaultFired { session, file, .. } => {
+                let f = file.clone().or_else(|| {
+                    session
+                        .as_ref()
+                        .and_then(|s| self.session_file.get(s).cloned())
+                });
+                match f {
+                    Some(f) => self.push(Some(f), rec, true),
+                    None => self.global.push(rec.clone()),
+                }
+            }
+            Event::Crashed { .. }
+            | Event::Restarted { .. }
+            | Event::Partitioned { .. }
+            | Event::Healed { .. }
+            | Event::HostIdToggled { .. } => self.global.push(rec.clone()),
+            _ => {}
+        }
+    }
+
+    /// Records how a job ended; a file without trouble and at most one delivery forgets its
+    /// story.
+    pub fn finish(&mut self, report: &JobReport) {
+        let Some(t) = self.files.get_mut(&report.file) else {
+            return;
+        };
+        t.outcome = Some(JobOutcome {
+            state: report.state,
+            final_acked: report.final_acked,
+            total: report.total,
+            hash: report.hash,
+            restarts: report.restarts,
+            host_fallbacks: report.host_fallbacks,
+            bytes_resent: report.bytes_resent(),
+            transient_errors: report.transient_errors,
+            error: report.error.clone(),
+            finished_ms: report.finished_ms,
+        });
+        if !t.trouble && t.deliveries.len() <= 1 {
+            t.story = Vec::new();
+        }
+    }
+}
