@@ -83,8 +83,9 @@ pub struct JobReport {
     pub error: Option<String>,
     /// Bytes uploaded (with the transaction-id envelope, if any).
     pub total: u64,
-    /// xxh3-64 of the uploaded bytes, to compare with what the application received.
-    pub hash: u64,
+    /// The uploaded bytes (shared, not copied); [`JobReport::hash`] hashes them.
+    #[serde(skip)]
+    pub entity: Bytes,
     /// Transaction id, when the job used one.
     pub txid: Option<String>,
     /// Whether the final fragment's success Ack reached the client: the file counts as
@@ -118,6 +119,11 @@ pub struct JobReport {
 }
 
 impl JobReport {
+    /// XXH3-64 of the uploaded bytes, to compare with what the application received.
+    pub fn hash(&self) -> u64 {
+        txid::hash(&self.entity)
+    }
+
     /// Bytes sent beyond one copy of the upload.
     pub fn bytes_resent(&self) -> u64 {
         self.bytes_sent.saturating_sub(self.total)
@@ -419,7 +425,6 @@ impl<'j> Engine<'j> {
                 }
                 self.need_ping = false;
             }
-            self.set_state(JobState::Transferring);
             loop {
                 let total = self.total();
                 // When the server holds every byte but the final Ack was lost, the last
@@ -441,6 +446,9 @@ impl<'j> Engine<'j> {
                 };
                 let body = self.job.entity.slice(start as usize..end as usize);
                 let ack = self.send(Packet::Fragment(fragment), body).await?;
+                // A fragment got an answer: the job is transferring (a retry whose connect fails
+                // goes from connecting straight back to transient error, as on Windows).
+                self.set_state(JobState::Transferring);
                 if ack.is_success() || ack.status == 416 {
                     let Some(received) = ack.received else {
                         return Err(Failure::Fatal(
@@ -860,7 +868,7 @@ impl<'j> Engine<'j> {
             state: self.state,
             error: self.error,
             total,
-            hash: txid::hash(&self.job.entity),
+            entity: self.job.entity.clone(),
             txid: self.job.txid.clone(),
             final_acked: self.final_acked,
             acknowledged: self.acknowledged,

@@ -436,12 +436,14 @@ impl Node {
                 }
             }
         };
+        // The application has the file but the node has not recorded it yet: a crash here
+        // leaves UploadComplete without NotifyCache, so a retried final fragment notifies again.
+        if let Some(ack) = self.checkpoint(FaultPoint::AfterForward, at).await {
+            return ack;
+        }
         rec.notified = Some(cached.clone());
         if let Err(e) = self.store.save(&rec) {
             return self.storage_failed(P, &id, &e);
-        }
-        if let Some(ack) = self.checkpoint(FaultPoint::AfterForward, at).await {
-            return ack;
         }
         let mut ack = Ack::ok().with_session(&id).with_received(total);
         ack.reply_url = cached.reply_url;

@@ -21,11 +21,14 @@ pub enum FaultPoint {
     /// Node: the upload is complete and the node is about to notify the server application
     /// (or, with notification type 0, to commit the file).
     BeforeForward,
-    /// Node: the server application answered (or the commit happened); the final Ack is about
-    /// to be written. A crash here is the seed document's "terminates after the file is
-    /// processed but before the acknowledgment is sent".
+    /// Node: the server application accepted the upload (or the file was committed), and the
+    /// node has not yet recorded that (`NotifyCache`). A crash here is the seed document's
+    /// "terminates after the file is processed but before the acknowledgment is sent": a node
+    /// that comes back with durable state forwards the file again when the client retries.
     AfterForward,
-    /// Node: any Ack is about to be returned to the client ("mid-reply").
+    /// Node: an Ack is about to be returned to the client, every state change already recorded
+    /// ("mid-reply"). After a final fragment, a durable node that comes back replays the cached
+    /// Ack instead of forwarding again.
     AckReady,
     /// Node: Close-Session released the session, before its Ack is written.
     SessionClosed,

@@ -18,7 +18,9 @@
 //! Data that does not start with `bitsfarm-txid:1 ` carries no transaction id; an application
 //! that deduplicates treats it as always new. The header is at most 128 bytes.
 
-use xxhash_rust::xxh3::Xxh3;
+use std::hash::Hasher as _;
+
+use twox_hash::XxHash3_64;
 
 /// The magic that opens an enveloped upload.
 pub const MAGIC: &[u8] = b"bitsfarm-txid:1 ";
@@ -26,18 +28,19 @@ pub const MAGIC: &[u8] = b"bitsfarm-txid:1 ";
 /// Longest header line, newline included.
 pub const MAX_HEADER_LEN: usize = 128;
 
-/// The 64-bit content hash bitsfarm uses everywhere (xxh3-64).
+/// The 64-bit content hash bitsfarm uses everywhere (XXH3-64, seed 0). twox-hash picks SSE2,
+/// AVX2 or NEON at run time; the value is the same on every machine.
 pub fn hash(data: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(data)
+    XxHash3_64::oneshot(data)
 }
 
 /// xxh3-64 over data held in several pieces; equal to [`hash`] of their concatenation.
 pub fn hash_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut h = Xxh3::new();
+    let mut h = XxHash3_64::new();
     for c in chunks {
-        h.update(c);
+        h.write(c);
     }
-    h.digest()
+    h.finish()
 }
 
 /// Whether `txid` is a valid transaction id (1–64 of `[A-Za-z0-9_-]`).

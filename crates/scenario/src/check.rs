@@ -340,6 +340,12 @@ fn render(rec: &Record, first: bool) -> Option<String> {
         Event::UploadRestart { acknowledged, .. } => format!(
             "the client restarted the upload from byte 0 at {t} ({acknowledged} bytes had been acknowledged)"
         ),
+        Event::RetryScheduled {
+            delay_ms, target, ..
+        } => format!(
+            "the client got an error at {t} and retried {target} after {}",
+            secs(*delay_ms)
+        ),
         Event::HostIdLearned { host_id, .. } => {
             format!("the client was told to use BITS-Host-Id {host_id}")
         }
@@ -377,8 +383,13 @@ fn render_step(step: &Step) -> Option<ChainStep> {
             ..
         } => {
             let text = if *failures == 1 {
+                let then = if *delay_ms > 0 {
+                    format!(", retried after {}", secs(*delay_ms))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "the request to {target} failed at {} ({error})",
+                    "the request to {target} failed at {} ({error}){then}",
                     secs(*first_ms)
                 )
             } else {

@@ -4,12 +4,39 @@
 //! Byte `i` of the pool depends only on `i`, so a file's content depends only on its offset and
 //! length, whatever the pool's current size: runs are reproducible across processes.
 
-use std::sync::Mutex;
+use std::{collections::HashMap, sync::Mutex};
 
 use bytes::Bytes;
 
-/// Offsets are drawn from `0..OFFSET_SPAN`, independent of the pool size.
+/// Offsets are multiples of [`OFFSET_STEP`] below this, independent of the pool size.
 pub const OFFSET_SPAN: u64 = 1 << 20;
+
+/// Distance between possible offsets: 64 positions, so the hash cache below hits across runs.
+pub const OFFSET_STEP: u64 = OFFSET_SPAN / 64;
+
+static HASHES: Mutex<Option<HashMap<(u64, u64), u64>>> = Mutex::new(None);
+
+/// The content hash of `payload(offset, len)`, cached (content is a pure function of offset
+/// and length, so the cache is exact). Bounded: forgotten when it grows past 4,096 entries.
+pub fn payload_hash(offset: u64, len: u64) -> u64 {
+    let key = (offset, len);
+    if let Some(h) = HASHES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
+        return *h;
+    }
+    let h = protocol::txid::hash(&payload(offset, len));
+    let mut cache = HASHES.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    if map.len() >= 4096 {
+        map.clear();
+    }
+    map.insert(key, h);
+    h
+}
 
 static POOL: Mutex<Option<Bytes>> = Mutex::new(None);
 
@@ -63,5 +90,11 @@ mod tests {
         assert_eq!(payload(100, 64).to_vec(), a);
         assert_eq!(&payload(96, 68)[4..], &a[..]);
         assert_ne!(payload(101, 64).to_vec(), a);
+        assert_eq!(payload_hash(100, 64), protocol::txid::hash(&a));
+        assert_eq!(
+            payload_hash(100, 64),
+            protocol::txid::hash(&a),
+            "cached value"
+        );
     }
 }

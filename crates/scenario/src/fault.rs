@@ -9,7 +9,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -92,7 +92,9 @@ struct Inner {
 pub(crate) struct Harness {
     clock: Clock,
     inner: Mutex<Inner>,
-    net: OnceLock<Net>,
+    /// The network holds the harness as its probe; [`Harness::detach`] breaks the cycle at the
+    /// end of a run.
+    net: Mutex<Option<Net>>,
     ctl: mpsc::UnboundedSender<Command>,
 }
 
@@ -127,22 +129,25 @@ impl Harness {
                 rng,
                 down: BTreeSet::new(),
             }),
-            net: OnceLock::new(),
+            net: Mutex::new(None),
             ctl,
         })
     }
 
     pub(crate) fn set_net(&self, net: Net) {
-        assert!(
-            self.net.set(net).is_ok(),
-            "the harness's network is set once"
-        );
+        let mut slot = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(slot.is_none(), "the harness's network is set once");
+        *slot = Some(net);
     }
 
-    fn net(&self) -> &Net {
-        self.net
-            .get()
-            .expect("the network is set before anything runs")
+    /// Forgets the network (the end of a run), so neither keeps the other alive.
+    pub(crate) fn detach(&self) {
+        self.net.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn net(&self) -> Net {
+        let slot = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        slot.clone().expect("the network is set for the whole run")
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

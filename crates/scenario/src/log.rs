@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use probe::Event;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_64;
 
 /// Version of the `events.jsonl` format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -45,7 +45,7 @@ pub type Sink = Box<dyn FnMut(&Record) + Send>;
 /// The event log: a running hash and an optional sink.
 pub struct EventLog {
     seq: u64,
-    hasher: Xxh3,
+    hasher: XxHash3_64,
     sink: Option<Sink>,
 }
 
@@ -54,7 +54,7 @@ impl EventLog {
     pub fn new(sink: Option<Sink>) -> EventLog {
         EventLog {
             seq: 0,
-            hasher: Xxh3::new(),
+            hasher: XxHash3_64::new(),
             sink,
         }
     }

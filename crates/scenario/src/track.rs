@@ -287,10 +287,14 @@ impl Tracker {
                 }
             }
             Event::RetryScheduled { job, delay_ms, .. } => {
-                if let Some(t) = job_file(job).and_then(|f| self.files.get_mut(&f))
-                    && let Some(Step::Retrying { delay_ms: d, .. }) = t.story.last_mut()
-                {
-                    *d = *delay_ms;
+                if let Some(t) = job_file(job).and_then(|f| self.files.get_mut(&f)) {
+                    t.trouble = true;
+                    match t.story.last_mut() {
+                        // A retry after failed requests: part of that run.
+                        Some(Step::Retrying { delay_ms: d, .. }) => *d = *delay_ms,
+                        // A retry after an error Ack.
+                        _ => t.story.push(Step::At(rec.clone())),
+                    }
                 }
             }
             Event::FaultFired { session, file, .. } => {
@@ -313,9 +317,9 @@ impl Tracker {
         }
     }
 
-    /// Records how a job ended; a file without trouble and at most one delivery forgets its
-    /// story.
-    pub fn finish(&mut self, report: &JobReport) {
+    /// Records how a job ended, with the hash of what it uploaded; a file without trouble and
+    /// at most one delivery forgets its story.
+    pub fn finish(&mut self, report: &JobReport, hash: u64) {
         let Some(t) = self.files.get_mut(&report.file) else {
             return;
         };
@@ -323,7 +327,7 @@ impl Tracker {
             state: report.state,
             final_acked: report.final_acked,
             total: report.total,
-            hash: report.hash,
+            hash,
             restarts: report.restarts,
             host_fallbacks: report.host_fallbacks,
             bytes_resent: report.bytes_resent(),
