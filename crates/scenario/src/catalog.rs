@@ -2,10 +2,41 @@
 //! any directory.
 
 /// `(name, file text)` of every shipped scenario, in name order.
-pub const SHIPPED: &[(&str, &str)] = &[(
-    "crash-after-forward",
-    include_str!("../../../scenarios/crash-after-forward.toml"),
-)];
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("canary", include_str!("../../../scenarios/canary.toml")),
+    (
+        "crash-after-forward",
+        include_str!("../../../scenarios/crash-after-forward.toml"),
+    ),
+    (
+        "happy-path",
+        include_str!("../../../scenarios/happy-path.toml"),
+    ),
+    (
+        "hostid-resume",
+        include_str!("../../../scenarios/hostid-resume.toml"),
+    ),
+    (
+        "hostid-toggle",
+        include_str!("../../../scenarios/hostid-toggle.toml"),
+    ),
+    (
+        "lost-ack-single-node",
+        include_str!("../../../scenarios/lost-ack-single-node.toml"),
+    ),
+    (
+        "no-hostid-reconnect",
+        include_str!("../../../scenarios/no-hostid-reconnect.toml"),
+    ),
+    (
+        "slow-backend",
+        include_str!("../../../scenarios/slow-backend.toml"),
+    ),
+    (
+        "transaction-id-dedup",
+        include_str!("../../../scenarios/transaction-id-dedup.toml"),
+    ),
+];
 
 /// Finds a scenario by argument: a path (anything ending in `.toml` or containing `/`), else
 /// `scenarios/<name>.toml` under the current directory (so local edits count), else a shipped
@@ -54,5 +85,20 @@ mod tests {
             assert!(!s.description.is_empty(), "{name} needs a description");
         }
         assert!(SHIPPED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn every_file_in_scenarios_is_shipped() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".toml").map(str::to_owned)
+            })
+            .collect();
+        files.sort();
+        let shipped: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+        assert_eq!(files, shipped, "scenarios/*.toml and the compiled-in catalog differ");
     }
 }

@@ -1,0 +1,131 @@
+//! Every shipped scenario reproduces its chain: its expectations hold (the canary's must not).
+
+use scenario::catalog::SHIPPED;
+
+use crate::{run, shipped};
+
+fn check(name: &str) -> scenario::summary::Summary {
+    let s = shipped(name);
+    let summary = run(&s, s.seed);
+    for i in &summary.invariants {
+        assert!(i.held, "{name}: invariant {} failed: {}", i.name, i.detail);
+    }
+    summary
+}
+
+fn check_passes(name: &str) -> scenario::summary::Summary {
+    let summary = check(name);
+    for e in &summary.expectations {
+        assert!(
+            e.held,
+            "{name}: expected {} {}, got {} {}",
+            e.name, e.expected, e.actual, e.detail
+        );
+    }
+    assert!(summary.ok, "{name}");
+    summary
+}
+
+#[test]
+fn every_shipped_scenario_is_tested_here() {
+    let tested = [
+        "canary",
+        "crash-after-forward",
+        "happy-path",
+        "hostid-resume",
+        "hostid-toggle",
+        "lost-ack-single-node",
+        "no-hostid-reconnect",
+        "slow-backend",
+        "transaction-id-dedup",
+    ];
+    let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, tested, "a new shipped scenario needs a test below");
+}
+
+#[test]
+fn happy_path_delivers_every_file_once() {
+    let s = check_passes("happy-path");
+    assert_eq!((s.files, s.deliveries, s.duplicate_deliveries), (40, 40, 0));
+}
+
+#[test]
+fn no_hostid_reconnect_restarts_on_another_node() {
+    let s = check_passes("no-hostid-reconnect");
+    assert_eq!((s.restarts, s.duplicate_deliveries), (1, 0));
+}
+
+#[test]
+fn hostid_resume_resumes_on_the_same_node() {
+    let s = check_passes("hostid-resume");
+    assert_eq!(s.restarts, 0);
+}
+
+#[test]
+fn crash_after_forward_delivers_again_after_the_fallback() {
+    let s = check_passes("crash-after-forward");
+    assert_eq!(s.files_duplicated, 1);
+    let d = &s.duplicates[0];
+    assert_ne!(
+        d.nodes[0], d.nodes[1],
+        "a different node delivered it again"
+    );
+    let chain = &d.chains[0];
+    assert_eq!(chain.rule, Some(0));
+    assert!(
+        chain.sentence.contains("fallback timer expired"),
+        "{}",
+        chain.sentence
+    );
+    assert!(
+        chain.sentence.contains("did not know the session"),
+        "{}",
+        chain.sentence
+    );
+    let t_again = chain.steps.last().unwrap().t_ms;
+    assert!(
+        t_again >= 86_400_000,
+        "delivered again only after the fallback: {t_again} ms"
+    );
+}
+
+#[test]
+fn lost_ack_single_node_duplicates_without_a_farm() {
+    let s = check_passes("lost-ack-single-node");
+    assert_eq!(s.duplicates[0].nodes, vec!["node-1".to_owned()]);
+}
+
+#[test]
+fn slow_backend_is_posted_again() {
+    let s = check_passes("slow-backend");
+    assert!(
+        s.duplicates[0].chains[0]
+            .sentence
+            .contains("no answer from the application")
+    );
+}
+
+#[test]
+fn transaction_id_dedup_has_one_effect_per_file() {
+    let s = check_passes("transaction-id-dedup");
+    assert!(s.deliveries > s.files);
+    assert_eq!(s.effects, s.files);
+    assert!(s.duplicates.iter().all(|d| d.effects == 1));
+}
+
+#[test]
+fn hostid_toggle_restarts_only_before_the_switch() {
+    let s = check_passes("hostid-toggle");
+    assert_eq!(s.restarts, 1);
+    // All three rules fired, including the timed switch.
+    assert!(s.faults.iter().all(|f| f.fired == 1), "{:?}", s.faults);
+}
+
+#[test]
+fn the_canary_fails() {
+    let s = check("canary");
+    assert!(!s.ok, "the canary must be reported failing");
+    let e = &s.expectations[0];
+    assert_eq!((e.name.as_str(), e.held), ("duplicate_deliveries", false));
+    assert!(e.actual >= 1.0);
+}
