@@ -99,6 +99,9 @@ mod tests {
             .collect();
         files.sort();
         let shipped: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
-        assert_eq!(files, shipped, "scenarios/*.toml and the compiled-in catalog differ");
+        assert_eq!(
+            files, shipped,
+            "scenarios/*.toml and the compiled-in catalog differ"
+        );
     }
 }

@@ -1,0 +1,158 @@
+//! `bitsfarm scenario` and `bitsfarm scenarios`.
+
+use crate::*;
+
+#[test]
+fn the_main_job_passes_and_its_json_has_the_documented_keys() {
+    let o = bitsfarm(&["scenario", "crash-after-forward", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "scenario",
+        "seed",
+        "files",
+        "acknowledged",
+        "deliveries",
+        "duplicate_deliveries",
+        "files_duplicated",
+        "effects",
+        "lost",
+        "restarts",
+        "virtual_time_s",
+        "wall_time_ms",
+        "expectations",
+        "replay",
+        "event_log_hash",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["scenario"], "crash-after-forward");
+    assert!(v["duplicate_deliveries"].as_u64().unwrap() >= 1);
+    for e in v["expectations"].as_array().unwrap() {
+        assert!(
+            e["name"].is_string() && e["held"].as_bool() == Some(true),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        v["replay"],
+        "bitsfarm scenario crash-after-forward --seed 1"
+    );
+}
+
+#[test]
+fn text_output_names_the_duplicate_and_its_cause() {
+    let o = bitsfarm(&["scenario", "crash-after-forward"]);
+    assert_eq!(code(&o), 0);
+    let out = stdout(&o);
+    assert!(out.contains("files delivered more than once"), "{out}");
+    assert!(out.contains("cause: fault #0"), "{out}");
+    assert!(out.contains("result: PASS"), "{out}");
+    assert!(
+        out.contains("replay: bitsfarm scenario crash-after-forward --seed 1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_canary_exits_1() {
+    let o = bitsfarm(&["scenario", "canary"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("FAILED duplicate_deliveries"));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_located_message() {
+    let dir = tempdir("bad");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[farm]\nnodes = 3\n\n[[fault]]\npoint = \"after-forward\"\naction = \"fail\"\nstatus = 42\n").unwrap();
+    let o = bitsfarm(&["scenario", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.toml:7: fault[0].status: must be an HTTP status"),
+        "{err}"
+    );
+    for args in [
+        vec!["scenario", "no-such-scenario"],
+        vec!["scenario", "crash-after-forward", "--runs", "0"],
+        vec!["scenario", "crash-after-forward", "--seed", "minus-one"],
+        vec!["scenario"],
+        vec!["frobnicate"],
+        vec!["upload", "/nonexistent/file", "http://127.0.0.1:1/x"],
+    ] {
+        let o = bitsfarm(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_event_log_in_another_process() {
+    let hash = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["event_log_hash"].as_str().unwrap().to_owned()
+    };
+    for (name, seed) in [("crash-after-forward", "9"), ("happy-path", "4")] {
+        let a = bitsfarm(&["scenario", name, "--seed", seed, "--json"]);
+        let b = bitsfarm(&["scenario", name, "--seed", seed, "--json"]);
+        assert_eq!(hash(&a), hash(&b), "{name}");
+        // And the same as this (test) process computes in-process.
+        let text = scenario::catalog::get(name).unwrap();
+        let s = scenario::load_str(text, name, name).unwrap();
+        let r = scenario::farm::run(&s, seed.parse().unwrap(), None);
+        assert_eq!(hash(&a), r.event_hash, "{name}: binary vs library");
+    }
+}
+
+#[test]
+fn runs_aggregate_over_seeds() {
+    let o = bitsfarm(&["scenario", "transaction-id-dedup", "--runs", "6", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runs"], 6);
+    assert_eq!(v["passed"], 6);
+    assert_eq!(v["files"], 60);
+    assert_eq!(v["effects"], 60);
+    assert!(v["duplicate_deliveries"].as_u64().unwrap() >= 6);
+    let o = bitsfarm(&["scenario", "canary", "--runs", "3"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).contains("replay: bitsfarm scenario canary --seed 1"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn out_writes_the_summary_and_the_event_log() {
+    let dir = tempdir("out");
+    let o = bitsfarm(&["scenario", "slow-backend", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert_eq!(
+        events.lines().count() as u64,
+        summary["events"].as_u64().unwrap()
+    );
+    let first: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (first["v"].as_u64(), first["seq"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(events.contains("\"type\":\"delivered\""));
+}
+
+#[test]
+fn scenarios_lists_every_shipped_scenario() {
+    let o = bitsfarm(&["scenarios"]);
+    assert_eq!(code(&o), 0);
+    let out = stdout(&o);
+    for (name, _) in scenario::catalog::SHIPPED {
+        assert!(
+            out.lines().any(|l| l.starts_with(name)),
+            "{name} missing from:\n{out}"
+        );
+    }
+}
