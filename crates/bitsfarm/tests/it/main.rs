@@ -6,26 +6,26 @@ mod scenario_cmd;
 
 use std::process::{Command, Output};
 
-pub fn bitsfarm(args: &[&str]) -> Output {
+pub(crate) fn bitsfarm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
         .args(args)
         .output()
         .expect("the binary runs")
 }
 
-pub fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().expect("exited normally")
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub fn tempdir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bitsfarm-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
