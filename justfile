@@ -4,6 +4,14 @@
 default:
     @just --list
 
+# Run a scenario on the simulated farm (name or path): `just scenario crash-after-forward --seed 7`.
+scenario NAME *ARGS:
+    cargo run --release -- scenario {{NAME}} {{ARGS}}
+
+# List the shipped scenarios.
+scenarios:
+    cargo run --release -- scenarios
+
 # Run one BITS node and the server application on real sockets.
 serve *ARGS:
     cargo run --release -- serve {{ARGS}}
@@ -11,6 +19,10 @@ serve *ARGS:
 # Upload one file with bitsfarm's BITS client.
 upload FILE URL *ARGS:
     cargo run --release -- upload {{FILE}} {{URL}} {{ARGS}}
+
+# Measure the simulator against its targets; writes reports/bench.json.
+bench:
+    cargo run --release -- bench
 
 # Run the whole test suite (what CI runs).
 test:

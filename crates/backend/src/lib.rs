@@ -234,7 +234,7 @@ impl Backend {
         });
         tracing::info!(app = %self.cfg.name, file = %file, node = %node, txid = txid.as_deref().unwrap_or(""),
             effect = delivery.effect, seq = delivery.seq, "delivery");
-        self.probe.event(Event::Delivered {
+        probe::emit(&*self.probe, || Event::Delivered {
             file: file.clone(),
             txid,
             node,

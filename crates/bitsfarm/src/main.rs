@@ -42,6 +42,8 @@ enum Command {
     Scenario(cmd::scenario::Args),
     /// List the shipped scenarios.
     Scenarios,
+    /// Measure the simulator against its targets; writes reports/bench.json.
+    Bench(cmd::bench::Args),
     /// Run one BITS server node and the server application on real sockets.
     Serve(cmd::serve::Args),
     /// Upload one file with bitsfarm's BITS client (Windows' timers and recovery rules).
@@ -63,13 +65,14 @@ fn main() -> ExitCode {
     // A simulation's actors log every step; its summary is the output, so only warnings show
     // unless RUST_LOG asks for more.
     let default_level = match cli.command {
-        Command::Scenario(_) | Command::Scenarios => "error",
+        Command::Scenario(_) | Command::Scenarios | Command::Bench(_) => "error",
         _ => "info",
     };
     init_tracing(cli.log_json, default_level);
     let result = match cli.command {
         Command::Scenario(args) => cmd::scenario::run(args),
         Command::Scenarios => cmd::scenario::list(),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),
     };

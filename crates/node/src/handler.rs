@@ -144,7 +144,7 @@ impl Node {
     /// Records a refused request and returns its Ack.
     fn reject(&self, packet: Option<PacketType>, ack: Ack, reason: &str) -> Ack {
         tracing::info!(node = %self.cfg.name, status = ack.status, reason, "request rejected");
-        self.probe.event(Event::RequestRejected {
+        probe::emit(&*self.probe, || Event::RequestRejected {
             node: self.cfg.name.clone(),
             packet,
             status: ack.status,
@@ -166,7 +166,7 @@ impl Node {
 
     fn not_found(&self, packet: PacketType, session: &str) -> Ack {
         tracing::info!(node = %self.cfg.name, session, packet = %packet, "session not found");
-        self.probe.event(Event::SessionNotFound {
+        probe::emit(&*self.probe, || Event::SessionNotFound {
             node: self.cfg.name.clone(),
             session: session.to_owned(),
             packet,
@@ -218,7 +218,7 @@ impl Node {
             return self.storage_failed(PacketType::CreateSession, &id, &e);
         }
         tracing::info!(node = %self.cfg.name, session = %id, file = %rec.path, "session created");
-        self.probe.event(Event::SessionCreated {
+        probe::emit(&*self.probe, || Event::SessionCreated {
             node: self.cfg.name.clone(),
             session: id.clone(),
             file: rec.path.clone(),
@@ -274,7 +274,7 @@ impl Node {
         if let Some(cached) = &rec.notified {
             drain_body(body, DRAIN_LIMIT).await;
             tracing::info!(node = %self.cfg.name, session = id, file = %file, "final ack replayed from cache");
-            self.probe.event(Event::CachedAckReplayed {
+            probe::emit(&*self.probe, || Event::CachedAckReplayed {
                 node: self.cfg.name.clone(),
                 session: id.to_owned(),
                 file: file.clone(),
@@ -380,7 +380,7 @@ impl Node {
         if let Err(e) = self.store.save(&rec) {
             return self.storage_failed(P, id, &e);
         }
-        self.probe.event(Event::FragmentAcked {
+        probe::emit(&*self.probe, || Event::FragmentAcked {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
             file: file.clone(),
@@ -473,7 +473,7 @@ impl Node {
         }
         rec.committed = true;
         tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "committed to destination");
-        self.probe.event(Event::Committed {
+        probe::emit(&*self.probe, || Event::Committed {
             node: self.cfg.name.clone(),
             session: rec.id.clone(),
             file: rec.path.clone(),
@@ -508,7 +508,7 @@ impl Node {
         drop(guard);
         self.forget_lock(id);
         tracing::info!(node = %self.cfg.name, session = id, file = %rec.path, complete, "session closed");
-        self.probe.event(Event::SessionClosed {
+        probe::emit(&*self.probe, || Event::SessionClosed {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
             file: rec.path.clone(),
@@ -546,7 +546,7 @@ impl Node {
         drop(guard);
         self.forget_lock(id);
         tracing::info!(node = %self.cfg.name, session = id, file = %rec.path, "session cancelled");
-        self.probe.event(Event::SessionCancelled {
+        probe::emit(&*self.probe, || Event::SessionCancelled {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
             file: rec.path,

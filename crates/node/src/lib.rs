@@ -109,7 +109,7 @@ impl Node {
     pub async fn run(self: Arc<Self>, mut listener: Box<dyn Listen>) -> io::Result<()> {
         let recovered = self.store.sessions().map(|s| s.len() as u64).unwrap_or(0);
         tracing::info!(node = %self.cfg.name, addr = %listener.local_addr(), sessions = recovered, "node started");
-        self.probe.event(Event::NodeStarted {
+        probe::emit(&*self.probe, || Event::NodeStarted {
             node: self.cfg.name.clone(),
             sessions: recovered,
         });
@@ -172,7 +172,7 @@ impl Node {
             if stale && self.store.remove(&rec.id).is_ok() {
                 removed += 1;
                 tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "session expired");
-                self.probe.event(Event::SessionExpired {
+                probe::emit(&*self.probe, || Event::SessionExpired {
                     node: self.cfg.name.clone(),
                     session: rec.id.clone(),
                     file: rec.path.clone(),

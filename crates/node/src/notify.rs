@@ -66,7 +66,7 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
     }
 
     tracing::info!(node = %cfg.name, session = %rec.id, file = %rec.path, app = %target.authority, bytes = total, "forwarding to the application");
-    node.probe.event(Event::Forwarded {
+    probe::emit(&*node.probe, || Event::Forwarded {
         node: cfg.name.clone(),
         session: rec.id.clone(),
         file: rec.path.clone(),
@@ -84,7 +84,7 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
     .await
     .unwrap_or(Err(Error::Timeout));
     let answered = |status: Option<u16>, error: Option<String>| {
-        node.probe.event(Event::AppAnswered {
+        probe::emit(&*node.probe, || Event::AppAnswered {
             node: cfg.name.clone(),
             session: rec.id.clone(),
             file: rec.path.clone(),

@@ -28,6 +28,11 @@ pub trait Probe: Send + Sync + 'static {
     /// Records one event. The probe stamps the time itself.
     fn event(&self, event: Event);
 
+    /// Whether [`Probe::event`] keeps anything; actors skip building events when it does not.
+    fn records(&self) -> bool {
+        true
+    }
+
     /// Decides what the actor does at a fault point.
     fn fault(&self, ctx: &FaultCtx<'_>) -> Verdict;
 }
@@ -39,6 +44,10 @@ pub struct NoProbe;
 impl Probe for NoProbe {
     fn event(&self, _event: Event) {}
 
+    fn records(&self) -> bool {
+        false
+    }
+
     fn fault(&self, _ctx: &FaultCtx<'_>) -> Verdict {
         Verdict::Continue
     }
@@ -46,6 +55,13 @@ impl Probe for NoProbe {
 
 /// A shared probe handle, as actors hold it.
 pub type SharedProbe = Arc<dyn Probe>;
+
+/// Records the event `make` builds, building it only if the probe records events.
+pub fn emit(probe: &dyn Probe, make: impl FnOnce() -> Event) {
+    if probe.records() {
+        probe.event(make());
+    }
+}
 
 /// A [`SharedProbe`] that does nothing.
 pub fn none() -> SharedProbe {

@@ -9,6 +9,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../../scenarios/crash-after-forward.toml"),
     ),
     (
+        "crash-no-hostid",
+        include_str!("../../../scenarios/crash-no-hostid.toml"),
+    ),
+    (
         "happy-path",
         include_str!("../../../scenarios/happy-path.toml"),
     ),

@@ -31,6 +31,7 @@ fn every_shipped_scenario_is_tested_here() {
     let tested = [
         "canary",
         "crash-after-forward",
+        "crash-no-hostid",
         "happy-path",
         "hostid-resume",
         "hostid-toggle",
@@ -86,6 +87,23 @@ fn crash_after_forward_delivers_again_after_the_fallback() {
     assert!(
         t_again >= 86_400_000,
         "delivered again only after the fallback: {t_again} ms"
+    );
+}
+
+#[test]
+fn crash_no_hostid_delivers_again_with_the_first_retry() {
+    let s = check_passes("crash-no-hostid");
+    let chain = &s.duplicates[0].chains[0];
+    assert!(!chain.sentence.contains("fallback"), "{}", chain.sentence);
+    assert!(
+        chain.sentence.contains("did not know the session"),
+        "{}",
+        chain.sentence
+    );
+    let t_again = chain.steps.last().unwrap().t_ms;
+    assert!(
+        (600_000..700_000).contains(&t_again),
+        "delivered again after one retry delay: {t_again} ms"
     );
 }
 

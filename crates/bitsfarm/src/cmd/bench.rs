@@ -1,0 +1,491 @@
+//! `bitsfarm bench`: measures the simulator against its targets and writes the numbers to
+//! `reports/bench.json`. Benchmarks measure; tests assert behaviour.
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use node::{MemStore, Node, NodeConfig};
+use protocol::{ByteRange, Packet, packet::Fragment};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use transport::{Body, Connect, HttpConn, Listen};
+
+/// Flags of `bitsfarm bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write the numbers.
+    #[arg(long, default_value = "reports/bench.json", value_name = "FILE")]
+    out: PathBuf,
+    /// Run one benchmark only: speed, http, runs, memory.
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
+    /// Seeds for the runs/s benchmark.
+    #[arg(long, default_value_t = 4000)]
+    seeds: u64,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Report {
+    machine: Machine,
+    speed: Option<Speed>,
+    http: Option<Http>,
+    runs: Option<Runs>,
+    memory: Option<Memory>,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Machine {
+    cores: usize,
+    os: String,
+    arch: String,
+    version: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Speed {
+    scenario: String,
+    virtual_time_s: f64,
+    wall_ms_median: f64,
+    times_real_time: f64,
+    target: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Rates {
+    median: f64,
+    best: f64,
+    all: Vec<f64>,
+}
+
+impl Rates {
+    fn of(mut all: Vec<f64>) -> Rates {
+        all.sort_by(f64::total_cmp);
+        Rates {
+            median: all[all.len() / 2],
+            best: *all.last().expect("measured"),
+            all,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Http {
+    workload: String,
+    /// Requests per second, simulated network (latency 0).
+    simulated_req_per_s: Rates,
+    /// Requests per second, loopback TCP, multi-thread runtime (its scheduling varies a lot
+    /// between runs on 2 cores, hence the medians).
+    tcp_multi_thread_req_per_s: Rates,
+    /// Requests per second, loopback TCP, current-thread runtime.
+    tcp_current_thread_req_per_s: Rates,
+    /// Simulated median over the faster TCP median.
+    ratio_median: f64,
+    /// Simulated median over the best TCP run of either runtime.
+    ratio_vs_best_tcp: f64,
+    target: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Runs {
+    /// The standard crash scenario (3 nodes, 10 clients x 1 MiB, one kill).
+    standard: RunRate,
+    /// crash-after-forward, whose client retries the dead node for a simulated day.
+    crash_after_forward: RunRate,
+    target: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct RunRate {
+    scenario: String,
+    seeds: u64,
+    threads: usize,
+    wall_ms: f64,
+    runs_per_s: f64,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Memory {
+    files: u64,
+    nodes: u32,
+    wall_ms: f64,
+    peak_rss_mib: f64,
+    deliveries: u64,
+    target: String,
+}
+
+/// Runs the benchmarks and writes their numbers.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let only = args.only.as_deref();
+    let want = |name: &str| only.is_none_or(|o| o == name);
+    if let Some(o) = only
+        && !["speed", "http", "runs", "memory"].contains(&o)
+    {
+        anyhow::bail!("--only {o}: use speed, http, runs or memory");
+    }
+    let mut report = Report {
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        ..Report::default()
+    };
+    if want("speed") {
+        let s = speed()?;
+        eprintln!(
+            "speed: {} simulated s in {:.1} ms = {:.2e}x real time",
+            s.virtual_time_s, s.wall_ms_median, s.times_real_time
+        );
+        report.speed = Some(s);
+    }
+    if want("http") {
+        let h = http()?;
+        eprintln!(
+            "http: simulated {:.0} req/s; loopback TCP {:.0} (multi-thread) / {:.0} (current-thread) req/s (medians): {:.2}x (vs the best TCP run: {:.2}x)",
+            h.simulated_req_per_s.median,
+            h.tcp_multi_thread_req_per_s.median,
+            h.tcp_current_thread_req_per_s.median,
+            h.ratio_median,
+            h.ratio_vs_best_tcp
+        );
+        report.http = Some(h);
+    }
+    if want("runs") {
+        let r = runs(args.seeds)?;
+        for rr in [&r.standard, &r.crash_after_forward] {
+            eprintln!(
+                "runs: {} seeds of {} on {} threads: {:.0} runs/s",
+                rr.seeds, rr.scenario, rr.threads, rr.runs_per_s
+            );
+        }
+        report.runs = Some(r);
+    }
+    if want("memory") {
+        let m = if only == Some("memory") {
+            memory_here()?
+        } else {
+            memory_in_child()?
+        };
+        eprintln!(
+            "memory: {} files through {} nodes: peak RSS {:.1} MiB ({:.1} s)",
+            m.files,
+            m.nodes,
+            m.peak_rss_mib,
+            m.wall_ms / 1000.0
+        );
+        report.memory = Some(m);
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    if only == Some("memory") {
+        // The parent reads this child's numbers from stdout.
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, json.as_bytes())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shipped(name: &str) -> anyhow::Result<scenario::Scenario> {
+    let text = scenario::catalog::get(name).context("shipped scenario")?;
+    scenario::load_str(text, name, name).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// crash-after-forward with the default Windows timers: simulated time per wall time.
+fn speed() -> anyhow::Result<Speed> {
+    let sc = shipped("crash-after-forward")?;
+    let mut walls = Vec::new();
+    let mut virtual_ms = 0;
+    for _ in 0..21 {
+        let t = Instant::now();
+        let r = scenario::farm::run(&sc, sc.seed, None);
+        walls.push(t.elapsed().as_secs_f64() * 1000.0);
+        virtual_ms = r.virtual_time_ms;
+    }
+    walls.sort_by(f64::total_cmp);
+    let median = walls[walls.len() / 2];
+    Ok(Speed {
+        scenario: sc.name.clone(),
+        virtual_time_s: virtual_ms as f64 / 1000.0,
+        wall_ms_median: median,
+        times_real_time: virtual_ms as f64 / median,
+        target: ">= 1e6x real time (a simulated day in under ~86 ms)".into(),
+    })
+}
+
+const FRAGMENT: usize = 64 << 10;
+const REQUESTS: usize = 10_000;
+const CONNECTIONS: usize = 4;
+/// Fragments per session: the session is closed before its last fragment, so nothing is
+/// committed (no hashing) and memory stays flat.
+const PER_SESSION: usize = 16;
+
+fn bench_node(connector: Arc<dyn Connect>) -> Arc<Node> {
+    let env = node::Env {
+        store: Arc::new(MemStore::new("bench")),
+        connector,
+        probe: probe::none(),
+        rng: ChaCha8Rng::seed_from_u64(1),
+        clock: probe::Clock::starting_now(),
+    };
+    Node::new(
+        NodeConfig {
+            name: "bench".into(),
+            ..NodeConfig::default()
+        },
+        env,
+    )
+    .expect("default settings are valid")
+}
+
+/// One connection's share: sessions of 16 fragments of 64 KiB, each closed before completion.
+async fn http_client(
+    connector: Arc<dyn Connect>,
+    authority: String,
+    fragments: usize,
+) -> anyhow::Result<usize> {
+    let mut conn = HttpConn::open(connector.as_ref(), &authority, Duration::from_secs(60)).await?;
+    let payload = Bytes::from(vec![0x5A; FRAGMENT]);
+    let total = ((PER_SESSION + 1) * FRAGMENT) as u64;
+    let mut sent = 0;
+    let send = |p: Packet, body: Bytes| {
+        let mut req = p
+            .to_request("/bench/f.bin".parse().expect("valid path"))
+            .map(|()| Body::from(body));
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(&authority).expect("ASCII"),
+        );
+        req
+    };
+    while sent < fragments {
+        let resp = conn
+            .send(
+                send(
+                    Packet::CreateSession {
+                        protocols: vec![protocol::header::PROTOCOL_GUID.into()],
+                    },
+                    Bytes::new(),
+                ),
+                Duration::from_secs(60),
+            )
+            .await?;
+        let id = protocol::Ack::parse(resp.status(), resp.headers())?
+            .session_id
+            .context("session id")?;
+        for i in 0..PER_SESSION.min(fragments - sent) {
+            let range = ByteRange::new((i * FRAGMENT) as u64, ((i + 1) * FRAGMENT) as u64, total)
+                .expect("valid range");
+            let p = Packet::Fragment(Fragment {
+                session_id: id.clone(),
+                range,
+                content_name: None,
+            });
+            let resp = conn
+                .send(send(p, payload.clone()), Duration::from_secs(60))
+                .await?;
+            anyhow::ensure!(resp.status() == 200, "fragment answered {}", resp.status());
+            sent += 1;
+        }
+        conn.send(
+            send(Packet::CloseSession { session_id: id }, Bytes::new()),
+            Duration::from_secs(60),
+        )
+        .await?;
+    }
+    Ok(sent)
+}
+
+async fn http_workload(connector: Arc<dyn Connect>, authority: String) -> anyhow::Result<usize> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        set.spawn(http_client(
+            connector.clone(),
+            authority.clone(),
+            REQUESTS / CONNECTIONS,
+        ));
+    }
+    let mut done = 0;
+    while let Some(r) = set.join_next().await {
+        done += r??;
+    }
+    Ok(done)
+}
+
+fn http_sim() -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let done = sim::run(Duration::from_secs(86_400), async {
+        let net = sim::Net::new(
+            sim::NetConfig {
+                latency: Duration::ZERO,
+                window: 256 << 10,
+            },
+            ChaCha8Rng::seed_from_u64(1),
+            probe::none(),
+        );
+        net.add_client("client");
+        let listener = net.listen("bench");
+        let node = bench_node(Arc::new(net.connector("bench")));
+        tokio::spawn(node.run(Box::new(listener)));
+        http_workload(Arc::new(net.connector("client")), "bench".into()).await
+    })
+    .context("the simulated benchmark hit its deadline")??;
+    Ok(done as f64 / t.elapsed().as_secs_f64())
+}
+
+fn http_tcp(multi_thread: bool) -> anyhow::Result<f64> {
+    let rt = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(async {
+        let listener = transport::tcp::TcpListen::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr();
+        let node = bench_node(Arc::new(transport::tcp::TcpConnect));
+        let server = tokio::spawn(node.run(Box::new(listener)));
+        let t = Instant::now();
+        let done = http_workload(Arc::new(transport::tcp::TcpConnect), addr).await?;
+        let rate = done as f64 / t.elapsed().as_secs_f64();
+        server.abort();
+        Ok(rate)
+    })
+}
+
+fn http() -> anyhow::Result<Http> {
+    const ROUNDS: usize = 5;
+    let measure = |f: &dyn Fn() -> anyhow::Result<f64>| -> anyhow::Result<Rates> {
+        Ok(Rates::of(
+            (0..ROUNDS)
+                .map(|_| f())
+                .collect::<anyhow::Result<Vec<f64>>>()?,
+        ))
+    };
+    let simulated = measure(&http_sim)?;
+    let mt = measure(&|| http_tcp(true))?;
+    let ct = measure(&|| http_tcp(false))?;
+    Ok(Http {
+        workload: format!(
+            "{REQUESTS} x {} KiB Fragment requests over {CONNECTIONS} connections to one node, {ROUNDS} rounds",
+            FRAGMENT >> 10
+        ),
+        ratio_median: simulated.median / mt.median.max(ct.median),
+        ratio_vs_best_tcp: simulated.median / mt.best.max(ct.best),
+        simulated_req_per_s: simulated,
+        tcp_multi_thread_req_per_s: mt,
+        tcp_current_thread_req_per_s: ct,
+        target: ">= 2x real loopback TCP".into(),
+    })
+}
+
+fn run_rate(name: &str, seeds: u64) -> anyhow::Result<RunRate> {
+    let sc = shipped(name)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Warm the allocator and the content-hash cache.
+    let _ = super::scenario::run_many(&sc, 1_000_000, 50, Some(threads), "bench");
+    let t = Instant::now();
+    let agg = super::scenario::run_many(&sc, 1, seeds, Some(threads), "bench");
+    let wall = t.elapsed().as_secs_f64();
+    anyhow::ensure!(agg.ok, "{name} failed in the benchmark");
+    Ok(RunRate {
+        scenario: sc.name,
+        seeds,
+        threads,
+        wall_ms: wall * 1000.0,
+        runs_per_s: seeds as f64 / wall,
+    })
+}
+
+fn runs(seeds: u64) -> anyhow::Result<Runs> {
+    Ok(Runs {
+        standard: run_rate("crash-no-hostid", seeds)?,
+        crash_after_forward: run_rate("crash-after-forward", seeds / 2)?,
+        target: ">= 1,000 runs/s of the standard crash scenario on 2 cores".into(),
+    })
+}
+
+const MEMORY_SCENARIO: &str = r#"
+description = "100,000 files through a 3-node farm"
+deadline_days = 3650
+
+[farm]
+nodes = 3
+notification = "by-value"
+
+[clients]
+count = 100
+files_per_client = 1000
+file_size = 4096
+fragment_size = 4096
+start_spread_s = 10
+
+[expect]
+files = 100000
+deliveries_per_file = 1
+"#;
+
+fn memory_here() -> anyhow::Result<Memory> {
+    let sc = scenario::load_str(MEMORY_SCENARIO, "memory", "memory")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = Instant::now();
+    let r = scenario::farm::run(&sc, 1, None);
+    let wall = t.elapsed().as_secs_f64() * 1000.0;
+    let summary = scenario::check::summarize(&sc, 1, &r, String::new());
+    anyhow::ensure!(
+        summary.ok,
+        "the memory scenario failed:\n{}",
+        summary.to_text()
+    );
+    Ok(Memory {
+        files: summary.files,
+        nodes: sc.farm.nodes,
+        wall_ms: wall,
+        peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
+        deliveries: summary.deliveries,
+        target: "< 256 MiB peak RSS".into(),
+    })
+}
+
+/// Runs the memory benchmark in a fresh process, so its peak RSS is its own.
+fn memory_in_child() -> anyhow::Result<Memory> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["bench", "--only", "memory"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "memory benchmark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout)?;
+    report
+        .memory
+        .context("the child reported no memory numbers")
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("peak RSS needs /proc (Linux)")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
