@@ -90,6 +90,8 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
                 deliveries: t.deliveries.len() as u64,
                 effects: t.effects(),
                 nodes,
+                restarts: t.outcome.as_ref().map_or(0, |o| o.restarts),
+                bytes_resent: t.outcome.as_ref().map_or(0, |o| o.bytes_resent),
                 chains,
             });
         }

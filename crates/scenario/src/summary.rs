@@ -56,6 +56,10 @@ pub struct DuplicateFile {
     pub effects: u64,
     /// Delivering nodes, in order of first delivery.
     pub nodes: Vec<String>,
+    /// Times the file's upload restarted from byte 0.
+    pub restarts: u32,
+    /// Bytes of the file sent beyond one copy.
+    pub bytes_resent: u64,
     /// One chain per delivery after the first.
     pub chains: Vec<Chain>,
 }
