@@ -3,6 +3,7 @@
 
 mod cmd;
 mod live;
+mod parallel;
 mod progress;
 
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ enum Command {
     Scenario(cmd::scenario::Args),
     /// List the shipped scenarios.
     Scenarios,
+    /// Run a scenario over combinations of settings and many seeds; compare duplicate rates.
+    Sweep(cmd::sweep::Args),
+    /// Regenerate a run's or a sweep's reports from saved JSON, or merge sweep shards.
+    Report(cmd::report::Args),
     /// Measure the simulator against its targets; writes reports/bench.json.
     Bench(cmd::bench::Args),
     /// Run one BITS server node and the server application on real sockets.
@@ -65,13 +70,19 @@ fn main() -> ExitCode {
     // A simulation's actors log every step; its summary is the output, so only warnings show
     // unless RUST_LOG asks for more.
     let default_level = match cli.command {
-        Command::Scenario(_) | Command::Scenarios | Command::Bench(_) => "error",
+        Command::Scenario(_)
+        | Command::Scenarios
+        | Command::Sweep(_)
+        | Command::Report(_)
+        | Command::Bench(_) => "error",
         _ => "info",
     };
     init_tracing(cli.log_json, default_level);
     let result = match cli.command {
         Command::Scenario(args) => cmd::scenario::run(args),
         Command::Scenarios => cmd::scenario::list(),
+        Command::Sweep(args) => cmd::sweep::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),

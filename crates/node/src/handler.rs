@@ -445,6 +445,9 @@ impl Node {
         if let Err(e) = self.store.save(&rec) {
             return self.storage_failed(P, &id, &e);
         }
+        if let Some(ack) = self.checkpoint(FaultPoint::FinalAckReady, at).await {
+            return ack;
+        }
         let mut ack = Ack::ok().with_session(&id).with_received(total);
         ack.reply_url = cached.reply_url;
         ack

@@ -26,9 +26,12 @@ pub enum FaultPoint {
     /// "terminates after the file is processed but before the acknowledgment is sent": a node
     /// that comes back with durable state forwards the file again when the client retries.
     AfterForward,
-    /// Node: an Ack is about to be returned to the client, every state change already recorded
-    /// ("mid-reply"). After a final fragment, a durable node that comes back replays the cached
-    /// Ack instead of forwarding again.
+    /// Node: the final fragment's Ack is about to be written, the application's answer
+    /// recorded (`NotifyCache`). A durable node that crashes here and comes back replays the
+    /// cached Ack to the retried final fragment instead of forwarding again.
+    FinalAckReady,
+    /// Node: any Ack is about to be returned to the client ("mid-reply"), every state change
+    /// already recorded.
     AckReady,
     /// Node: Close-Session released the session, before its Ack is written.
     SessionClosed,
@@ -40,12 +43,13 @@ pub enum FaultPoint {
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 9] = [
+    pub const ALL: [FaultPoint; 10] = [
         FaultPoint::Request,
         FaultPoint::SessionCreated,
         FaultPoint::FragmentStored,
         FaultPoint::BeforeForward,
         FaultPoint::AfterForward,
+        FaultPoint::FinalAckReady,
         FaultPoint::AckReady,
         FaultPoint::SessionClosed,
         FaultPoint::NotificationReceived,
@@ -60,6 +64,7 @@ impl FaultPoint {
             FaultPoint::FragmentStored => "fragment-stored",
             FaultPoint::BeforeForward => "before-forward",
             FaultPoint::AfterForward => "after-forward",
+            FaultPoint::FinalAckReady => "final-ack-ready",
             FaultPoint::AckReady => "ack-ready",
             FaultPoint::SessionClosed => "session-closed",
             FaultPoint::NotificationReceived => "notification-received",
@@ -113,4 +118,17 @@ pub enum Verdict {
     /// with an error Ack (`E_FAIL`, context 0x5); the backend answers the notification with the
     /// status (context 0x7 on the client's side).
     Fail(u16),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serde_spelling() {
+        for p in FaultPoint::ALL {
+            let json = format!("\"{}\"", p.name());
+            assert_eq!(serde_json::from_str::<FaultPoint>(&json).unwrap(), p);
+        }
+    }
 }

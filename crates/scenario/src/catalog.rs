@@ -42,20 +42,51 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ),
 ];
 
+/// A scenario's text and where it came from.
+pub struct Source {
+    /// The TOML text.
+    pub text: String,
+    /// How errors name it (a path, or `<shipped scenario NAME>`).
+    pub origin: String,
+    /// The name used when the file sets none (the file name).
+    pub default_name: String,
+}
+
 /// Finds a scenario by argument: a path (anything ending in `.toml` or containing `/`), else
 /// `scenarios/<name>.toml` under the current directory (so local edits count), else a shipped
-/// scenario. Returns it with the argument to use in replay commands.
-pub fn find(arg: &str) -> Result<crate::Scenario, crate::LoadError> {
+/// scenario.
+pub fn source(arg: &str) -> Result<Source, crate::LoadError> {
+    let read = |path: &std::path::Path| -> Result<Source, crate::LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::LoadError {
+            file: path.display().to_string(),
+            line: None,
+            key: None,
+            message: format!("cannot read the scenario: {e}"),
+        })?;
+        let default_name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Source {
+            text,
+            origin: path.display().to_string(),
+            default_name,
+        })
+    };
     let path = std::path::Path::new(arg);
     if arg.ends_with(".toml") || arg.contains('/') || arg.contains('\\') {
-        return crate::load_path(path);
+        return read(path);
     }
     let local = std::path::Path::new("scenarios").join(format!("{arg}.toml"));
     if local.is_file() {
-        return crate::load_path(&local);
+        return read(&local);
     }
     match get(arg) {
-        Some(text) => crate::load_str(text, &format!("<shipped scenario {arg}>"), arg),
+        Some(text) => Ok(Source {
+            text: text.to_owned(),
+            origin: format!("<shipped scenario {arg}>"),
+            default_name: arg.to_owned(),
+        }),
         None => Err(crate::LoadError {
             file: arg.to_owned(),
             line: None,
@@ -70,6 +101,15 @@ pub fn find(arg: &str) -> Result<crate::Scenario, crate::LoadError> {
             ),
         }),
     }
+}
+
+/// Finds and loads a scenario by argument (see [`source`]), with overrides applied.
+pub fn find(
+    arg: &str,
+    overrides: &[crate::overrides::Override],
+) -> Result<crate::Scenario, crate::LoadError> {
+    let src = source(arg)?;
+    crate::overrides::apply(&src.text, &src.origin, &src.default_name, overrides)
 }
 
 /// The text of a shipped scenario.

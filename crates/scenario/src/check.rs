@@ -26,7 +26,7 @@ pub const MAX_DETAILED: usize = 100;
 /// Summarises a run. `replay` is the command that replays it.
 pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String) -> Summary {
     let files = run.tracker.files();
-    let mut s = Summary::empty(&scenario.name, seed, replay);
+    let mut s = Summary::empty(scenario, seed, replay);
     s.files = files.len() as u64;
     s.completed = run.completed;
     s.virtual_time_s = run.virtual_time_ms as f64 / 1000.0;
@@ -38,11 +38,14 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         delivered_events += t.deliveries.iter().filter(|d| d.hash.is_some()).count() as u64;
         s.deliveries += n;
         s.effects += t.effects();
+        s.duplicate_effects += t.effects().saturating_sub(1);
         if n > 1 {
             s.duplicate_deliveries += n - 1;
             s.files_duplicated += 1;
         }
         if let Some(o) = &t.outcome {
+            s.durations
+                .add(o.finished_ms.saturating_sub(o.started_ms) as f64 / 1000.0);
             s.acknowledged += u64::from(o.final_acked);
             s.failed += u64::from(o.state == JobState::Error);
             s.restarts += u64::from(o.restarts);

@@ -104,6 +104,7 @@ pub const TOTALS: &[&str] = &[
     "duplicate_deliveries",
     "files_duplicated",
     "effects",
+    "duplicate_effects",
     "lost",
     "corrupted",
     "restarts",
@@ -118,6 +119,14 @@ pub const PER_FILE: &[&str] = &["deliveries_per_file", "effects_per_file"];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_total_is_a_summary_metric() {
+        let s = crate::summary::Summary::empty(&crate::Scenario::default(), 0, String::new());
+        for name in TOTALS {
+            assert!(s.metric(name).is_some(), "{name}");
+        }
+    }
 
     #[test]
     fn parses_and_evaluates() {

@@ -10,6 +10,7 @@ pub mod farm;
 pub mod fault;
 pub mod load;
 pub mod log;
+pub mod overrides;
 pub mod spec;
 pub mod summary;
 pub mod track;

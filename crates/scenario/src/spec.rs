@@ -62,7 +62,7 @@
 //!
 //! **Triggers.** `point = "<fault point>"` fires when an actor reaches that protocol step
 //! (`request`, `session-created`, `fragment-stored`, `before-forward`, `after-forward`,
-//! `ack-ready`, `session-closed` on nodes; `notification-received`, `effect-recorded` on the
+//! `final-ack-ready`, `ack-ready`, `session-closed` on nodes; `notification-received`, `effect-recorded` on the
 //! backend), optionally filtered by `node` (an actor name: `node-2`, `backend`), `packet`
 //! (`Create-Session`, `Fragment`, ...) and `file` (`/upload/c00-f000.bin`). It fires on the
 //! `nth` matching hit (default 1), or on each hit with `probability` (seeded), at most `times`
@@ -85,7 +85,7 @@
 //! # Expectations
 //!
 //! Metrics: `files`, `acknowledged`, `failed`, `deliveries`, `duplicate_deliveries`,
-//! `files_duplicated`, `effects`, `lost`, `corrupted`, `restarts`, `host_fallbacks`,
+//! `files_duplicated`, `effects`, `duplicate_effects`, `lost`, `corrupted`, `restarts`, `host_fallbacks`,
 //! `bytes_resent`, `virtual_time_s`; and per file: `deliveries_per_file`, `effects_per_file`
 //! (every file must satisfy it).
 

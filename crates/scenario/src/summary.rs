@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::secs;
+use crate::{Scenario, check::secs};
 
 /// Version of the summary's JSON format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -114,6 +114,65 @@ pub struct FailedJob {
     pub error: String,
 }
 
+/// Upload completion times (first attempt to end of job), as a histogram whose bucket `b`
+/// holds times in `[2^(b-1), 2^b)` seconds (bucket 0: under a second). Histograms of several
+/// runs add up exactly, so sweep shards merge without keeping every time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    /// Counts per bucket.
+    pub buckets: Vec<u64>,
+}
+
+impl Durations {
+    /// Buckets: up to 2^31 s.
+    pub const BUCKETS: usize = 32;
+
+    /// Adds one time.
+    pub fn add(&mut self, secs: f64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; Self::BUCKETS];
+        }
+        let b = if secs < 1.0 {
+            0
+        } else {
+            ((secs.log2().floor() as usize) + 1).min(Self::BUCKETS - 1)
+        };
+        self.buckets[b] += 1;
+    }
+
+    /// Adds another histogram.
+    pub fn merge(&mut self, other: &Durations) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; Self::BUCKETS];
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// Times counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The upper bound (seconds) of the bucket holding quantile `q` (0–1); 0 when empty.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (b, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return (1u64 << b) as f64;
+            }
+        }
+        (1u64 << (Self::BUCKETS - 1)) as f64
+    }
+}
+
 /// The summary of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -125,6 +184,8 @@ pub struct Summary {
     pub seed: u64,
     /// The command that replays this run.
     pub replay: String,
+    /// The scenario as run, every default filled in.
+    pub resolved: Scenario,
     /// Files (one job each).
     pub files: u64,
     /// Jobs whose final fragment was acknowledged to the client.
@@ -139,6 +200,11 @@ pub struct Summary {
     pub files_duplicated: u64,
     /// Deliveries that had an effect.
     pub effects: u64,
+    /// Effects beyond the first, over all files: what the application did twice (0 when it
+    /// deduplicates every repeated transaction id).
+    pub duplicate_effects: u64,
+    /// Upload completion times.
+    pub durations: Durations,
     /// Files acknowledged to their client and never delivered.
     pub lost: u64,
     /// Their paths.
@@ -176,12 +242,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn empty(scenario: &str, seed: u64, replay: String) -> Summary {
+    pub(crate) fn empty(scenario: &Scenario, seed: u64, replay: String) -> Summary {
         Summary {
             schema_version: SCHEMA_VERSION,
-            scenario: scenario.to_owned(),
+            scenario: scenario.name.clone(),
             seed,
             replay,
+            resolved: scenario.clone(),
             files: 0,
             acknowledged: 0,
             failed: 0,
@@ -189,6 +256,8 @@ impl Summary {
             duplicate_deliveries: 0,
             files_duplicated: 0,
             effects: 0,
+            duplicate_effects: 0,
+            durations: Durations::default(),
             lost: 0,
             lost_files: Vec::new(),
             corrupted: 0,
@@ -219,6 +288,7 @@ impl Summary {
             "duplicate_deliveries" => self.duplicate_deliveries as f64,
             "files_duplicated" => self.files_duplicated as f64,
             "effects" => self.effects as f64,
+            "duplicate_effects" => self.duplicate_effects as f64,
             "lost" => self.lost as f64,
             "corrupted" => self.corrupted as f64,
             "restarts" => self.restarts as f64,
@@ -250,8 +320,12 @@ impl Summary {
         p(
             &mut o,
             format!(
-                "  deliveries {}   duplicate deliveries {}   files duplicated {}   effects {}",
-                self.deliveries, self.duplicate_deliveries, self.files_duplicated, self.effects
+                "  deliveries {}   duplicate deliveries {}   files duplicated {}   effects {}   duplicate effects {}",
+                self.deliveries,
+                self.duplicate_deliveries,
+                self.files_duplicated,
+                self.effects,
+                self.duplicate_effects
             ),
         );
         p(
@@ -424,6 +498,10 @@ pub struct Totals {
     pub files_duplicated: u64,
     /// Effects.
     pub effects: u64,
+    /// Effects beyond the first per file.
+    pub duplicate_effects: u64,
+    /// Upload completion times.
+    pub durations: Durations,
     /// Lost files.
     pub lost: u64,
     /// Corrupted deliveries.
@@ -448,6 +526,8 @@ impl Totals {
         self.duplicate_deliveries += s.duplicate_deliveries;
         self.files_duplicated += s.files_duplicated;
         self.effects += s.effects;
+        self.duplicate_effects += s.duplicate_effects;
+        self.durations.merge(&s.durations);
         self.lost += s.lost;
         self.corrupted += s.corrupted;
         self.restarts += s.restarts;

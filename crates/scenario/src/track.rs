@@ -50,6 +50,8 @@ pub struct JobOutcome {
     pub transient_errors: u32,
     /// Why the job failed.
     pub error: Option<String>,
+    /// When its first attempt started.
+    pub started_ms: u64,
     /// When it ended.
     pub finished_ms: u64,
 }
@@ -333,6 +335,10 @@ impl Tracker {
             bytes_resent: report.bytes_resent(),
             transient_errors: report.transient_errors,
             error: report.error.clone(),
+            started_ms: report
+                .history
+                .first()
+                .map_or(report.finished_ms, |a| a.at_ms),
             finished_ms: report.finished_ms,
         });
         if !t.trouble && t.deliveries.len() <= 1 {

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod report;
 pub mod scenario;
 pub mod serve;
+pub mod sweep;
 pub mod upload;

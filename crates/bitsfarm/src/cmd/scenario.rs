@@ -3,40 +3,44 @@
 
 use std::{
     io::{BufWriter, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
     time::Instant,
 };
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use scenario::{
     Scenario,
     check::summarize,
     farm,
     log::Sink,
+    overrides::Override,
     summary::{Aggregate, Summary},
 };
 
-use crate::progress;
+use crate::parallel;
 
 /// Flags of `bitsfarm scenario`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 SCENARIO is a shipped scenario's name (see `bitsfarm scenarios`), or a path to a .toml file
 (format: scenarios/README.md). A run is deterministic: the same scenario and seed give the same
-event log (its hash is printed) and the same numbers. Exit 0 when every expectation and
-invariant held, 1 when one failed, 2 when the scenario file or a flag is bad.")]
+event log (its hash is printed) and the same numbers.
+
+Every run writes a report directory (default reports/<scenario>/<seed>/): summary.json (what
+--json prints), events.jsonl (the typed event log), report.md and report.html (with a timeline).
+
+Exit 0 when every expectation and invariant held, 1 when one failed, 2 when the scenario file or
+a flag is bad.")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
     /// Seed of the (first) run; default: the scenario's `seed`.
     #[arg(long)]
     seed: Option<u64>,
+    /// Change a key of the scenario: `--set farm.host_id=true --set fault[0].point=ack-ready`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Runs with seeds seed, seed+1, ... in parallel; prints the aggregate.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
@@ -46,22 +50,38 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Write summary.json and events.jsonl (the typed event log) into DIR (single run).
+    /// Report directory (default reports/<scenario>/<seed>/, or .../runs-<first>-<last>/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
+/// Parses `--set` values.
+pub fn overrides(set: &[String]) -> anyhow::Result<Vec<Override>> {
+    set.iter()
+        .map(|s| Override::parse(s).map_err(|e| anyhow::anyhow!("--set {e}")))
+        .collect()
+}
+
 /// Runs the scenario; the exit code says whether its expectations held.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let sc = scenario::catalog::find(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sets = overrides(&args.set)?;
+    let sc = scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seed = args.seed.unwrap_or(sc.seed);
-    let replay_base = format!("bitsfarm scenario {}", args.scenario);
+    let mut replay_base = format!("bitsfarm scenario {}", args.scenario);
+    for s in &args.set {
+        replay_base.push_str(&format!(" --set {s}"));
+    }
     if args.runs == 1 {
-        let summary = run_once(&sc, seed, &replay_base, args.out.as_ref())?;
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("reports").join(&sc.name).join(seed.to_string()));
+        let summary = run_once(&sc, seed, &replay_base, &dir)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
             print!("{}", summary.to_text());
+            println!("report: {}", dir.join("report.html").display());
         }
         return Ok(if summary.ok {
             ExitCode::SUCCESS
@@ -69,16 +89,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         });
     }
-    if args.out.is_some() {
-        anyhow::bail!(
-            "--out writes one run's event log; use it without --runs (or replay one seed)"
-        );
-    }
     let aggregate = run_many(&sc, seed, args.runs, args.jobs, &replay_base);
+    let dir = args.out.clone().unwrap_or_else(|| {
+        Path::new("reports")
+            .join(&sc.name)
+            .join(format!("runs-{seed}-{}", seed + args.runs - 1))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(&aggregate)?,
+    )
+    .with_context(|| format!("cannot write into {}", dir.display()))?;
+    std::fs::write(
+        dir.join("report.md"),
+        report::markdown::aggregate(&aggregate),
+    )
+    .with_context(|| format!("cannot write into {}", dir.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&aggregate)?);
     } else {
         print!("{}", aggregate.to_text());
+        println!("report: {}", dir.join("report.md").display());
     }
     Ok(if aggregate.ok {
         ExitCode::SUCCESS
@@ -87,42 +119,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn run_once(
-    sc: &Scenario,
-    seed: u64,
-    replay_base: &str,
-    out: Option<&PathBuf>,
-) -> anyhow::Result<Summary> {
-    let sink: Option<Sink> = match out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create --out {}", dir.display()))?;
-            let path = dir.join("events.jsonl");
-            let file = std::fs::File::create(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let mut w = BufWriter::new(file);
-            Some(Box::new(move |rec| {
-                // A full disk must not abort the simulation; the summary notes the file.
-                let _ = serde_json::to_writer(&mut w, rec);
-                let _ = w.write_all(b"\n");
-            }))
+/// One run, its event log streamed to `dir/events.jsonl`, then its reports.
+fn run_once(sc: &Scenario, seed: u64, replay_base: &str, dir: &Path) -> anyhow::Result<Summary> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let path = dir.join("events.jsonl");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = failed.clone();
+    let sink: Sink = Box::new(move |rec| {
+        // A full disk must not abort the simulation; it is reported after the run.
+        if serde_json::to_writer(&mut w, rec).is_err() || w.write_all(b"\n").is_err() {
+            f.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        None => None,
-    };
+    });
     let started = Instant::now();
-    let result = farm::run(sc, seed, sink);
+    let result = farm::run(sc, seed, Some(sink));
     let wall_time_ms = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(
+        !failed.load(std::sync::atomic::Ordering::Relaxed),
+        "writing {} failed (disk full?)",
+        path.display()
+    );
     let mut summary = summarize(sc, seed, &result, format!("{replay_base} --seed {seed}"));
     summary.wall_time_ms = wall_time_ms;
-    if let Some(dir) = out {
-        let path = dir.join("summary.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )
+    .with_context(|| format!("cannot write into {}", dir.display()))?;
+    report::write_run_reports(dir)?;
     Ok(summary)
 }
 
-/// Runs seeds `first..first+runs` on `jobs` threads.
+/// Runs seeds `first..first+runs` on `jobs` threads (no report files).
 pub fn run_many(
     sc: &Scenario,
     first: u64,
@@ -130,42 +162,15 @@ pub fn run_many(
     jobs: Option<usize>,
     replay_base: &str,
 ) -> Aggregate {
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let next = AtomicU64::new(0);
-    let done: Mutex<Vec<Summary>> = Mutex::new(Vec::with_capacity(runs as usize));
-    let bar = progress::add(ProgressBar::new(runs));
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} runs [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.min(runs as usize) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= runs {
-                        break;
-                    }
-                    let seed = first + i;
-                    let t0 = Instant::now();
-                    let result = farm::run(sc, seed, None);
-                    let mut summary =
-                        summarize(sc, seed, &result, format!("{replay_base} --seed {seed}"));
-                    summary.wall_time_ms = t0.elapsed().as_secs_f64() * 1000.0;
-                    done.lock().unwrap_or_else(|p| p.into_inner()).push(summary);
-                    bar.inc(1);
-                }
-            });
-        }
+    let seeds: Vec<u64> = (first..first + runs).collect();
+    let (all, wall_ms) = parallel::map(&seeds, parallel::threads(jobs), "runs", |&seed| {
+        let t0 = Instant::now();
+        let result = farm::run(sc, seed, None);
+        let mut summary = summarize(sc, seed, &result, format!("{replay_base} --seed {seed}"));
+        summary.wall_time_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        summary
     });
-    bar.finish_and_clear();
-    let mut all = done.into_inner().unwrap_or_else(|p| p.into_inner());
-    all.sort_by_key(|s| s.seed);
-    Aggregate::of(&all, started.elapsed().as_secs_f64() * 1000.0)
+    Aggregate::of(&all, wall_ms)
 }
 
 /// `bitsfarm scenarios`: one line per shipped scenario.

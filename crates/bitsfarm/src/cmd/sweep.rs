@@ -1,0 +1,166 @@
+//! `bitsfarm sweep`: a scenario over the cartesian product of settings and many seeds.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use report::sweep::{Plan, RunLine, Setting};
+use scenario::{check::summarize, farm, overrides::Override};
+
+use crate::parallel;
+
+/// Flags of `bitsfarm sweep`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Example: how BITSHostId, session durability and the crash point change duplicate deliveries:
+  bitsfarm sweep crash-after-forward --vary farm.host_id=true,false \\
+      --vary farm.session_state=durable,volatile --vary fault[0].point=after-forward,ack-ready \\
+      --seeds 200
+
+Writes reports/sweeps/<name>/ (sweep.json, results.jsonl, summary.json, report.md, report.html).
+--shard K/M runs every M-th run starting at K (deterministic), into .../shard-K-of-M/; any batch
+runner can run the M shards (a Kubernetes indexed Job, a CI matrix, GNU parallel), then
+`bitsfarm report merge DIR... --out DIR` combines them. Exit 0 when every run's invariants held
+(expectations are written for the scenario as shipped and may fail under varied settings), 1
+when an invariant failed, 2 on bad input.")]
+pub struct Args {
+    /// Scenario name or path.
+    scenario: String,
+    /// A key and the values it takes: `--vary farm.host_id=true,false` (repeatable).
+    #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true)]
+    vary: Vec<String>,
+    /// A key fixed for every run: `--set clients.count=20` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Seeds per setting.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "J")]
+    jobs: Option<usize>,
+    /// Run only shard K of M (1-based).
+    #[arg(long, value_name = "K/M")]
+    shard: Option<String>,
+    /// Sweep name (default: the scenario's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Output directory (default reports/sweeps/<name>/, plus shard-K-of-M/ when sharded).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the sweep summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> anyhow::Result<(u64, u64)> {
+    let (k, m) = s.split_once('/').context("--shard is K/M, e.g. 2/8")?;
+    let (k, m): (u64, u64) = (
+        k.trim().parse().context("--shard K is a number")?,
+        m.trim().parse().context("--shard M is a number")?,
+    );
+    anyhow::ensure!(
+        m >= 1 && (1..=m).contains(&k),
+        "--shard {k}/{m}: K must be 1 to M"
+    );
+    Ok((k, m))
+}
+
+/// Runs the sweep.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let fixed = super::scenario::overrides(&args.set)?;
+    let mut varied: Vec<(String, Vec<String>)> = Vec::new();
+    for v in &args.vary {
+        let (key, values) = v
+            .split_once('=')
+            .with_context(|| format!("--vary {v:?} is not KEY=V1,V2,..."))?;
+        let values: Vec<String> = values
+            .split(',')
+            .map(|x| x.trim().to_owned())
+            .filter(|x| !x.is_empty())
+            .collect();
+        anyhow::ensure!(!values.is_empty(), "--vary {key} lists no values");
+        anyhow::ensure!(
+            !varied.iter().any(|(k, _)| k == key.trim()),
+            "--vary {key} is given twice"
+        );
+        varied.push((key.trim().to_owned(), values));
+    }
+    // The cartesian product, the first key varying slowest.
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in &varied {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
+            })
+            .collect();
+    }
+    let settings: Vec<Setting> = combos
+        .into_iter()
+        .enumerate()
+        .map(|(index, values)| Setting { index, values })
+        .collect();
+    let mut scenarios = Vec::new();
+    for s in &settings {
+        let mut all = fixed.clone();
+        all.extend(s.values.iter().map(|(k, v)| Override {
+            key: k.clone(),
+            value: scenario::overrides::parse_value(v),
+        }));
+        let sc = scenario::catalog::find(&args.scenario, &all)
+            .map_err(|e| anyhow::anyhow!("setting {}: {e}", s.label()))?;
+        scenarios.push(sc);
+    }
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let plan = Plan {
+        v: report::sweep::FORMAT_VERSION,
+        scenario: scenarios[0].name.clone(),
+        scenario_arg: args.scenario.clone(),
+        fixed: args.set.clone(),
+        varied: varied.iter().map(|(k, _)| k.clone()).collect(),
+        settings,
+        first_seed: args.first_seed,
+        seeds: args.seeds,
+        shard,
+    };
+    let name = args.name.clone().unwrap_or_else(|| plan.scenario.clone());
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let base = Path::new("reports").join("sweeps").join(&name);
+        match shard {
+            Some((k, m)) => base.join(format!("shard-{k}-of-{m}")),
+            None => base,
+        }
+    });
+    let items: Vec<u64> = (0..plan.items()).filter(|&i| plan.in_shard(i)).collect();
+    let (lines, wall_ms) = parallel::map(&items, parallel::threads(args.jobs), "sweep", |&i| {
+        let (setting, seed) = plan.item(i);
+        let sc = &scenarios[setting];
+        let r = farm::run(sc, seed, None);
+        let summary = summarize(sc, seed, &r, plan.replay(setting, seed));
+        RunLine::of(i, setting, &summary)
+    });
+    let summary = report::write_sweep(&dir, &plan, &lines)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", report::markdown::sweep(&summary));
+        println!(
+            "\n{} runs in {:.1} s; report: {}",
+            lines.len(),
+            wall_ms / 1000.0,
+            dir.join("report.html").display()
+        );
+    }
+    Ok(if summary.invariants_held {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,181 @@
+//! Reading and writing report directories.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use scenario::{log::Record, summary::Summary};
+
+use crate::sweep::{self, Plan, RunLine, SweepSummary};
+
+/// Why a report could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A file is not what bitsfarm wrote.
+    #[error("{path}:{line}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (1 for whole-file JSON).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The directory holds neither a run nor a sweep.
+    #[error(
+        "{0}: neither a run report (summary.json + events.jsonl) nor a sweep (sweep.json + results.jsonl)"
+    )]
+    NotAReport(PathBuf),
+    /// Shards do not merge.
+    #[error(transparent)]
+    Merge(#[from] sweep::MergeError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let text = fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&text).map_err(|e| ReportError::Format {
+        path: path.to_owned(),
+        line: e.line(),
+        message: e.to_string(),
+    })
+}
+
+fn write_file(path: &Path, text: &[u8]) -> Result<(), ReportError> {
+    fs::write(path, text).map_err(io(path))
+}
+
+/// Reads a JSON-lines file, one value per non-empty line.
+fn read_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut each: impl FnMut(T),
+) -> Result<(), ReportError> {
+    let f = fs::File::open(path).map_err(io(path))?;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(&line).map_err(|e| ReportError::Format {
+            path: path.to_owned(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        each(v);
+    }
+    Ok(())
+}
+
+/// What kind of report a directory holds.
+pub enum Kind {
+    /// One run.
+    Run,
+    /// A sweep (or a shard of one).
+    Sweep,
+}
+
+/// Tells a run directory from a sweep directory.
+pub fn kind(dir: &Path) -> Result<Kind, ReportError> {
+    if dir.join("sweep.json").is_file() && dir.join("results.jsonl").is_file() {
+        Ok(Kind::Sweep)
+    } else if dir.join("summary.json").is_file() && dir.join("events.jsonl").is_file() {
+        Ok(Kind::Run)
+    } else {
+        Err(ReportError::NotAReport(dir.to_owned()))
+    }
+}
+
+/// Writes `report.md` and `report.html` of a run directory from its `summary.json` and
+/// `events.jsonl`.
+pub fn write_run_reports(dir: &Path) -> Result<Summary, ReportError> {
+    let summary: Summary = read_json(&dir.join("summary.json"))?;
+    let mut builder = crate::timeline::Builder::new(&summary);
+    read_lines(&dir.join("events.jsonl"), |rec: Record| builder.add(&rec))?;
+    let timeline = builder.finish();
+    write_file(
+        &dir.join("report.md"),
+        crate::markdown::run(&summary).as_bytes(),
+    )?;
+    write_file(
+        &dir.join("report.html"),
+        crate::html::run(&summary, &timeline).as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+/// Writes a sweep directory: `sweep.json`, `results.jsonl`, then its reports.
+pub fn write_sweep(
+    dir: &Path,
+    plan: &Plan,
+    lines: &[RunLine],
+) -> Result<SweepSummary, ReportError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    write_file(
+        &dir.join("sweep.json"),
+        &serde_json::to_vec_pretty(plan).expect("plans serialize"),
+    )?;
+    let path = dir.join("results.jsonl");
+    let f = fs::File::create(&path).map_err(io(&path))?;
+    let mut w = BufWriter::new(f);
+    for l in lines {
+        serde_json::to_writer(&mut w, l).expect("lines serialize");
+        w.write_all(b"\n").map_err(io(&path))?;
+    }
+    w.flush().map_err(io(&path))?;
+    write_sweep_reports(dir)
+}
+
+/// Reads a sweep directory's plan and lines.
+pub fn read_sweep(dir: &Path) -> Result<(Plan, Vec<RunLine>), ReportError> {
+    let plan: Plan = read_json(&dir.join("sweep.json"))?;
+    let mut lines = Vec::new();
+    read_lines(&dir.join("results.jsonl"), |l: RunLine| lines.push(l))?;
+    Ok((plan, lines))
+}
+
+/// Writes `summary.json`, `report.md` and `report.html` of a sweep directory from its
+/// `sweep.json` and `results.jsonl`.
+pub fn write_sweep_reports(dir: &Path) -> Result<SweepSummary, ReportError> {
+    let (plan, lines) = read_sweep(dir)?;
+    let summary = sweep::summarize(&plan, &lines);
+    write_file(
+        &dir.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).expect("summaries serialize"),
+    )?;
+    write_file(
+        &dir.join("report.md"),
+        crate::markdown::sweep(&summary).as_bytes(),
+    )?;
+    write_file(
+        &dir.join("report.html"),
+        crate::html::sweep(&summary).as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+/// Merges shard directories into `out`.
+pub fn merge_sweeps(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, ReportError> {
+    let mut parts = Vec::new();
+    for d in dirs {
+        let (plan, lines) = read_sweep(d)?;
+        parts.push((d.display().to_string(), plan, lines));
+    }
+    let (plan, lines) = sweep::merge(parts)?;
+    write_sweep(out, &plan, &lines)
+}

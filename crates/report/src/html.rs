@@ -1,0 +1,409 @@
+//! `report.html`: one self-contained file (inline CSS and SVG, no scripts, no external URLs)
+//! that opens offline.
+
+use std::fmt::Write as _;
+
+use scenario::{check::secs, summary::Summary};
+
+use crate::{
+    escape,
+    markdown::short_time,
+    svg::{self, Bar},
+    sweep::SweepSummary,
+    timeline::Timeline,
+};
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}.num{text-align:right}.pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}\
+.cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:120px}\
+.card b{display:block;font-size:20px}.dup{border-color:#d62728}.chain{border-left:4px solid #d62728;padding:2px 12px;margin:10px 0;background:#fff5f5}\
+code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f8fa;padding:8px;overflow:auto}\
+.timeline text.tick,.timeline text.brk{font-size:10px;fill:#555}.timeline text.lane{font-size:11px;fill:#333}\
+.timeline text.hl{fill:#d62728;font-weight:bold}.timeline text.fault{font-size:10px;fill:#d62728}\
+.legend span{display:inline-block;margin-right:14px;font-size:12px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}\
+.chart text{font-size:11px}.chart .ctitle{font-size:13px;font-weight:bold}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+fn card(o: &mut String, label: &str, value: &str, dup: bool) {
+    let _ = write!(
+        o,
+        r#"<div class="card{}"><b>{}</b>{}</div>"#,
+        if dup { " dup" } else { "" },
+        escape(value),
+        escape(label)
+    );
+}
+
+fn swatch(colour: &str, label: &str) -> String {
+    format!(
+        r#"<span><i class="sw" style="background:{colour}"></i>{}</span>"#,
+        escape(label)
+    )
+}
+
+/// The HTML report of one run.
+pub fn run(s: &Summary, t: &Timeline) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<h1>bitsfarm run: {} (seed {})</h1>",
+        escape(&s.scenario),
+        s.seed
+    );
+    if !s.resolved.description.is_empty() {
+        let _ = write!(o, "<p>{}</p>", escape(&s.resolved.description));
+    }
+    let _ = write!(
+        o,
+        r#"<p class="{}">{}</p><p>Replay: <code>{}</code></p>"#,
+        if s.ok { "pass" } else { "fail" },
+        if s.ok {
+            "PASS: every expectation and invariant held"
+        } else {
+            "FAIL"
+        },
+        escape(&s.replay)
+    );
+    o += r#"<div class="cards">"#;
+    card(&mut o, "files", &s.files.to_string(), false);
+    card(&mut o, "acknowledged", &s.acknowledged.to_string(), false);
+    card(&mut o, "deliveries", &s.deliveries.to_string(), false);
+    card(
+        &mut o,
+        "duplicate deliveries",
+        &s.duplicate_deliveries.to_string(),
+        s.duplicate_deliveries > 0,
+    );
+    card(
+        &mut o,
+        "duplicate effects",
+        &s.duplicate_effects.to_string(),
+        s.duplicate_effects > 0,
+    );
+    card(&mut o, "lost", &s.lost.to_string(), s.lost > 0);
+    card(
+        &mut o,
+        "restarts from byte 0",
+        &s.restarts.to_string(),
+        false,
+    );
+    card(
+        &mut o,
+        "Host-Id fallbacks",
+        &s.host_fallbacks.to_string(),
+        false,
+    );
+    card(&mut o, "bytes re-sent", &s.bytes_resent.to_string(), false);
+    card(
+        &mut o,
+        "virtual time",
+        &short_time((s.virtual_time_s * 1000.0) as u64),
+        false,
+    );
+    o += "</div>";
+
+    o += "<h2>Timeline</h2><p>A lane per balancer (<code>farm</code>), node, the application (<code>backend</code>) and client; idle stretches are collapsed (⋯, hover for how long). Red dashed lines are faults; red dots are deliveries of a duplicated file; red client names are the clients in trouble.</p>";
+    o += r#"<p class="legend">"#;
+    o += &swatch("#bdbdbd", "node down");
+    o += &swatch("#fdb863", "transient error (retrying)");
+    o += &swatch("#fee08b", "partitioned");
+    o += &swatch("#1f77b4", "forwarded to the application");
+    o += &swatch("#2ca02c", "delivered / acknowledged");
+    o += &swatch("#d62728", "duplicate delivery / failure");
+    o += &swatch("#9467bd", "session not found / restart");
+    o += &swatch("#ff7f0e", "Host-Id fallback");
+    o += "</p>";
+    o += &svg::timeline(t);
+    if t.hidden_clients > 0 {
+        let _ = write!(
+            o,
+            "<p>{} client lanes without trouble are not drawn.</p>",
+            t.hidden_clients
+        );
+    }
+
+    o += "<h2>Files delivered more than once</h2>";
+    if s.duplicates.is_empty() {
+        o += "<p>None.</p>";
+    } else {
+        o += "<table><tr><th>file</th><th>deliveries</th><th>effects</th><th>nodes</th><th>restarts</th><th>bytes re-sent</th></tr>";
+        for (i, d) in s.duplicates.iter().enumerate() {
+            let _ = write!(
+                o,
+                r##"<tr><td><a href="#dup{i}"><code>{}</code></a></td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"##,
+                escape(&d.file),
+                d.deliveries,
+                d.effects,
+                escape(&d.nodes.join(" → ")),
+                d.restarts,
+                d.bytes_resent
+            );
+        }
+        o += "</table>";
+        for (i, d) in s.duplicates.iter().enumerate() {
+            for c in &d.chains {
+                let _ = write!(
+                    o,
+                    r#"<div class="chain" id="dup{i}"><p><b>{}</b>, delivery {}: {}</p><ol>"#,
+                    escape(&d.file),
+                    c.delivery,
+                    escape(
+                        c.cause
+                            .as_deref()
+                            .unwrap_or("UNEXPLAINED: no injected fault in the chain")
+                    )
+                );
+                for st in &c.steps {
+                    let _ = write!(
+                        o,
+                        "<li><code>{}</code> {}</li>",
+                        escape(&secs(st.t_ms)),
+                        escape(&st.text)
+                    );
+                }
+                o += "</ol></div>";
+            }
+        }
+    }
+
+    // Deliveries per node, first deliveries and duplicates apart.
+    let mut per_node: std::collections::BTreeMap<&str, (f64, f64)> =
+        std::collections::BTreeMap::new();
+    for d in &s.duplicates {
+        for n in &d.nodes {
+            per_node.entry(n).or_default();
+        }
+    }
+    if !s.duplicates.is_empty() {
+        let rows: Vec<Bar> = s
+            .duplicates
+            .iter()
+            .map(|d| Bar {
+                label: d.file.clone(),
+                value: d.deliveries as f64,
+                interval: None,
+                colour: "#d62728".into(),
+            })
+            .take(40)
+            .collect();
+        o += &svg::bars("deliveries of each duplicated file", "deliveries", &rows);
+    }
+
+    o += "<h2>Expectations</h2><table><tr><th>expectation</th><th>actual</th><th>held</th></tr>";
+    for e in &s.expectations {
+        let actual = if e.detail.is_empty() {
+            e.actual.to_string()
+        } else {
+            e.detail.clone()
+        };
+        let _ = write!(
+            o,
+            r#"<tr><td><code>{} {}</code></td><td>{}</td><td class="{}">{}</td></tr>"#,
+            escape(&e.name),
+            escape(&e.expected),
+            escape(&actual),
+            if e.held { "pass" } else { "fail" },
+            if e.held { "yes" } else { "NO" }
+        );
+    }
+    o +=
+        "</table><h2>Invariants</h2><table><tr><th>invariant</th><th>held</th><th>detail</th></tr>";
+    for i in &s.invariants {
+        let _ = write!(
+            o,
+            r#"<tr><td>{}</td><td class="{}">{}</td><td>{}</td></tr>"#,
+            escape(&i.name),
+            if i.held { "pass" } else { "fail" },
+            if i.held { "yes" } else { "NO" },
+            escape(&i.detail)
+        );
+    }
+    o += "</table><h2>Faults</h2>";
+    if s.faults.is_empty() {
+        o += "<p>None.</p>";
+    } else {
+        o += "<table><tr><th>rule</th><th>matching hits</th><th>fired</th></tr>";
+        for f in &s.faults {
+            let _ = write!(
+                o,
+                r#"<tr><td>#{} {}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+                f.index,
+                escape(&f.description),
+                f.hits,
+                f.fired
+            );
+        }
+        o += "</table>";
+    }
+    if !s.failed_jobs.is_empty() {
+        o += "<h2>Failed jobs</h2><ul>";
+        for f in &s.failed_jobs {
+            let _ = write!(
+                o,
+                "<li><code>{}</code>: {}</li>",
+                escape(&f.file),
+                escape(&f.error)
+            );
+        }
+        o += "</ul>";
+    }
+    let _ = write!(
+        o,
+        "<p>Events: {}, log hash <code>{}</code>.</p>",
+        s.events,
+        escape(&s.event_log_hash)
+    );
+    let _ = write!(
+        o,
+        "<details><summary>Scenario as run (every default filled in)</summary><pre>{}</pre></details>",
+        escape(&toml::to_string(&s.resolved).unwrap_or_default())
+    );
+    page(&format!("bitsfarm: {} seed {}", s.scenario, s.seed), &o)
+}
+
+/// The HTML report of a sweep.
+pub fn sweep(s: &SweepSummary) -> String {
+    let p = &s.plan;
+    let mut o = String::new();
+    let _ = write!(o, "<h1>bitsfarm sweep: {}</h1>", escape(&p.scenario));
+    let _ = write!(
+        o,
+        "<p>{} settings × {} seeds ({}..={}) = {} runs{}; {} summarised. Varied: {}.{}</p>",
+        p.settings.len(),
+        p.seeds,
+        p.first_seed,
+        p.first_seed + p.seeds - 1,
+        p.items(),
+        p.shard
+            .map(|(k, m)| format!(", shard {k} of {m}"))
+            .unwrap_or_default(),
+        s.runs,
+        escape(&p.varied.join(", ")),
+        if p.fixed.is_empty() {
+            String::new()
+        } else {
+            format!(" Fixed: {}.", escape(&p.fixed.join(", ")))
+        }
+    );
+    let _ = write!(
+        o,
+        r#"<p class="{}">{}</p>"#,
+        if s.invariants_held { "pass" } else { "fail" },
+        if s.invariants_held {
+            "Invariants held in every run."
+        } else {
+            "Invariants FAILED in some runs."
+        }
+    );
+    let max_eff = s
+        .settings
+        .iter()
+        .map(|x| x.duplicate_effects_rate.per_1000)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let max_del = s
+        .settings
+        .iter()
+        .map(|x| x.duplicate_deliveries_rate.per_1000)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    o += "<h2>Safety matrix (safest first)</h2><p>Rates per 1,000 uploads with 95% intervals. Colour: green is safest within this sweep, red least safe.</p>";
+    o += "<table><tr><th>rank</th><th>setting</th><th>duplicate effects /1000</th><th>duplicate deliveries /1000</th><th>lost</th><th>restarts /1000</th><th>re-sent bytes /upload</th><th>upload time p50 / p90 / p99</th><th>runs</th></tr>";
+    for (rank, &i) in s.ranking.iter().enumerate() {
+        let st = &s.settings[i];
+        let cell = |r: &crate::sweep::Rate, max: f64| {
+            format!(
+                r#"<td class="num" style="background:{}">{:.1}<br/><small>[{:.1}, {:.1}]</small></td>"#,
+                svg::heat(r.per_1000 / max),
+                r.per_1000,
+                r.low,
+                r.high
+            )
+        };
+        let _ = write!(
+            o,
+            "<tr><td class=\"num\">{}</td><td>{}</td>{}{}<td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td>&lt; {} s / &lt; {} s / &lt; {} s</td><td class=\"num\">{}</td></tr>",
+            rank + 1,
+            escape(&st.label),
+            cell(&st.duplicate_effects_rate, max_eff),
+            cell(&st.duplicate_deliveries_rate, max_del),
+            st.lost,
+            st.restarts_rate.per_1000,
+            st.bytes_resent_per_upload,
+            st.completion_s.p50,
+            st.completion_s.p90,
+            st.completion_s.p99,
+            st.runs
+        );
+    }
+    o += "</table>";
+    let chart =
+        |f: &dyn Fn(&crate::sweep::SettingSummary) -> crate::sweep::Rate, max: f64| -> Vec<Bar> {
+            s.ranking
+                .iter()
+                .map(|&i| {
+                    let st = &s.settings[i];
+                    let r = f(st);
+                    Bar {
+                        label: st.label.clone(),
+                        value: r.per_1000,
+                        interval: Some((r.low, r.high)),
+                        colour: svg::heat(r.per_1000 / max),
+                    }
+                })
+                .collect()
+        };
+    o += "<h2>Charts</h2>";
+    o += &svg::bars(
+        "duplicate effects per 1,000 uploads (95% interval)",
+        "per 1,000",
+        &chart(&|st| st.duplicate_effects_rate, max_eff),
+    );
+    o += &svg::bars(
+        "duplicate deliveries per 1,000 uploads (95% interval)",
+        "per 1,000",
+        &chart(&|st| st.duplicate_deliveries_rate, max_del),
+    );
+    let max_p90 = s
+        .settings
+        .iter()
+        .map(|x| x.completion_s.p90)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let times: Vec<Bar> = s
+        .ranking
+        .iter()
+        .map(|&i| {
+            let st = &s.settings[i];
+            Bar {
+                label: st.label.clone(),
+                value: st.completion_s.p90,
+                interval: Some((st.completion_s.p50, st.completion_s.p90)),
+                colour: svg::heat(st.completion_s.p90 / max_p90),
+            }
+        })
+        .collect();
+    o += &svg::bars("upload time p90, seconds (whisker from p50)", "s", &times);
+    let broken: Vec<&String> = s.settings.iter().flat_map(|st| &st.broken_runs).collect();
+    if !broken.is_empty() {
+        o += "<h2>Runs whose invariants failed</h2><ul>";
+        for b in broken {
+            let _ = write!(o, "<li><code>{}</code></li>", escape(b));
+        }
+        o += "</ul>";
+    }
+    let _ = write!(
+        o,
+        "<p>Replay any run: <code>bitsfarm scenario {} --seed N --set KEY=VALUE ...</code></p>",
+        escape(&p.scenario_arg)
+    );
+    page(&format!("bitsfarm sweep: {}", p.scenario), &o)
+}
