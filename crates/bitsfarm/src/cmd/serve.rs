@@ -171,25 +171,23 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
 
-    println!("bitsfarm serve");
-    println!("  BITS node        http://{node_addr}/<any path>   (sessions: {files_note})");
-    println!(
-        "  application      http://{app_addr}/bits/notify   (notification: {})",
-        notification.name()
-    );
-    println!("  ledger           http://{app_addr}/ledger");
-    match &args.host_id {
-        Some(h) => println!(
-            "  BITSHostId       {h} (fallback {} s)",
-            args.fallback_timeout_s
-        ),
-        None => println!("  BITSHostId       unset"),
-    }
-    println!(
-        "  dedupe           {}",
+    // The banner is best effort: a server must not die because whoever started it stopped
+    // reading its output.
+    let host_id = match &args.host_id {
+        Some(h) => format!("{h} (fallback {} s)", args.fallback_timeout_s),
+        None => "unset".into(),
+    };
+    let banner = format!(
+        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note})\n  application      http://{app_addr}/bits/notify   (notification: {})\n  ledger           http://{app_addr}/ledger\n  BITSHostId       {host_id}\n  dedupe           {}\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
+        notification.name(),
         if args.dedupe { "on" } else { "off" }
     );
-    println!("Ctrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.");
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    }
 
     let node_task = tokio::spawn(node.run(Box::new(node_listener)));
     let app_task = tokio::spawn(app.run(Box::new(app_listener)));
@@ -199,6 +197,13 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         r = node_task => anyhow::bail!("the node stopped: {:?}", r),
         r = app_task => anyhow::bail!("the application stopped: {:?}", r),
     }
-    println!("{}", serde_json::to_string_pretty(&ledger.snapshot())?);
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&ledger.snapshot())?
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,8 @@ fn serve(extra: &[&str], root: &std::path::Path) -> Server {
     };
     let node = addr("BITS node");
     let app = addr("application");
+    // Keep reading: the server's output must not back up or break while the test runs.
+    std::thread::spawn(move || for _ in lines {});
     Server { child, node, app }
 }
 
@@ -116,6 +118,33 @@ fn ledger(app: &str) -> serde_json::Value {
     s.read_to_string(&mut resp).unwrap();
     let body = resp.split_once("\r\n\r\n").unwrap().1;
     serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn serve_survives_its_output_being_closed() {
+    let root = tempdir("closed-stdout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend-listen",
+            "127.0.0.1:0",
+            "--volatile",
+        ])
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve exited when its stdout closed"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
