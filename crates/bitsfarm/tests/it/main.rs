@@ -6,9 +6,13 @@ mod scenario_cmd;
 
 use std::process::{Command, Output};
 
+/// Runs the binary in a scratch directory (its default report directories land there).
 pub(crate) fn bitsfarm(args: &[&str]) -> Output {
+    let cwd = std::env::temp_dir().join(format!("bitsfarm-cli-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
     Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
         .args(args)
+        .current_dir(&cwd)
         .output()
         .expect("the binary runs")
 }
