@@ -20,6 +20,15 @@ serve *ARGS:
 upload FILE URL *ARGS:
     cargo run --release -- upload {{FILE}} {{URL}} {{ARGS}}
 
+# Sweep crash-after-forward over BITSHostId, session durability, the crash point and transaction-id
+# dedupe; writes reports/sweeps/crash-settings/ (its report.md is the golden sample in reports/golden/).
+sweep *ARGS:
+    cargo run --release -- sweep crash-after-forward --name crash-settings --seeds 100 --set 'fault[0].restart_after_s=3600' --set backend.dedupe=true --vary farm.host_id=true,false --vary farm.session_state=durable,volatile --vary 'fault[0].point=after-forward,final-ack-ready' --vary clients.transaction_id=false,true {{ARGS}}
+
+# Regenerate a run's or a sweep's reports from its saved JSON.
+report DIR:
+    cargo run --release -- report {{DIR}}
+
 # Measure the simulator against its targets; writes reports/bench.json.
 bench:
     cargo run --release -- bench

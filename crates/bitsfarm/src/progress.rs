@@ -1,13 +1,68 @@
 //! Progress bars that share stderr with the logs: log lines are printed above the bars instead
-//! of through them.
+//! of through them. Bars show on a terminal; `BITSFARM_PROGRESS=always` also prints them, one
+//! line per update, when stderr is a file or a pipe (CI logs). Stdout is never touched.
 
 use std::{io, sync::OnceLock};
 
-use indicatif::MultiProgress;
+use indicatif::{MultiProgress, ProgressDrawTarget, TermLike};
 
 fn bars() -> &'static MultiProgress {
     static BARS: OnceLock<MultiProgress> = OnceLock::new();
-    BARS.get_or_init(MultiProgress::new)
+    BARS.get_or_init(|| {
+        if std::env::var("BITSFARM_PROGRESS").is_ok_and(|v| v == "always") {
+            MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+                Box::new(PlainStderr),
+                2,
+            ))
+        } else {
+            MultiProgress::new()
+        }
+    })
+}
+
+/// Progress as plain lines on stderr, for logs that are not terminals.
+#[derive(Debug)]
+struct PlainStderr;
+
+impl TermLike for PlainStderr {
+    fn width(&self) -> u16 {
+        100
+    }
+
+    fn move_cursor_up(&self, _n: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, _n: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, _n: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, _n: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        use io::Write as _;
+        writeln!(io::stderr(), "{s}")
+    }
+
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        use io::Write as _;
+        write!(io::stderr(), "{s}")
+    }
+
+    fn clear_line(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        use io::Write as _;
+        io::stderr().flush()
+    }
 }
 
 /// Adds a bar (hidden when stderr is not a terminal).

@@ -55,14 +55,14 @@ pub fn timeline(t: &Timeline) -> String {
         .map(|(i, _)| if i < infra { 22.0 } else { client_h })
         .collect();
     let height = TOP + heights.iter().sum::<f64>() + 8.0;
-    let width = LABEL + t.axis.width + 10.0;
+    let width = LABEL + t.axis.width + 48.0;
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="timeline">"#
     );
-    // Axis: each busy stretch with its start and end time; breaks marked.
-    for (i, &(t0, t1, x0, x1)) in t.axis.segments.iter().enumerate() {
+    // Axis: busy stretches shaded, ticks spread over them, breaks marked.
+    for (i, &(t0, _, x0, x1)) in t.axis.segments.iter().enumerate() {
         let (a, b) = (LABEL + x0, LABEL + x1);
         let _ = write!(
             s,
@@ -71,18 +71,6 @@ pub fn timeline(t: &Timeline) -> String {
             (b - a).max(1.0),
             height - TOP
         );
-        let _ = write!(
-            s,
-            r#"<text x="{a:.1}" y="12" class="tick">{}</text>"#,
-            escape(&crate::markdown::short_time(t0))
-        );
-        if b - a > 70.0 {
-            let _ = write!(
-                s,
-                r#"<text x="{b:.1}" y="24" class="tick" text-anchor="end">{}</text>"#,
-                escape(&crate::markdown::short_time(t1))
-            );
-        }
         if i > 0 {
             let prev = t.axis.segments[i - 1];
             let mid = LABEL + (prev.3 + x0) / 2.0;
@@ -92,6 +80,17 @@ pub fn timeline(t: &Timeline) -> String {
                 escape(&crate::markdown::short_time(t0 - prev.1))
             );
         }
+    }
+    for (k, (x, tt)) in t.axis.ticks(110.0).iter().enumerate() {
+        let x = LABEL + x;
+        let y = if k % 2 == 0 { 12.0 } else { 24.0 };
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#ccc"/><text x="{x:.1}" y="{y}" class="tick" text-anchor="middle">{}</text>"##,
+            y + 2.0,
+            TOP - 4.0,
+            escape(&crate::markdown::short_time(*tt))
+        );
     }
     let mut y = TOP;
     for (lane, h) in t.lanes.iter().zip(&heights) {

@@ -376,12 +376,15 @@ impl Builder {
     }
 }
 
-/// A piecewise-linear time axis: busy stretches keep their proportions, idle stretches longer
-/// than the gap threshold shrink to a fixed-width break.
+/// The time axis. Idle stretches longer than the gap threshold shrink to a fixed-width break;
+/// inside a busy stretch, position blends linear time with the event count so far, so a burst
+/// of activity gets room even when retries keep the whole day "busy". Monotone throughout.
 #[derive(Debug, Clone)]
 pub struct Axis {
     /// `(t0, t1, x0, x1)` per busy stretch, in order.
     pub segments: Vec<(u64, u64, f64, f64)>,
+    /// Event times per stretch, sorted (for the rank part of the position).
+    times: Vec<Vec<u64>>,
     /// Width in pixels.
     pub width: f64,
 }
@@ -390,6 +393,8 @@ pub struct Axis {
 const BREAK: f64 = 28.0;
 /// Least pixels of a busy stretch.
 const MIN_SEGMENT: f64 = 36.0;
+/// Share of a stretch's width placed by event rank rather than by time.
+const RANK_WEIGHT: f64 = 0.6;
 
 impl Axis {
     /// An axis over `times` (sorted in place).
@@ -401,43 +406,65 @@ impl Axis {
             _ => {
                 return Axis {
                     segments: vec![(0, 1, 0.0, width)],
+                    times: vec![Vec::new()],
                     width,
                 };
             }
         };
         let gap = ((last - first) / 20).max(60_000);
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut runs: Vec<Vec<u64>> = Vec::new();
         for &t in times.iter() {
             match runs.last_mut() {
-                Some((_, end)) if t - *end <= gap => *end = t,
-                _ => runs.push((t, t)),
+                Some(run) if t - run.last().copied().unwrap_or(t) <= gap => run.push(t),
+                _ => runs.push(vec![t]),
             }
         }
         let breaks = runs.len().saturating_sub(1) as f64 * BREAK;
-        let busy: u64 = runs.iter().map(|(a, b)| b - a).sum();
+        let events: usize = runs.iter().map(Vec::len).sum();
         let spare = (width - breaks - MIN_SEGMENT * runs.len() as f64).max(0.0);
         let mut x = 0.0;
         let mut segments = Vec::new();
-        for (i, (a, b)) in runs.iter().enumerate() {
+        for (i, run) in runs.iter().enumerate() {
             if i > 0 {
                 x += BREAK;
             }
-            let w = MIN_SEGMENT
-                + if busy == 0 {
-                    spare / runs.len() as f64
-                } else {
-                    spare * (b - a) as f64 / busy as f64
-                };
-            segments.push((*a, *b, x, x + w));
+            let w = MIN_SEGMENT + spare * run.len() as f64 / events as f64;
+            segments.push((run[0], *run.last().expect("non-empty"), x, x + w));
             x += w;
         }
-        Axis { segments, width }
+        Axis {
+            segments,
+            times: runs,
+            width,
+        }
+    }
+
+    /// Position of `t` inside stretch `i`, from 0 to 1.
+    fn fraction(&self, i: usize, t: u64) -> f64 {
+        let (t0, t1, _, _) = self.segments[i];
+        if t1 == t0 {
+            return 0.5;
+        }
+        let lin = (t - t0) as f64 / (t1 - t0) as f64;
+        let times = &self.times[i];
+        let below = times.partition_point(|&x| x < t);
+        let upto = times.partition_point(|&x| x <= t);
+        // Interpolate between neighbouring events so the position is continuous in t.
+        let rank = if times.len() < 2 {
+            lin
+        } else if upto > below {
+            (below as f64 + 0.5 * (upto - below - 1) as f64) / (times.len() - 1) as f64
+        } else {
+            let (a, b) = (times[below - 1], times[below]);
+            ((below - 1) as f64 + (t - a) as f64 / (b - a) as f64) / (times.len() - 1) as f64
+        };
+        RANK_WEIGHT * rank.clamp(0.0, 1.0) + (1.0 - RANK_WEIGHT) * lin
     }
 
     /// The x of time `t`.
     pub fn x(&self, t: u64) -> f64 {
         let mut prev_end: Option<(u64, f64)> = None;
-        for &(t0, t1, x0, x1) in &self.segments {
+        for (i, &(t0, t1, x0, x1)) in self.segments.iter().enumerate() {
             if t < t0 {
                 // Inside the break before this stretch.
                 return match prev_end {
@@ -446,15 +473,45 @@ impl Axis {
                 };
             }
             if t <= t1 {
-                return if t1 == t0 {
-                    (x0 + x1) / 2.0
-                } else {
-                    x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64
-                };
+                return x0 + (x1 - x0) * self.fraction(i, t);
             }
             prev_end = Some((t1, x1));
         }
         self.segments.last().map_or(0.0, |s| s.3)
+    }
+
+    /// Tick marks: `(x, t)` spread evenly in x over every stretch, about one per `spacing`
+    /// pixels, always including each stretch's ends.
+    pub fn ticks(&self, spacing: f64) -> Vec<(f64, u64)> {
+        let mut out = Vec::new();
+        for &(t0, t1, x0, x1) in &self.segments {
+            let n = ((x1 - x0) / spacing).floor().max(1.0) as usize;
+            for k in 0..=n {
+                let target = x0 + (x1 - x0) * k as f64 / n as f64;
+                // Invert the monotone mapping by bisection on t.
+                let (mut lo, mut hi) = (t0, t1);
+                while hi > lo + 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.x(mid) < target {
+                        lo = mid
+                    } else {
+                        hi = mid
+                    }
+                }
+                let t = if (self.x(lo) - target).abs() <= (self.x(hi) - target).abs() {
+                    lo
+                } else {
+                    hi
+                };
+                if out
+                    .last()
+                    .is_none_or(|&(px, _): &(f64, u64)| target - px > spacing * 0.5)
+                {
+                    out.push((target, t));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -481,5 +538,36 @@ mod tests {
             "times in a break land in it"
         );
         assert!((a.x(86_401_000) - 1000.0).abs() < 0.001);
+    }
+
+    #[test]
+    fn a_burst_gets_room_even_when_the_day_is_busy() {
+        // Ten events in the first second, then one every 600 s for a day.
+        let mut times: Vec<u64> = (0..10).map(|i| i * 100).collect();
+        times.extend((1..=144).map(|k| k * 600_000));
+        let a = Axis::new(&mut times, 1000.0);
+        assert_eq!(a.segments.len(), 1, "no stretch is idle");
+        assert!(a.x(900) > 20.0, "the first second spans {} px", a.x(900));
+        // Monotone everywhere.
+        let mut prev = -1.0;
+        for t in (0..86_400_000u64).step_by(97_000) {
+            let x = a.x(t);
+            assert!(x >= prev, "x({t}) = {x} < {prev}");
+            prev = x;
+        }
+        let ticks = a.ticks(100.0);
+        assert!(ticks.len() >= 5);
+        assert!(
+            ticks
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        );
+        for (x, t) in &ticks {
+            assert!(
+                (a.x(*t) - x).abs() < 1.0,
+                "tick at {x} labels {t}, which maps to {}",
+                a.x(*t)
+            );
+        }
     }
 }

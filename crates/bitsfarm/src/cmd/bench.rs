@@ -23,7 +23,7 @@ pub struct Args {
     /// Where to write the numbers.
     #[arg(long, default_value = "reports/bench.json", value_name = "FILE")]
     out: PathBuf,
-    /// Run one benchmark only: speed, http, runs, memory.
+    /// Run one benchmark only: speed, http, runs, memory, report.
     #[arg(long, value_name = "NAME")]
     only: Option<String>,
     /// Seeds for the runs/s benchmark.
@@ -38,6 +38,21 @@ struct Report {
     http: Option<Http>,
     runs: Option<Runs>,
     memory: Option<Memory>,
+    report: Option<ReportSize>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct ReportSize {
+    files: u64,
+    events: u64,
+    html_bytes: u64,
+    markdown_bytes: u64,
+    svg_elements: u64,
+    write_ms: f64,
+    /// Headless Chromium's time to load the report minus its time for a blank page, when
+    /// Chromium is installed (best of three).
+    browser_open_s: Option<f64>,
+    target: String,
 }
 
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
@@ -125,9 +140,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let only = args.only.as_deref();
     let want = |name: &str| only.is_none_or(|o| o == name);
     if let Some(o) = only
-        && !["speed", "http", "runs", "memory"].contains(&o)
+        && !["speed", "http", "runs", "memory", "report"].contains(&o)
     {
-        anyhow::bail!("--only {o}: use speed, http, runs or memory");
+        anyhow::bail!("--only {o}: use speed, http, runs, memory or report");
     }
     let mut report = Report {
         machine: Machine {
@@ -182,6 +197,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             m.wall_ms / 1000.0
         );
         report.memory = Some(m);
+    }
+    if want("report") {
+        let r = report_size()?;
+        eprintln!(
+            "report: {} files, {} events: report.html {:.0} KiB ({} SVG elements), written in {:.0} ms{}",
+            r.files,
+            r.events,
+            r.html_bytes as f64 / 1024.0,
+            r.svg_elements,
+            r.write_ms,
+            r.browser_open_s
+                .map(|s| format!(", opens in Chromium in {s:.2} s over a blank page"))
+                .unwrap_or_default()
+        );
+        report.report = Some(r);
     }
     let json = serde_json::to_string_pretty(&report)?;
     if only == Some("memory") {
@@ -488,4 +518,81 @@ fn peak_rss_kib() -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/self/status")
+}
+
+/// A 1,000-file run with a crash: the size of its reports and how fast they open.
+fn report_size() -> anyhow::Result<ReportSize> {
+    use std::io::Write as _;
+    let src = scenario::catalog::source("crash-no-hostid").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sets = super::scenario::overrides(&[
+        "clients.count=1000".into(),
+        "clients.start_spread_s=600".into(),
+    ])?;
+    let sc = scenario::overrides::apply(&src.text, &src.origin, &src.default_name, &sets)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("bitsfarm-bench-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+    let sink: scenario::log::Sink = Box::new(move |rec| {
+        let _ = serde_json::to_writer(&mut w, rec);
+        let _ = w.write_all(b"\n");
+    });
+    let r = scenario::farm::run(&sc, 1, Some(sink));
+    let summary = scenario::check::summarize(&sc, 1, &r, "bench".into());
+    std::fs::write(dir.join("summary.json"), serde_json::to_vec(&summary)?)?;
+    let t = Instant::now();
+    report::write_run_reports(&dir)?;
+    let write_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let html = std::fs::read_to_string(dir.join("report.html"))?;
+    let svg_elements = ["<circle", "<rect", "<path", "<line", "<text"]
+        .iter()
+        .map(|t| html.matches(t).count() as u64)
+        .sum();
+    let browser_open_s = browser_open(&dir.join("report.html"));
+    let out = ReportSize {
+        files: summary.files,
+        events: summary.events,
+        html_bytes: html.len() as u64,
+        markdown_bytes: std::fs::metadata(dir.join("report.md"))?.len(),
+        svg_elements,
+        write_ms,
+        browser_open_s,
+        target: "report.html of a 1,000-file run < 5 MB, opens in a browser in < 1 s".into(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+/// Headless Chromium's load time for `page` over a blank page, best of three; `None` without
+/// Chromium.
+fn browser_open(page: &std::path::Path) -> Option<f64> {
+    let profile =
+        std::env::temp_dir().join(format!("bitsfarm-bench-chromium-{}", std::process::id()));
+    let load = |url: &str| -> Option<f64> {
+        let t = Instant::now();
+        let status = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| t.elapsed().as_secs_f64())
+    };
+    let best = |url: &str| (0..3).filter_map(|_| load(url)).reduce(f64::min);
+    let blank = best("about:blank")?;
+    let report = best(&format!("file://{}", page.display()))?;
+    let _ = std::fs::remove_dir_all(&profile);
+    Some((report - blank).max(0.0))
 }

@@ -3,6 +3,7 @@
 
 mod live;
 mod scenario_cmd;
+mod sweep_cmd;
 
 use std::process::{Command, Output};
 
