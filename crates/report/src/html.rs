@@ -345,6 +345,19 @@ pub fn sweep(s: &SweepSummary) -> String {
         );
     }
     o += "</table>";
+    // Chart rows are labelled by their values only; the keys are named once above the charts.
+    let short = |i: usize| -> String {
+        let vals: Vec<&str> = p.settings[i]
+            .values
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if vals.is_empty() {
+            "(as written)".into()
+        } else {
+            vals.join(" · ")
+        }
+    };
     let chart =
         |f: &dyn Fn(&crate::sweep::SettingSummary) -> crate::sweep::Rate, max: f64| -> Vec<Bar> {
             s.ranking
@@ -353,7 +366,7 @@ pub fn sweep(s: &SweepSummary) -> String {
                     let st = &s.settings[i];
                     let r = f(st);
                     Bar {
-                        label: st.label.clone(),
+                        label: short(i),
                         value: r.per_1000,
                         interval: Some((r.low, r.high)),
                         colour: svg::heat(r.per_1000 / max),
@@ -361,7 +374,11 @@ pub fn sweep(s: &SweepSummary) -> String {
                 })
                 .collect()
         };
-    o += "<h2>Charts</h2>";
+    let _ = write!(
+        o,
+        "<h2>Charts</h2><p>Rows are settings, safest first, labelled <code>{}</code>.</p>",
+        escape(&p.varied.join(" · "))
+    );
     o += &svg::bars(
         "duplicate effects per 1,000 uploads (95% interval)",
         "per 1,000",
@@ -384,7 +401,7 @@ pub fn sweep(s: &SweepSummary) -> String {
         .map(|&i| {
             let st = &s.settings[i];
             Bar {
-                label: st.label.clone(),
+                label: short(i),
                 value: st.completion_s.p90,
                 interval: Some((st.completion_s.p50, st.completion_s.p90)),
                 colour: svg::heat(st.completion_s.p90 / max_p90),
