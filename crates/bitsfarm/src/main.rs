@@ -47,6 +47,8 @@ enum Command {
     Sweep(cmd::sweep::Args),
     /// Regenerate a run's or a sweep's reports from saved JSON, or merge sweep shards.
     Report(cmd::report::Args),
+    /// Search generated scenarios for property failures; save each (shrunk) as a scenario.
+    Explore(cmd::explore::Args),
     /// Measure the simulator against its targets; writes reports/bench.json.
     Bench(cmd::bench::Args),
     /// Run one BITS server node and the server application on real sockets.
@@ -67,13 +69,14 @@ fn main() -> ExitCode {
             };
         }
     };
-    // A simulation's actors log every step; its summary is the output, so only warnings show
+    // A simulation's actors log every step; its summary is the output, so only errors show
     // unless RUST_LOG asks for more.
     let default_level = match cli.command {
         Command::Scenario(_)
         | Command::Scenarios
         | Command::Sweep(_)
         | Command::Report(_)
+        | Command::Explore(_)
         | Command::Bench(_) => "error",
         _ => "info",
     };
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Scenarios => cmd::scenario::list(),
         Command::Sweep(args) => cmd::sweep::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Explore(args) => cmd::explore::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),

@@ -424,8 +424,7 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
     for k in 1..t.deliveries.len() {
         let (prev, cur) = (&t.deliveries[k - 1], &t.deliveries[k]);
         let mut steps: BTreeMap<u64, ChainStep> = BTreeMap::new();
-        // Candidate causes: (rule is none, seq, text, rule). The earliest fault rule wins; a
-        // crash or partition without a rule (none in scenarios today) only if no rule fired.
+        // Candidate causes: (rule is none, seq, text, rule).
         let mut causes: Vec<(bool, u64, String, Option<usize>)> = Vec::new();
         let mut note_cause = |seq: u64, rec: &Record| {
             let found = match &rec.event {
@@ -462,21 +461,28 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
                 causes.push((rule.is_none(), seq, text, rule));
             }
         };
-        let prev_rec = t.story.iter().find_map(|s| match s {
-            Step::At(r) if r.seq == prev.seq => Some(r),
-            _ => None,
-        });
-        if let Some(r) = prev_rec
-            && let Some(text) = render(r, true)
-        {
-            steps.insert(r.seq, ChainStep { t_ms: r.t_ms, text });
-        }
-        if let (Some(a), Some(b)) = (pos(prev.seq), pos(cur.seq)) {
-            for step in &t.story[a + 1..=b] {
-                if let Step::At(r) = step {
-                    note_cause(r.seq, r);
-                }
-                if let Some(cs) = render_step(step) {
+        // The window: everything after the delivery before `prev` (the whole story for the
+        // first duplicate) up to `cur`. What kept `prev`'s Ack from the client may have
+        // happened just before `prev` itself (a connection cut before the node forwarded).
+        let from_seq = if k >= 2 { t.deliveries[k - 2].seq } else { 0 };
+        let start = if k >= 2 {
+            pos(from_seq).map(|p| p + 1)
+        } else {
+            Some(0)
+        };
+        if let (Some(a), Some(b)) = (start, pos(cur.seq)) {
+            for step in &t.story[a..=b] {
+                let cs = match step {
+                    Step::At(r) => {
+                        note_cause(r.seq, r);
+                        let delivery =
+                            matches!(r.event, Event::Delivered { .. } | Event::Committed { .. });
+                        render(r, delivery && r.seq != cur.seq)
+                            .map(|text| ChainStep { t_ms: r.t_ms, text })
+                    }
+                    Step::Retrying { .. } => render_step(step),
+                };
+                if let Some(cs) = cs {
                     steps.insert(step.seq(), cs);
                 }
             }
@@ -489,7 +495,7 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
         ];
         for r in global
             .iter()
-            .filter(|r| r.seq > prev.seq && r.seq < cur.seq)
+            .filter(|r| r.seq > from_seq && r.seq < cur.seq)
         {
             let relevant = match &r.event {
                 Event::Crashed { host, .. } | Event::Restarted { host, .. } => {
@@ -517,9 +523,17 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
             .map(|s| s.text.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let cause = causes
+        // The cause: the earliest fault after `prev` (it kept `prev`'s Ack from the client),
+        // or else the latest fault before it. Fault rules before bare crashes or partitions.
+        let (after, before): (Vec<_>, Vec<_>) = causes.into_iter().partition(|c| c.1 > prev.seq);
+        let cause = after
             .into_iter()
-            .min_by_key(|(no_rule, seq, _, _)| (*no_rule, *seq));
+            .min_by_key(|(no_rule, seq, _, _)| (*no_rule, *seq))
+            .or_else(|| {
+                before
+                    .into_iter()
+                    .min_by_key(|(no_rule, seq, _, _)| (*no_rule, u64::MAX - *seq))
+            });
         out.push(Chain {
             delivery: k as u64 + 1,
             rule: cause.as_ref().and_then(|c| c.3),

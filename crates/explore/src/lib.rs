@@ -1,0 +1,34 @@
+//! Searching for duplicate chains nobody wrote down: generated scenarios ([`knobs`] drawn from
+//! a [`space::Space`], swarm-style), the properties every run must satisfy ([`property`]), and
+//! shrinking to a minimal scenario ([`shrink`]). The same generator and shrinker back the
+//! proptest suite and `bitsfarm explore`.
+//!
+//! **Invariant:** a generated scenario is a plain [`scenario::Scenario`]: a failure is saved as
+//! a TOML file that `bitsfarm scenario` replays exactly.
+
+pub mod knobs;
+pub mod property;
+pub mod shrink;
+pub mod space;
+
+pub use knobs::{Knobs, generate};
+pub use property::{Outcome, Property};
+pub use space::Space;
+
+/// The TOML file that replays a failing run, with a header saying what failed.
+pub fn found_file(property: Property, knobs: &Knobs, why: &str, name: &str) -> String {
+    let sc = knobs.scenario(name);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Found by bitsfarm explore: property {} failed.\n",
+        property.name()
+    ));
+    for line in why.lines() {
+        out.push_str(&format!("# {line}\n"));
+    }
+    out.push_str(&format!(
+        "# Replay: bitsfarm scenario scenarios/found/{name}.toml\n\n"
+    ));
+    out.push_str(&toml::to_string(&sc).expect("scenarios serialize"));
+    out
+}

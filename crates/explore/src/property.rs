@@ -1,0 +1,422 @@
+//! The properties every simulation must satisfy (and one that must not: the canary).
+
+use std::sync::{Arc, Mutex};
+
+use probe::{Event, JobState};
+use scenario::{check::summarize, farm, spec::SessionState, summary::Summary};
+
+use crate::{knobs::Knobs, space::FaultKind};
+
+/// A property of full simulations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Property {
+    /// Every upload acknowledged to its client was delivered at least once.
+    NoLoss,
+    /// The bytes delivered equal the client's bytes.
+    Integrity,
+    /// With transaction ids and application dedupe: exactly one effect per acknowledged upload
+    /// (and never more than one per file).
+    DedupeOneEffect,
+    /// Without faults: exactly one delivery per file, whatever the farm's settings.
+    NoFaultsOneDelivery,
+    /// With BITSHostId, durable session state, and only node outages shorter than the fallback
+    /// timeout: no restart from byte 0, and no duplicate except where a node died with the
+    /// application's answer in flight (between forwarding the upload and recording
+    /// `NotifyCache`): the seed document's chain, which no node setting can prevent.
+    HostIdDurableResumes,
+    /// Every duplicate delivery has a causal chain that starts at an injected fault.
+    DuplicatesExplained,
+    /// Once faults stop, every job ends within a bound of virtual time.
+    Liveness,
+    /// The same scenario and seed give the same event log.
+    Determinism,
+    /// Deliberately false: "without dedupe there is never a duplicate delivery". The explorer
+    /// must falsify it; that is the proof it can find what it looks for.
+    Canary,
+}
+
+impl Property {
+    /// Every property, canary last.
+    pub const ALL: [Property; 9] = [
+        Property::NoLoss,
+        Property::Integrity,
+        Property::DedupeOneEffect,
+        Property::NoFaultsOneDelivery,
+        Property::HostIdDurableResumes,
+        Property::DuplicatesExplained,
+        Property::Liveness,
+        Property::Determinism,
+        Property::Canary,
+    ];
+
+    /// The name used on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::NoLoss => "no-loss",
+            Property::Integrity => "integrity",
+            Property::DedupeOneEffect => "dedupe-one-effect",
+            Property::NoFaultsOneDelivery => "no-faults-one-delivery",
+            Property::HostIdDurableResumes => "hostid-durable-resumes",
+            Property::DuplicatesExplained => "duplicates-explained",
+            Property::Liveness => "liveness",
+            Property::Determinism => "determinism",
+            Property::Canary => "canary",
+        }
+    }
+
+    /// A property by name.
+    pub fn parse(s: &str) -> Option<Property> {
+        Property::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether the property is meant to fail.
+    pub fn is_canary(self) -> bool {
+        self == Property::Canary
+    }
+
+    /// Whether the property says anything about runs of these knobs.
+    pub fn applies(self, k: &Knobs) -> bool {
+        match self {
+            Property::NoLoss
+            | Property::Integrity
+            | Property::DuplicatesExplained
+            | Property::Determinism => true,
+            // Dedupe is the application's: without one (notification type 0) nothing dedupes.
+            Property::DedupeOneEffect => {
+                k.transaction_id && k.dedupe && k.notification != node::NotificationType::None
+            }
+            Property::NoFaultsOneDelivery => k.faults.is_empty(),
+            Property::HostIdDurableResumes => {
+                // The client retries its node at multiples of the retry delay until the fallback
+                // timer expires: an outage of `r` seconds is survivable only if a retry falls in
+                // [r, fallback). (With fallback <= retry delay BITSHostId never helps: the
+                // timer has expired by the first retry.)
+                let d = k.retry_delay_s.max(5);
+                let survivable = |r: u64| r.div_ceil(d).max(1) * d < k.fallback_timeout_s;
+                k.host_id
+                    && k.session_state == SessionState::Durable
+                    && k.faults.iter().all(|f| match f.kind {
+                        FaultKind::Crash | FaultKind::PowerCut => {
+                            f.restart_after_s.is_some_and(survivable)
+                        }
+                        FaultKind::DropResponse => survivable(0),
+                        FaultKind::Partition => survivable(f.duration_s),
+                        FaultKind::SlowApp
+                        | FaultKind::AppFails
+                        | FaultKind::AppCrash
+                        | FaultKind::HostIdToggle => false,
+                    })
+            }
+            Property::Liveness => {
+                // Faults must stop: the application and at least one node come back.
+                let app_stays_down = k
+                    .faults
+                    .iter()
+                    .any(|f| f.kind == FaultKind::AppCrash && f.restart_after_s.is_none());
+                let dead: std::collections::BTreeSet<u32> = k
+                    .faults
+                    .iter()
+                    .filter(|f| {
+                        matches!(f.kind, FaultKind::Crash | FaultKind::PowerCut)
+                            && f.restart_after_s.is_none()
+                    })
+                    .map(|f| f.node)
+                    .collect();
+                !app_stays_down && (dead.len() as u32) < k.nodes
+            }
+            Property::Canary => !(k.transaction_id && k.dedupe),
+        }
+    }
+
+    /// Checks the property on a run; `Err` says how it failed.
+    pub fn check(self, o: &Outcome) -> Result<(), String> {
+        let s = &o.summary;
+        let inv = |name: &str| {
+            s.invariants
+                .iter()
+                .find(|i| i.name == name)
+                .map_or(Ok(()), |i| {
+                    if i.held {
+                        Ok(())
+                    } else {
+                        Err(i.detail.clone())
+                    }
+                })
+        };
+        match self {
+            Property::NoLoss => inv("no_lost_files"),
+            Property::Integrity => inv("integrity"),
+            Property::DuplicatesExplained => inv("duplicates_explained"),
+            Property::DedupeOneEffect => {
+                if s.duplicate_effects > 0 {
+                    return Err(format!(
+                        "{} duplicate effect(s) despite transaction ids and dedupe",
+                        s.duplicate_effects
+                    ));
+                }
+                match o.jobs.iter().find(|j| j.acknowledged && j.effects != 1) {
+                    Some(j) => Err(format!(
+                        "{} was acknowledged with {} effects",
+                        j.file, j.effects
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Property::NoFaultsOneDelivery => match o.jobs.iter().find(|j| j.deliveries != 1) {
+                Some(j) => Err(format!(
+                    "{} was delivered {} times without any fault",
+                    j.file, j.deliveries
+                )),
+                None => Ok(()),
+            },
+            Property::HostIdDurableResumes => {
+                if s.restarts > 0 {
+                    Err(format!("{} restart(s) from byte 0", s.restarts))
+                } else if let Some(why) = o.unexcused_duplicates.first() {
+                    Err(format!(
+                        "{} duplicate deliveries without a node death in the forwarding window; first: {why}",
+                        o.unexcused_duplicates.len()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Property::Liveness => {
+                let bound_ms = o.liveness_bound_ms();
+                let deadline_ms = (crate::knobs::DEADLINE_DAYS * 86_400_000.0) as u64;
+                // A job still running at the deadline fails only if its bound had passed.
+                match o.jobs.iter().find(|j| {
+                    let due = o.faults_end_ms.max(j.started_ms) + bound_ms;
+                    j.finished_ms > due && (j.finished_ms != u64::MAX || due <= deadline_ms)
+                }) {
+                    Some(j) if j.finished_ms == u64::MAX => Err(format!(
+                        "{} still running at the deadline, more than {} ms after faults stopped ({} ms)",
+                        j.file, bound_ms, o.faults_end_ms
+                    )),
+                    Some(j) => Err(format!(
+                        "{} ended at {} ms, more than {} ms after faults stopped ({} ms)",
+                        j.file, j.finished_ms, bound_ms, o.faults_end_ms
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Property::Determinism => match &o.replay_hash {
+                Some(h) if *h != s.event_log_hash => {
+                    Err(format!("event log hash {} then {}", s.event_log_hash, h))
+                }
+                _ => Ok(()),
+            },
+            Property::Canary => {
+                if s.duplicate_deliveries > 0 {
+                    Err(format!(
+                        "{} duplicate deliveries without dedupe",
+                        s.duplicate_deliveries
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// How one job went.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// The file.
+    pub file: String,
+    /// Final fragment acknowledged.
+    pub acknowledged: bool,
+    /// Deliveries.
+    pub deliveries: u64,
+    /// Effects.
+    pub effects: u64,
+    /// First attempt.
+    pub started_ms: u64,
+    /// End.
+    pub finished_ms: u64,
+}
+
+/// One run of generated knobs, as properties see it.
+pub struct Outcome {
+    /// The knobs.
+    pub knobs: Knobs,
+    /// The run's summary.
+    pub summary: Summary,
+    /// Every job.
+    pub jobs: Vec<JobRun>,
+    /// When the last fault stops acting: a crash when its restart is due (if ever), a
+    /// partition when it heals, a delay when it ends; other faults when they fire. Scheduled
+    /// ends count even if the run finished first.
+    pub faults_end_ms: u64,
+    /// The event log hash of a second run, when determinism was checked.
+    pub replay_hash: Option<String>,
+    /// Duplicate deliveries whose previous delivery's node did not die in its forwarding
+    /// window (from forwarding the upload to recording `NotifyCache`), one line each.
+    pub unexcused_duplicates: Vec<String>,
+}
+
+impl Outcome {
+    /// How long after faults stop every job must have ended: the fallback timeout, two rounds
+    /// of request timeout plus retry delay, and ten minutes per file of slack.
+    pub fn liveness_bound_ms(&self) -> u64 {
+        let k = &self.knobs;
+        let c = scenario::spec::Clients::default();
+        let round = c.request_timeout_s + c.connect_timeout_s + k.retry_delay_s.max(5);
+        (k.fallback_timeout_s + 2 * round + 600 * u64::from(k.files_per_client) + 600) * 1000
+    }
+}
+
+/// Runs the knobs' scenario (twice when `determinism` is set) and gathers what the properties
+/// need.
+pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
+    let sc = knobs.scenario("generated");
+    let ends: Arc<Mutex<u64>> = Arc::default();
+    let e = ends.clone();
+    // How long each rule keeps acting after it fires (`None`: for good).
+    let lasts: Vec<Option<u64>> = knobs
+        .faults
+        .iter()
+        .map(|f| match f.kind {
+            FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => {
+                f.restart_after_s.map(|r| r * 1000)
+            }
+            FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s * 1000),
+            FaultKind::DropResponse | FaultKind::AppFails | FaultKind::HostIdToggle => Some(0),
+        })
+        .collect();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let seen_in = seen.clone();
+    let sink: scenario::log::Sink = Box::new(move |rec| {
+        seen_in.lock().unwrap_or_else(|p| p.into_inner()).note(rec);
+        let end = match &rec.event {
+            Event::FaultFired { rule, .. } => match lasts.get(*rule).copied().flatten() {
+                Some(d) => rec.t_ms + d,
+                // A permanent outage: liveness does not apply (see `applies`).
+                None => rec.t_ms,
+            },
+            Event::Restarted { .. } | Event::Healed { .. } | Event::HostIdToggled { .. } => {
+                rec.t_ms
+            }
+            _ => return,
+        };
+        let mut e = e.lock().unwrap_or_else(|p| p.into_inner());
+        *e = (*e).max(end);
+    });
+    let result = farm::run(&sc, sc.seed, Some(sink));
+    let summary = summarize(&sc, sc.seed, &result, String::new());
+    let jobs = result
+        .tracker
+        .files()
+        .values()
+        .map(|t| {
+            let o = t.outcome.as_ref();
+            JobRun {
+                file: t.file.clone(),
+                acknowledged: o.is_some_and(|o| o.final_acked),
+                deliveries: t.deliveries.len() as u64,
+                effects: t.effects(),
+                started_ms: o.map_or(0, |o| o.started_ms),
+                finished_ms: o
+                    .filter(|o| o.state.is_final() || o.state == JobState::Acknowledged)
+                    .map_or(u64::MAX, |o| o.finished_ms),
+            }
+        })
+        .collect();
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+    let by_value = knobs.notification != node::NotificationType::None;
+    let unexcused_duplicates = result
+        .tracker
+        .files()
+        .values()
+        .flat_map(|t| {
+            t.deliveries
+                .windows(2)
+                .filter(|w| !seen.in_window(&w[0], w[1].seq, by_value))
+                .map(|w| {
+                    format!(
+                        "{} delivered by {} at {} ms and again by {} at {} ms",
+                        t.file, w[0].node, w[0].t_ms, w[1].node, w[1].t_ms
+                    )
+                })
+        })
+        .collect();
+    let replay_hash = determinism.then(|| farm::run(&sc, sc.seed, None).event_hash);
+    let faults_end_ms = *ends.lock().unwrap_or_else(|p| p.into_inner());
+    Outcome {
+        knobs: knobs.clone(),
+        summary,
+        jobs,
+        faults_end_ms,
+        replay_hash,
+        unexcused_duplicates,
+    }
+}
+
+/// The events that say whether a node died in a forwarding window: (seq, node, session).
+#[derive(Debug, Default)]
+struct Seen {
+    forwarded: Vec<(u64, String, String)>,
+    answered: Vec<(u64, String, String)>,
+    crashed: Vec<(u64, String)>,
+    /// Crash rules that fired at `after-forward`.
+    after_forward: Vec<(u64, String, Option<String>)>,
+}
+
+impl Seen {
+    fn note(&mut self, rec: &scenario::log::Record) {
+        match &rec.event {
+            Event::Forwarded { node, session, .. } => {
+                self.forwarded
+                    .push((rec.seq, node.clone(), session.clone()))
+            }
+            Event::AppAnswered { node, session, .. } => {
+                self.answered.push((rec.seq, node.clone(), session.clone()))
+            }
+            Event::Crashed { host, .. } => self.crashed.push((rec.seq, host.clone())),
+            Event::FaultFired {
+                point: Some(probe::FaultPoint::AfterForward),
+                actor,
+                session,
+                ..
+            } => self
+                .after_forward
+                .push((rec.seq, actor.clone(), session.clone())),
+            _ => {}
+        }
+    }
+
+    /// Whether the node of delivery `d` died between forwarding it and recording the answer:
+    /// a crash rule fired at `after-forward` for its session, or (with an application) the
+    /// node crashed after forwarding and before the application's answer reached it.
+    /// Only deaths before the next delivery (at `next_seq`) count.
+    fn in_window(&self, d: &scenario::track::Delivery, next_seq: u64, with_app: bool) -> bool {
+        let Some(session) = &d.session else {
+            return false;
+        };
+        let at_point = self.after_forward.iter().any(|(seq, node, s)| {
+            (d.seq..next_seq).contains(seq) && *node == d.node && s.as_ref() == Some(session)
+        });
+        if at_point || !with_app {
+            return at_point;
+        }
+        let same = |node: &String, s: &String| *node == d.node && s == session;
+        let Some(start) = self
+            .forwarded
+            .iter()
+            .rev()
+            .find(|(seq, n, s)| *seq < d.seq && same(n, s))
+            .map(|f| f.0)
+        else {
+            return false;
+        };
+        let end = self
+            .answered
+            .iter()
+            .find(|(seq, n, s)| *seq > start && same(n, s))
+            .map_or(next_seq, |a| a.0.min(next_seq));
+        self.crashed
+            .iter()
+            .any(|(seq, host)| *seq > start && *seq < end && *host == d.node)
+    }
+}
