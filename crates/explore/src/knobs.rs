@@ -163,10 +163,13 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
                 node: rng.random_range(1..=nodes),
                 client: rng.random_range(0..clients),
                 nth: rng.random_range(1..=3),
-                // A node may stay down for good; the application always comes back (with it
-                // gone for good every job livelocks: each retry re-uploads, which is progress,
-                // so the no-progress timeout never fires, as in Windows).
-                restart_after_s: if kind == FaultKind::AppCrash || rng.random_bool(0.9) {
+                // A node may stay down for good, or beyond the fallback timeout. The application
+                // comes back within two hours: while it is down every retry re-uploads, which is
+                // progress, so no job times out (as in Windows) and each costs a retry per
+                // minute of outage without making a new chain possible.
+                restart_after_s: if kind == FaultKind::AppCrash {
+                    Some(pick(&mut rng, &[60, 600, 3600, 7200]))
+                } else if rng.random_bool(0.9) {
                     Some(pick(&mut rng, &[60, 600, 3600, 7200, 100_000]))
                 } else {
                     None
@@ -324,10 +327,10 @@ impl Knobs {
             && self.clients >= 1
             && self.files_per_client >= 1
             && self.file_size <= self.file_size_max
-            && self
-                .faults
-                .iter()
-                .all(|f| f.node >= 1 && f.node <= self.nodes && f.client < self.clients)
+            && self.faults.iter().all(|f| {
+                (!f.kind.names_node() || (f.node >= 1 && f.node <= self.nodes))
+                    && (!f.kind.names_client() || f.client < self.clients)
+            })
             && (!self.upload_reply || self.notification != NotificationType::None)
             && (!self.dedupe || self.transaction_id)
     }
@@ -346,8 +349,20 @@ impl Knobs {
             k.faults.remove(i);
             push(k);
         }
-        let max_client = self.faults.iter().map(|f| f.client + 1).max().unwrap_or(1);
-        let max_node = self.faults.iter().map(|f| f.node).max().unwrap_or(1);
+        let max_client = self
+            .faults
+            .iter()
+            .filter(|f| f.kind.names_client())
+            .map(|f| f.client + 1)
+            .max()
+            .unwrap_or(1);
+        let max_node = self
+            .faults
+            .iter()
+            .filter(|f| f.kind.names_node())
+            .map(|f| f.node)
+            .max()
+            .unwrap_or(1);
         for clients in [max_client, self.clients.saturating_sub(1).max(max_client)] {
             push(Knobs {
                 clients,
@@ -366,6 +381,37 @@ impl Knobs {
                 ..self.clone()
             });
         }
+        // The same faults on the lowest-numbered nodes, so that the farm can shrink too.
+        let mut named: Vec<u32> = self
+            .faults
+            .iter()
+            .filter(|f| f.kind.names_node())
+            .map(|f| f.node)
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        let renumber = |n: u32| {
+            named
+                .iter()
+                .position(|&m| m == n)
+                .map_or(1, |i| i as u32 + 1)
+        };
+        let low = Knobs {
+            faults: self
+                .faults
+                .iter()
+                .map(|f| FaultKnob {
+                    node: renumber(f.node),
+                    ..f.clone()
+                })
+                .collect(),
+            ..self.clone()
+        };
+        push(Knobs {
+            nodes: (named.len() as u32).max(1),
+            ..low.clone()
+        });
+        push(low);
         push(Knobs {
             file_size: 0,
             file_size_max: 0,

@@ -3,7 +3,12 @@
 use std::sync::{Arc, Mutex};
 
 use probe::{Event, JobState};
-use scenario::{check::summarize, farm, spec::SessionState, summary::Summary};
+use scenario::{
+    check::summarize,
+    farm,
+    spec::{ExpectValue, SessionState},
+    summary::Summary,
+};
 
 use crate::{knobs::Knobs, space::FaultKind};
 
@@ -28,6 +33,10 @@ pub enum Property {
     DuplicatesExplained,
     /// Once faults stop, every job ends within a bound of virtual time.
     Liveness,
+    /// A job gives up for lack of progress only when the farm could not serve it for a whole
+    /// no-progress timeout: an outage that long, or BITSHostId pinning it to a dead node for
+    /// that long (the fallback timer must bring it back to the farm first).
+    NoNeedlessGiveUp,
     /// The same scenario and seed give the same event log.
     Determinism,
     /// Deliberately false: "without dedupe there is never a duplicate delivery". The explorer
@@ -37,7 +46,7 @@ pub enum Property {
 
 impl Property {
     /// Every property, canary last.
-    pub const ALL: [Property; 9] = [
+    pub const ALL: [Property; 10] = [
         Property::NoLoss,
         Property::Integrity,
         Property::DedupeOneEffect,
@@ -45,6 +54,7 @@ impl Property {
         Property::HostIdDurableResumes,
         Property::DuplicatesExplained,
         Property::Liveness,
+        Property::NoNeedlessGiveUp,
         Property::Determinism,
         Property::Canary,
     ];
@@ -59,6 +69,7 @@ impl Property {
             Property::HostIdDurableResumes => "hostid-durable-resumes",
             Property::DuplicatesExplained => "duplicates-explained",
             Property::Liveness => "liveness",
+            Property::NoNeedlessGiveUp => "no-needless-give-up",
             Property::Determinism => "determinism",
             Property::Canary => "canary",
         }
@@ -67,6 +78,67 @@ impl Property {
     /// A property by name.
     pub fn parse(s: &str) -> Option<Property> {
         Property::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The property in one sentence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Property::NoLoss => {
+                "Every upload acknowledged to its client was delivered at least once."
+            }
+            Property::Integrity => "The bytes delivered equal the client's bytes.",
+            Property::DedupeOneEffect => {
+                "With transaction ids and backend dedupe: exactly one effect per acknowledged upload."
+            }
+            Property::NoFaultsOneDelivery => "With no faults: exactly one delivery per file.",
+            Property::HostIdDurableResumes => {
+                "With BITSHostId, durable session state and outages shorter than the fallback timeout: \
+                 no restart from byte 0, no duplicate unless a node died with the application's answer in flight."
+            }
+            Property::DuplicatesExplained => {
+                "Every duplicate delivery has a causal chain that starts at an injected fault."
+            }
+            Property::Liveness => {
+                "Once faults stop, every job ends within a bound of virtual time."
+            }
+            Property::NoNeedlessGiveUp => {
+                "A job gives up for lack of progress only when the farm could not serve it for a whole no-progress timeout."
+            }
+            Property::Determinism => "The same scenario and seed give the same event-log hash.",
+            Property::Canary => {
+                "(Deliberately false) without dedupe there is never a duplicate delivery."
+            }
+        }
+    }
+
+    /// Expectations that fail when a replay breaks the property, where a metric says it (the
+    /// built-in invariants cover no-loss, integrity, one effect per transaction and explained
+    /// duplicates).
+    pub fn expectations(self) -> std::collections::BTreeMap<String, ExpectValue> {
+        let e: &[(&str, ExpectValue)] = match self {
+            Property::Canary => &[("duplicate_deliveries", ExpectValue::Number(0.0))],
+            Property::NoFaultsOneDelivery => &[("deliveries_per_file", ExpectValue::Number(1.0))],
+            Property::HostIdDurableResumes => &[("restarts", ExpectValue::Number(0.0))],
+            Property::DedupeOneEffect => &[("duplicate_effects", ExpectValue::Number(0.0))],
+            _ => &[],
+        };
+        e.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    /// What to look at in a replay when no expectation can say it.
+    pub fn replay_note(self) -> Option<&'static str> {
+        match self {
+            Property::HostIdDurableResumes => Some(
+                "A duplicate is a failure unless its node died between forwarding the upload and recording NotifyCache; see the chain in the replay.",
+            ),
+            Property::Liveness => Some(
+                "Look for jobs ending long after the last fault stopped (the bound is printed above).",
+            ),
+            Property::Determinism => Some("Replay twice with --json and compare event_log_hash."),
+            _ => None,
+        }
     }
 
     /// Whether the property is meant to fail.
@@ -124,8 +196,61 @@ impl Property {
                     .collect();
                 !app_stays_down && (dead.len() as u32) < k.nodes
             }
+            Property::NoNeedlessGiveUp => outages_leave_a_way(k),
             Property::Canary => !(k.transaction_id && k.dedupe),
         }
+    }
+
+    /// The knobs moved into the property's domain (so that it applies): the explorer and the
+    /// property tests search there when they look at one property. Every other knob stays.
+    pub fn focus(self, mut k: Knobs) -> Knobs {
+        match self {
+            Property::NoLoss
+            | Property::Integrity
+            | Property::DuplicatesExplained
+            | Property::Determinism => {}
+            Property::DedupeOneEffect => {
+                k.transaction_id = true;
+                k.dedupe = true;
+                if k.notification == node::NotificationType::None {
+                    k.notification = node::NotificationType::ByValue;
+                }
+            }
+            Property::NoFaultsOneDelivery => k.faults.clear(),
+            Property::HostIdDurableResumes => {
+                k.host_id = true;
+                k.session_state = SessionState::Durable;
+                let fits = |f: &crate::knobs::FaultKnob| {
+                    self.applies(&Knobs {
+                        faults: vec![f.clone()],
+                        ..k.clone()
+                    })
+                };
+                let faults = k.faults.iter().filter(|f| fits(f)).cloned().collect();
+                k.faults = faults;
+            }
+            Property::Liveness => {
+                for f in &mut k.faults {
+                    if f.restart_after_s.is_none() {
+                        f.restart_after_s = Some(3600);
+                    }
+                }
+            }
+            Property::NoNeedlessGiveUp => {
+                // Keep the faults, in order, that still leave the farm a way to serve.
+                let all = std::mem::take(&mut k.faults);
+                for f in all {
+                    k.faults.push(f);
+                    if !outages_leave_a_way(&k) {
+                        k.faults.pop();
+                    }
+                }
+            }
+            Property::Canary => {
+                k.dedupe = false;
+            }
+        }
+        k
     }
 
     /// Checks the property on a run; `Err` says how it failed.
@@ -200,6 +325,18 @@ impl Property {
                     None => Ok(()),
                 }
             }
+            Property::NoNeedlessGiveUp => match o.jobs.iter().find(|j| {
+                j.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no progress"))
+            }) {
+                Some(j) => Err(format!(
+                    "{} gave up ({}) although every outage left the farm a way to serve it",
+                    j.file,
+                    j.error.as_deref().unwrap_or_default()
+                )),
+                None => Ok(()),
+            },
             Property::Determinism => match &o.replay_hash {
                 Some(h) if *h != s.event_log_hash => {
                     Err(format!("event log hash {} then {}", s.event_log_hash, h))
@@ -220,6 +357,41 @@ impl Property {
     }
 }
 
+/// Whether every outage in `k` is short enough that no job may give up for lack of progress:
+/// at most one node is down for long (or for good), the farm has another, BITSHostId (if it may
+/// be on) falls back well within the no-progress timeout, and all other outages together are
+/// shorter than it. "Short" leaves room for a request timeout, a connect timeout, a retry
+/// delay and a minute of transfer.
+fn outages_leave_a_way(k: &Knobs) -> bool {
+    let c = scenario::spec::Clients::default();
+    let slack = c.request_timeout_s + c.connect_timeout_s + k.retry_delay_s.max(5) + 60;
+    let npt = k.no_progress_timeout_s;
+    let pinned = k.host_id
+        || k.faults
+            .iter()
+            .any(|f| f.kind == FaultKind::HostIdToggle && f.enabled);
+    let mut long_node_outages = 0;
+    let mut short_total = 0;
+    for f in &k.faults {
+        let outage = match f.kind {
+            FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => f.restart_after_s,
+            FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s),
+            FaultKind::DropResponse | FaultKind::AppFails | FaultKind::HostIdToggle => Some(0),
+        };
+        match outage {
+            Some(d) if d + slack < npt => short_total += d,
+            _ if matches!(f.kind, FaultKind::Crash | FaultKind::PowerCut) => long_node_outages += 1,
+            _ => return false,
+        }
+    }
+    short_total + slack < npt
+        && match long_node_outages {
+            0 => true,
+            1 => k.nodes >= 2 && (!pinned || k.fallback_timeout_s + slack < npt),
+            _ => false,
+        }
+}
+
 /// How one job went.
 #[derive(Debug, Clone)]
 pub struct JobRun {
@@ -235,6 +407,8 @@ pub struct JobRun {
     pub started_ms: u64,
     /// End.
     pub finished_ms: u64,
+    /// Why the job failed.
+    pub error: Option<String>,
 }
 
 /// One run of generated knobs, as properties see it.
@@ -320,6 +494,7 @@ pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
                 finished_ms: o
                     .filter(|o| o.state.is_final() || o.state == JobState::Acknowledged)
                     .map_or(u64::MAX, |o| o.finished_ms),
+                error: o.and_then(|o| o.error.clone()),
             }
         })
         .collect();

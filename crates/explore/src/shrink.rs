@@ -116,21 +116,34 @@ mod tests {
 
     #[test]
     fn shrinking_finds_the_smallest_failing_knobs() {
-        // "Fails" whenever there is a fault of the first kind: shrinks to that one fault.
-        let start = (0..)
+        // "Fails" whenever there is a fault of the first kind: shrinks to that one fault, on
+        // node 1, in a farm and client set no larger than the fault needs.
+        let starts: Vec<Knobs> = (0..)
             .map(|s| crate::knobs::generate(s, &Space::default()))
-            .find(|k| k.faults.len() >= 3)
-            .unwrap();
-        let kind = start.faults[0].kind;
-        let (small, tried) = shrink(start.clone(), 1000, |k| {
-            k.faults.iter().any(|f| f.kind == kind)
-        });
-        assert_eq!(small.faults.len(), 1);
-        assert_eq!(small.faults[0].kind, kind);
-        assert_eq!(
-            (small.clients, small.files_per_client),
-            (small.faults[0].client + 1, 1)
-        );
-        assert!(tried > 0);
+            .filter(|k| k.faults.len() >= 3)
+            .take(30)
+            .collect();
+        for start in starts {
+            let kind = start.faults[0].kind;
+            let (small, tried) = shrink(start.clone(), 1000, |k| {
+                k.faults.iter().any(|f| f.kind == kind)
+            });
+            assert!(tried > 0);
+            assert_eq!(small.faults.len(), 1, "{small:?}");
+            let f = &small.faults[0];
+            assert_eq!(f.kind, kind);
+            let clients = if f.kind.names_client() {
+                f.client + 1
+            } else {
+                1
+            };
+            assert_eq!(
+                (small.clients, small.files_per_client, small.nodes),
+                (clients, 1, 1),
+                "{small:?}"
+            );
+            assert!(f.node == 1 || !f.kind.names_node(), "{small:?}");
+            assert_eq!((f.nth, small.file_size_max), (1, 0), "{small:?}");
+        }
     }
 }

@@ -26,6 +26,19 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Whether a fault of this kind acts on a node (its `node` knob matters).
+    pub fn names_node(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Crash | FaultKind::PowerCut | FaultKind::DropResponse | FaultKind::Partition
+        )
+    }
+
+    /// Whether a fault of this kind acts on a client (its `client` knob matters).
+    pub fn names_client(self) -> bool {
+        self == FaultKind::Partition
+    }
+
     /// Every kind.
     pub const ALL: [FaultKind; 8] = [
         FaultKind::Crash,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use scenario::{
     check::secs,
-    summary::{Aggregate, Summary},
+    summary::{Aggregate, Summary, ordinal},
 };
 
 use crate::sweep::{Rate, SweepSummary};
@@ -26,17 +26,6 @@ pub fn short_time(ms: u64) -> String {
     }
     let _ = write!(out, "{m}m {sec}s");
     out
-}
-
-fn ordinal(n: u64) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
 }
 
 /// The Markdown report of one run.
@@ -314,5 +303,7 @@ mod tests {
         assert_eq!(short_time(3_600_000), "1h 0m 0s");
         assert_eq!(ordinal(2), "2nd");
         assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(111), "111th");
+        assert_eq!(ordinal(23), "23rd");
     }
 }

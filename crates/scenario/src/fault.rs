@@ -386,7 +386,9 @@ pub fn describe(f: &Fault) -> String {
         }
         match (f.probability, f.nth) {
             (Some(p), _) => s.push_str(&format!(" (probability {p})")),
-            (None, Some(n)) if n > 1 => s.push_str(&format!(" ({n}th hit)")),
+            (None, Some(n)) if n > 1 => {
+                s.push_str(&format!(" ({} hit)", crate::summary::ordinal(n)))
+            }
             _ => {}
         }
     }

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
-use explore::{Knobs, Property, Space, property, shrink};
+use explore::{Property, Search, Space, Verdicts};
 use serde::Serialize;
 
 use crate::parallel;
@@ -17,7 +17,9 @@ fault kinds: swarm testing) from the space, runs it, and checks every property t
 Properties: no-loss, integrity, dedupe-one-effect, no-faults-one-delivery,
 hostid-durable-resumes, duplicates-explained, liveness, determinism (checked on every 8th run,
 or every run when it is the only property asked for), and canary: \"without dedupe there is never
-a duplicate delivery\", false on purpose; the explorer must falsify it.
+a duplicate delivery\", false on purpose; the explorer must falsify it. With one --property,
+every run is moved into that property's domain (e.g. hostid-durable-resumes switches BITSHostId
+on, makes session state durable and keeps only survivable outages).
 
 Failures are shrunk to small scenarios and saved as scenarios/found/<property>-<seed>.toml
 (at most 3 per property). Exit 0 when every property held and the canary, if checked, was
@@ -75,9 +77,7 @@ struct Results {
 }
 
 struct RunResult {
-    seed: u64,
-    checked: Vec<Property>,
-    failed: Vec<(Property, String)>,
+    v: Verdicts,
     at_s: f64,
 }
 
@@ -126,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let only_determinism = props == [Property::Determinism];
+    let search = Search::new(space, props.clone());
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let seeds: Vec<u64> = (0..args.runs)
         .filter(|i| shard.is_none_or(|(k, m)| i % m == k - 1))
@@ -135,25 +135,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (results, wall_ms) =
         parallel::map(&seeds, parallel::threads(args.jobs), "explore", |&seed| {
-            let knobs = explore::generate(seed, &space);
-            let check_determinism =
-                props.contains(&Property::Determinism) && (only_determinism || seed % 8 == 0);
-            let outcome = property::run(&knobs, check_determinism);
-            let mut checked = Vec::new();
-            let mut failed = Vec::new();
-            for &p in &props {
-                if !p.applies(&knobs) || (p == Property::Determinism && !check_determinism) {
-                    continue;
-                }
-                checked.push(p);
-                if let Err(why) = p.check(&outcome) {
-                    failed.push((p, why));
-                }
-            }
+            let v = search.check(seed);
             RunResult {
-                seed,
-                checked,
-                failed,
+                v,
                 at_s: started.elapsed().as_secs_f64(),
             }
         });
@@ -161,29 +145,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     let mut ok = true;
     for &p in &props {
-        let checked = results.iter().filter(|r| r.checked.contains(&p)).count() as u64;
+        let checked = results.iter().filter(|r| r.v.checked.contains(&p)).count() as u64;
         let failures: Vec<(&RunResult, &String)> = results
             .iter()
-            .filter_map(|r| r.failed.iter().find(|(q, _)| *q == p).map(|(_, w)| (r, w)))
+            .filter_map(|r| {
+                r.v.failed
+                    .iter()
+                    .find(|(q, _)| *q == p)
+                    .map(|(_, w)| (r, w))
+            })
             .collect();
         let first_at = failures.iter().map(|(r, _)| r.at_s).reduce(f64::min);
         let mut saved = Vec::new();
         let mut shrunk_rules = None;
         let mut example = None;
         let keep = if p.is_canary() { 1 } else { 3 };
-        for (r, why) in failures.iter().take(keep) {
-            let knobs = explore::generate(r.seed, &space);
-            let fails = |k: &Knobs| {
-                p.applies(k)
-                    && p.check(&property::run(k, p == Property::Determinism))
-                        .is_err()
-            };
-            let (small, _) = shrink::shrink(knobs, args.shrink_budget, fails);
-            let why = p
-                .check(&property::run(&small, p == Property::Determinism))
-                .err()
-                .unwrap_or_else(|| why.to_string());
-            let name = format!("{}-{}", p.name(), r.seed);
+        for (r, _) in failures.iter().take(keep) {
+            let (small, why) =
+                explore::shrink_failure(p, search.knobs(r.v.seed), args.shrink_budget);
+            let name = format!("{}-{}", p.name(), r.v.seed);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("cannot create {}", args.out.display()))?;
             let path = args.out.join(format!("{name}.toml"));
@@ -200,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             canary: p.is_canary(),
             checked,
             failed: failures.len() as u64,
-            first_failure_seed: failures.first().map(|(r, _)| r.seed),
+            first_failure_seed: failures.first().map(|(r, _)| r.v.seed),
             first_failure_after_s: first_at,
             saved,
             shrunk_fault_rules: shrunk_rules,

@@ -1,6 +1,7 @@
 //! The `bitsfarm` binary: exit codes, output formats, determinism across processes, and the
 //! real-socket commands end to end.
 
+mod explore_cmd;
 mod live;
 mod scenario_cmd;
 mod sweep_cmd;
