@@ -33,6 +33,14 @@ report DIR:
 bench:
     cargo run --release -- bench
 
+# Search generated scenarios for property failures: `just explore --runs 10000`.
+explore *ARGS:
+    cargo run --release -- explore {{ARGS}}
+
+# Run the property suite with CASES cases per property (CI runs the default, 1,024).
+prop CASES="1024":
+    PROPTEST_CASES={{CASES}} cargo test -p explore --profile ci --locked --test it
+
 # Run the whole test suite (what CI runs).
 test:
     cargo test --workspace --profile ci --locked

@@ -23,7 +23,7 @@ pub struct Args {
     /// Where to write the numbers.
     #[arg(long, default_value = "reports/bench.json", value_name = "FILE")]
     out: PathBuf,
-    /// Run one benchmark only: speed, http, runs, memory, report, sweep.
+    /// Run one benchmark only: speed, http, runs, memory, report, sweep, explore.
     #[arg(long, value_name = "NAME")]
     only: Option<String>,
     /// Seeds for the runs/s benchmark.
@@ -40,6 +40,23 @@ struct Report {
     memory: Option<Memory>,
     report: Option<ReportSize>,
     sweep: Option<SweepTime>,
+    explore: Option<ExploreTime>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct ExploreTime {
+    /// The explorer over the default space, every property.
+    command: String,
+    runs: u64,
+    wall_s: f64,
+    runs_per_s: f64,
+    /// The canary alone, as `bitsfarm explore --property canary` runs it: when the first
+    /// falsifying run finished, and the whole command's time including shrinking and saving.
+    canary_command: String,
+    canary_found_after_s: f64,
+    canary_total_s: f64,
+    canary_shrunk_fault_rules: u64,
+    target: String,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -150,9 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let only = args.only.as_deref();
     let want = |name: &str| only.is_none_or(|o| o == name);
     if let Some(o) = only
-        && !["speed", "http", "runs", "memory", "report", "sweep"].contains(&o)
+        && ![
+            "speed", "http", "runs", "memory", "report", "sweep", "explore",
+        ]
+        .contains(&o)
     {
-        anyhow::bail!("--only {o}: use speed, http, runs, memory, report or sweep");
+        anyhow::bail!("--only {o}: use speed, http, runs, memory, report, sweep or explore");
     }
     let mut report = Report {
         machine: Machine {
@@ -230,6 +250,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             t.runs, t.wall_s, t.runs_per_s, t.command
         );
         report.sweep = Some(t);
+    }
+    if want("explore") {
+        let e = explore_time()?;
+        eprintln!(
+            "explore: {} generated scenarios in {:.1} s ({:.0}/s); canary found after {:.2} s, shrunk to {} fault rule(s), {:.2} s in all",
+            e.runs,
+            e.wall_s,
+            e.runs_per_s,
+            e.canary_found_after_s,
+            e.canary_shrunk_fault_rules,
+            e.canary_total_s
+        );
+        report.explore = Some(e);
     }
     let json = serde_json::to_string_pretty(&report)?;
     if only == Some("memory") {
@@ -659,5 +692,49 @@ fn sweep_time() -> anyhow::Result<SweepTime> {
         wall_s,
         runs_per_s: runs as f64 / wall_s,
         target: "2 x 2 x 2 settings x 1,000 seeds of the standard crash scenario in under a minute on 2 cores, with the report".into(),
+    })
+}
+
+/// `bitsfarm explore` as a user runs it (a child process): 10,000 generated scenarios with
+/// every property, then the canary alone.
+fn explore_time() -> anyhow::Result<ExploreTime> {
+    let out = std::env::temp_dir().join(format!("bitsfarm-bench-explore-{}", std::process::id()));
+    let run = |args: &[&str]| -> anyhow::Result<(serde_json::Value, f64)> {
+        let t = Instant::now();
+        let o = Command::new(std::env::current_exe()?)
+            .args(args)
+            .arg("--json")
+            .arg("--out")
+            .arg(&out)
+            .output()?;
+        let wall_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            o.status.success(),
+            "bitsfarm {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok((serde_json::from_slice(&o.stdout)?, wall_s))
+    };
+    let all = ["explore", "--runs", "10000"];
+    let (r, _) = run(&all)?;
+    let canary = ["explore", "--runs", "2000", "--property", "canary"];
+    let (c, canary_total_s) = run(&canary)?;
+    let _ = std::fs::remove_dir_all(&out);
+    let p = c["properties"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["property"] == "canary"))
+        .context("no canary result")?;
+    Ok(ExploreTime {
+        command: format!("bitsfarm {}", all.join(" ")),
+        runs: r["runs"].as_u64().unwrap_or(0),
+        wall_s: r["wall_s"].as_f64().unwrap_or(0.0),
+        runs_per_s: r["runs_per_s"].as_f64().unwrap_or(0.0),
+        canary_command: format!("bitsfarm {}", canary.join(" ")),
+        canary_found_after_s: p["first_failure_after_s"].as_f64().context("the canary was not falsified")?,
+        canary_total_s,
+        canary_shrunk_fault_rules: p["shrunk_fault_rules"].as_u64().unwrap_or(0),
+        target: ">= 500 generated scenarios/s on 2 cores; canary found in under 10 s and shrunk to at most 2 fault rules".into(),
     })
 }
