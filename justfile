@@ -37,8 +37,8 @@ bench:
 explore *ARGS:
     cargo run --release -- explore {{ARGS}}
 
-# Run the property suite with CASES cases per property (CI runs the default, 1,024).
-prop CASES="1024":
+# Run the property suite with CASES cases per property (CI runs the default, 4,096).
+prop CASES="4096":
     PROPTEST_CASES={{CASES}} cargo test -p explore --profile ci --locked --test it
 
 # Run the whole test suite (what CI runs).

@@ -257,16 +257,16 @@ impl Property {
     pub fn check(self, o: &Outcome) -> Result<(), String> {
         let s = &o.summary;
         let inv = |name: &str| {
-            s.invariants
-                .iter()
-                .find(|i| i.name == name)
-                .map_or(Ok(()), |i| {
+            s.invariants.iter().find(|i| i.name == name).map_or(
+                Err(format!("the summary has no {name} invariant")),
+                |i| {
                     if i.held {
                         Ok(())
                     } else {
                         Err(i.detail.clone())
                     }
-                })
+                },
+            )
         };
         match self {
             Property::NoLoss => inv("no_lost_files"),

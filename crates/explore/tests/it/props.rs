@@ -9,7 +9,7 @@ fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(4096);
     ProptestConfig {
         cases,
         max_shrink_iters: 2000,
