@@ -9,6 +9,7 @@ use std::{
     time::Instant,
 };
 
+use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress;
@@ -58,4 +59,18 @@ pub fn map<T: Sync, R: Send>(
         all.into_iter().map(|(_, r)| r).collect(),
         started.elapsed().as_secs_f64() * 1000.0,
     )
+}
+
+/// Parses `--shard K/M` (1-based K).
+pub fn parse_shard(s: &str) -> anyhow::Result<(u64, u64)> {
+    let (k, m) = s.split_once('/').context("--shard is K/M, e.g. 2/8")?;
+    let (k, m): (u64, u64) = (
+        k.trim().parse().context("--shard K is a number")?,
+        m.trim().parse().context("--shard M is a number")?,
+    );
+    anyhow::ensure!(
+        m >= 1 && (1..=m).contains(&k),
+        "--shard {k}/{m}: K must be 1 to M"
+    );
+    Ok((k, m))
 }

@@ -81,19 +81,6 @@ struct RunResult {
     at_s: f64,
 }
 
-fn parse_shard(s: &str) -> anyhow::Result<(u64, u64)> {
-    let (k, m) = s.split_once('/').context("--shard is K/M, e.g. 2/8")?;
-    let (k, m): (u64, u64) = (
-        k.trim().parse().context("--shard K is a number")?,
-        m.trim().parse().context("--shard M is a number")?,
-    );
-    anyhow::ensure!(
-        m >= 1 && (1..=m).contains(&k),
-        "--shard {k}/{m}: K must be 1 to M"
-    );
-    Ok((k, m))
-}
-
 /// Explores.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let space = match &args.space {
@@ -127,7 +114,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?
     };
     let search = Search::new(space, props.clone());
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(parallel::parse_shard)
+        .transpose()?;
     let seeds: Vec<u64> = (0..args.runs)
         .filter(|i| shard.is_none_or(|(k, m)| i % m == k - 1))
         .map(|i| args.first_seed + i)

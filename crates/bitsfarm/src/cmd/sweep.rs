@@ -57,19 +57,6 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_shard(s: &str) -> anyhow::Result<(u64, u64)> {
-    let (k, m) = s.split_once('/').context("--shard is K/M, e.g. 2/8")?;
-    let (k, m): (u64, u64) = (
-        k.trim().parse().context("--shard K is a number")?,
-        m.trim().parse().context("--shard M is a number")?,
-    );
-    anyhow::ensure!(
-        m >= 1 && (1..=m).contains(&k),
-        "--shard {k}/{m}: K must be 1 to M"
-    );
-    Ok((k, m))
-}
-
 /// Runs the sweep.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let fixed = super::scenario::overrides(&args.set)?;
@@ -118,7 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("setting {}: {e}", s.label()))?;
         scenarios.push(sc);
     }
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(parallel::parse_shard)
+        .transpose()?;
     let plan = Plan {
         v: report::sweep::FORMAT_VERSION,
         scenario: scenarios[0].name.clone(),
