@@ -87,8 +87,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --space {}", path.display()))?;
-            let s: Space = toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+            let s: Space = toml::from_str(&text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map_or(1, |sp| text[..sp.start].matches('\n').count() + 1);
+                anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+            })?;
             explore::space::validate(&s).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             s
         }
@@ -113,6 +117,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<_>>()?
     };
+    let mut props = props;
+    props.sort_unstable();
+    props.dedup();
     let search = Search::new(space, props.clone());
     let shard = args
         .shard
@@ -217,9 +224,9 @@ fn text(r: &Results) -> String {
     let mut by: BTreeMap<usize, String> = BTreeMap::new();
     for (i, p) in r.properties.iter().enumerate() {
         let verdict = match (p.canary, p.failed) {
+            (_, 0) if p.checked == 0 => "not checked: no run was in its domain".to_owned(),
             (false, 0) => "held".to_owned(),
             (false, _) => format!("FAILED (first: seed {})", p.first_failure_seed.unwrap_or(0)),
-            (true, 0) if p.checked == 0 => "not checked".to_owned(),
             (true, 0) => "NOT FALSIFIED: the search did not find a duplicate".to_owned(),
             (true, _) => format!(
                 "falsified as expected after {:.2} s (shrunk to {} fault rule(s))",

@@ -95,7 +95,10 @@ fn bad_explore_input_exits_2() {
             vec!["explore", "--space", space.to_str().unwrap()],
             "nodes = [3, 1]",
         ),
-        (vec!["explore", "--space", typo.to_str().unwrap()], "nodez"),
+        (
+            vec!["explore", "--space", typo.to_str().unwrap()],
+            "typo.toml:1: unknown field `nodez`",
+        ),
         (
             vec!["explore", "--space", "/no/such/space.toml"],
             "cannot read",
