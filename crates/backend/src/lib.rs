@@ -93,31 +93,14 @@ impl Backend {
 
     /// Serves connections until the listener fails; all work lives in a `JoinSet` owned by
     /// this future.
-    pub async fn run(self: Arc<Self>, mut listener: Box<dyn Listen>) -> io::Result<()> {
+    pub async fn run(self: Arc<Self>, listener: Box<dyn Listen>) -> io::Result<()> {
         tracing::info!(app = %self.cfg.name, addr = %listener.local_addr(), dedupe = self.ledger.dedupe(), "application started");
-        let options = Arc::new(ServerOptions::default());
-        let mut tasks = JoinSet::new();
-        loop {
-            tokio::select! {
-                biased;
-                Some(_) = tasks.join_next() => {}
-                accepted = listener.accept() => {
-                    let accepted = accepted?;
-                    let app = self.clone();
-                    let options = options.clone();
-                    tasks.spawn(async move {
-                        let (conn, peer) = (accepted.conn, Arc::<str>::from(accepted.peer));
-                        let handler = move |req| {
-                            let (app, peer) = (app.clone(), peer.clone());
-                            async move { app.handle(req, conn, &peer).await }
-                        };
-                        if let Err(e) = transport::server::serve(accepted.io, &options, handler).await {
-                            tracing::debug!(conn, error = %e, "application connection ended");
-                        }
-                    });
-                }
-            }
-        }
+        let handler = move |req, conn, peer: Arc<str>| {
+            let app = self.clone();
+            async move { app.handle(req, conn, &peer).await }
+        };
+        transport::server::serve_all(listener, ServerOptions::default(), JoinSet::new(), handler)
+            .await
     }
 
     async fn handle(&self, req: Request<Incoming>, conn: u64, peer: &str) -> Response<Body> {

@@ -106,40 +106,23 @@ impl Node {
 
     /// Serves connections from `listener` until it fails. Every connection and the cleanup task
     /// run in a `JoinSet` owned by this future: dropping or aborting it stops them all.
-    pub async fn run(self: Arc<Self>, mut listener: Box<dyn Listen>) -> io::Result<()> {
+    pub async fn run(self: Arc<Self>, listener: Box<dyn Listen>) -> io::Result<()> {
         let recovered = self.store.sessions().map(|s| s.len() as u64).unwrap_or(0);
         tracing::info!(node = %self.cfg.name, addr = %listener.local_addr(), sessions = recovered, "node started");
         probe::emit(&*self.probe, || Event::NodeStarted {
             node: self.cfg.name.clone(),
             sessions: recovered,
         });
-        let options = Arc::new(ServerOptions {
+        let options = ServerOptions {
             idle_timeout: Duration::from_secs(self.cfg.idle_timeout_s),
-        });
+        };
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().cleanup_loop());
-        loop {
-            tokio::select! {
-                biased;
-                Some(_) = tasks.join_next() => {}
-                accepted = listener.accept() => {
-                    let accepted = accepted?;
-                    let node = self.clone();
-                    let options = options.clone();
-                    tasks.spawn(async move {
-                        let conn = accepted.conn;
-                        tracing::trace!(node = %node.cfg.name, conn, peer = %accepted.peer, "connection");
-                        let handler = move |req| {
-                            let node = node.clone();
-                            async move { node.handle(req, conn).await }
-                        };
-                        if let Err(e) = transport::server::serve(accepted.io, &options, handler).await {
-                            tracing::debug!(conn, error = %e, "connection ended");
-                        }
-                    });
-                }
-            }
-        }
+        let handler = move |req, conn, _peer| {
+            let node = self.clone();
+            async move { node.handle(req, conn).await }
+        };
+        transport::server::serve_all(listener, options, tasks, handler).await
     }
 
     async fn cleanup_loop(self: Arc<Self>) {

@@ -13,10 +13,12 @@
 pub mod clock;
 pub mod event;
 pub mod fault;
+pub mod recorder;
 
 pub use clock::Clock;
 pub use event::{Event, JobState};
 pub use fault::{FaultCtx, FaultPoint, Verdict};
+pub use recorder::Recorder;
 
 use std::sync::Arc;
 

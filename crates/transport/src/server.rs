@@ -1,14 +1,15 @@
 //! Serving HTTP/1.1 on one accepted connection.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, io, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::task::JoinSet;
 
-use crate::{Body, BoxIo};
+use crate::{Body, BoxIo, Listen};
 
 /// How a server treats its connections.
 #[derive(Debug, Clone)]
@@ -46,6 +47,42 @@ where
         .header_read_timeout(options.idle_timeout)
         .serve_connection(TokioIo::new(io), service)
         .await
+}
+
+/// Accepts connections from `listener` and serves each on a task in `tasks` (which may already
+/// hold the server's own background tasks) until accepting fails. Every task is owned by this
+/// future: dropping or aborting it stops them all. `handler` gets each request with its
+/// connection's number and peer.
+pub async fn serve_all<F, Fut>(
+    mut listener: Box<dyn Listen>,
+    options: ServerOptions,
+    mut tasks: JoinSet<()>,
+    handler: F,
+) -> io::Result<()>
+where
+    F: Fn(Request<Incoming>, u64, Arc<str>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let options = Arc::new(options);
+    loop {
+        tokio::select! {
+            biased;
+            Some(_) = tasks.join_next() => {}
+            accepted = listener.accept() => {
+                let accepted = accepted?;
+                let handler = handler.clone();
+                let options = options.clone();
+                tasks.spawn(async move {
+                    let (conn, peer) = (accepted.conn, Arc::<str>::from(accepted.peer));
+                    tracing::trace!(conn, peer = %peer, "connection");
+                    let per_request = move |req| handler(req, conn, peer.clone());
+                    if let Err(e) = serve(accepted.io, &options, per_request).await {
+                        tracing::debug!(conn, error = %e, "connection ended");
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// Why a request body could not be read.

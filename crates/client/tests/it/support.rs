@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use client::{Env, Job, JobConfig, JobReport};
 use http::{HeaderMap, Request};
-use probe::{Clock, Event, FaultCtx, Probe, SharedProbe, Verdict};
+use probe::{Clock, SharedProbe};
 use protocol::{Ack, ByteRange, Packet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -168,42 +168,7 @@ impl Proxy {
 }
 
 /// A probe that records events and answers fault points with a rule.
-pub struct TestProbe {
-    pub events: Mutex<Vec<Event>>,
-    rule: Box<dyn Fn(&FaultCtx<'_>) -> Verdict + Send + Sync>,
-}
-
-impl TestProbe {
-    pub fn new(rule: impl Fn(&FaultCtx<'_>) -> Verdict + Send + Sync + 'static) -> Arc<TestProbe> {
-        Arc::new(TestProbe {
-            events: Mutex::default(),
-            rule: Box::new(rule),
-        })
-    }
-
-    pub fn quiet() -> Arc<TestProbe> {
-        TestProbe::new(|_| Verdict::Continue)
-    }
-
-    pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| pred(e))
-            .count()
-    }
-}
-
-impl Probe for TestProbe {
-    fn event(&self, event: Event) {
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
-        (self.rule)(ctx)
-    }
-}
+pub type TestProbe = probe::Recorder;
 
 /// Job settings for a URL on a server, with a retry delay that the paused clock skips.
 pub fn job_config(authority: &str, path: &str) -> JobConfig {

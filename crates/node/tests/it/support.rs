@@ -9,7 +9,7 @@ use backend::{Backend, BackendConfig, Ledger};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use node::{Env, MemStore, Node, NodeConfig, NotificationType, Storage};
-use probe::{Clock, Event, FaultCtx, Probe, SharedProbe, Verdict};
+use probe::{Clock, SharedProbe};
 use protocol::{Ack, ByteRange, Packet, packet::Fragment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -22,42 +22,7 @@ use transport::{
 pub const GUID: &str = protocol::header::PROTOCOL_GUID;
 
 /// A probe that records events and answers fault points with a rule.
-pub struct TestProbe {
-    pub events: Mutex<Vec<Event>>,
-    rule: Box<dyn Fn(&FaultCtx<'_>) -> Verdict + Send + Sync>,
-}
-
-impl TestProbe {
-    pub fn new(rule: impl Fn(&FaultCtx<'_>) -> Verdict + Send + Sync + 'static) -> Arc<TestProbe> {
-        Arc::new(TestProbe {
-            events: Mutex::default(),
-            rule: Box::new(rule),
-        })
-    }
-
-    pub fn quiet() -> Arc<TestProbe> {
-        TestProbe::new(|_| Verdict::Continue)
-    }
-
-    pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| pred(e))
-            .count()
-    }
-}
-
-impl Probe for TestProbe {
-    fn event(&self, event: Event) {
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
-        (self.rule)(ctx)
-    }
-}
+pub type TestProbe = probe::Recorder;
 
 /// A running node (stopped when dropped).
 pub struct NodeHandle {
