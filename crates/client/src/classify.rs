@@ -1,7 +1,7 @@
 //! How the client reacts to an answer: the MC-BUP client rules and Windows' transient/fatal
 //! classification of HTTP statuses.
 
-use protocol::{Ack, ErrorContext, HResult};
+use protocol::{Ack, HResult};
 
 /// What an error Ack means for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,23 +44,19 @@ pub fn reaction(ack: &Ack) -> Reaction {
     if ack.status == 413 {
         return Reaction::Shrink;
     }
-    let from_app = ack
-        .error
-        .is_some_and(|e| e.context == ErrorContext::REMOTE_APPLICATION);
-    if from_app || ack.status >= 300 {
-        return if status_is_transient(ack.status) {
-            Reaction::Transient
-        } else {
-            Reaction::Fatal
-        };
+    // Windows judges the rest by the HTTP status alone, whoever failed (the server or the
+    // application); a 1xx/2xx that is not a success counts as transient.
+    if status_is_transient(ack.status) {
+        Reaction::Transient
+    } else {
+        Reaction::Fatal
     }
-    // A 1xx/2xx Ack that is not a success: the server is confused; try again later.
-    Reaction::Transient
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::ErrorContext;
 
     #[test]
     fn windows_status_classes() {
@@ -69,6 +65,28 @@ mod tests {
         }
         for s in [306, 308, 408, 409, 500, 502, 503, 504, 599, 600] {
             assert!(status_is_transient(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_error_code_decides_where_the_status_would_not() {
+        // Test gap C1: the code makes these fatal although their status alone would shrink
+        // (413) or retry (5xx).
+        let file = |s, code| Ack::error(s, code, ErrorContext::REMOTE_FILE);
+        for (ack, want) in [
+            (file(413, HResult::TOO_LARGE), Reaction::Fatal),
+            (file(503, HResult::INVALID_ARG), Reaction::Fatal),
+            (file(500, HResult::ACCESS_DENIED), Reaction::Fatal),
+            (file(503, HResult::SESSION_NOT_FOUND), Reaction::Restart),
+            // Test gap C2: a server's (not the application's) fatal status with an unlisted
+            // code fails the job at once.
+            (file(404, HResult::FAIL), Reaction::Fatal),
+            (file(405, HResult::FAIL), Reaction::Fatal),
+            (file(410, HResult::FAIL), Reaction::Fatal),
+            (file(409, HResult::FAIL), Reaction::Transient),
+            (file(202, HResult::FAIL), Reaction::Transient),
+        ] {
+            assert_eq!(reaction(&ack), want, "{ack:?}");
         }
     }
 

@@ -45,8 +45,9 @@ pub struct JobConfig {
     /// Bytes per fragment. Windows sizes fragments itself and does not document how; bitsfarm
     /// uses a fixed size, 1 MiB by default.
     pub fragment_size: u64,
-    /// Smallest fragment after 413 answers (each 413 halves the size). Default 4 KiB, or the
-    /// fragment size if that is smaller.
+    /// Smallest fragment after 413 answers (each 413 halves the size). Default 4 KiB; when the
+    /// fragment size is not at least 8 times larger, an eighth of the fragment size (at least 1
+    /// byte), so a job that starts small can still shrink below its starting size.
     pub min_fragment_size: u64,
     /// `MinimumRetryDelay`, seconds: a transient error is retried no earlier than this.
     /// Default 600; values under 5 are raised to 5.
@@ -63,6 +64,9 @@ pub struct JobConfig {
     pub request_timeout_s: u64,
     /// `Content-Name` of the first fragment (the local file name).
     pub content_name: Option<String>,
+    /// Longest reply an upload-reply job downloads, bytes; a longer one fails the job.
+    /// Default 64 MiB.
+    pub max_reply_size: u64,
     /// Wrap the upload in bitsfarm's transaction-id envelope (see `protocol::txid`), with an id
     /// chosen once per job, so the application can deduplicate re-uploads.
     pub transaction_id: bool,
@@ -82,6 +86,7 @@ impl Default for JobConfig {
             connect_timeout_s: 60,
             request_timeout_s: 360,
             content_name: None,
+            max_reply_size: 64 << 20,
             transaction_id: false,
         }
     }
@@ -131,7 +136,7 @@ impl JobConfig {
 
     /// The smallest fragment a 413 may shrink to.
     pub fn fragment_floor(&self) -> u64 {
-        self.min_fragment_size.min(self.fragment_size)
+        self.min_fragment_size.min(self.fragment_size / 8).max(1)
     }
 
     /// The minimum retry delay after Windows' 5-second floor.
@@ -187,13 +192,15 @@ mod tests {
             .validate()
             .is_err()
         );
-        assert_eq!(
-            JobConfig {
-                fragment_size: 100,
-                ..c
-            }
-            .fragment_floor(),
-            100
-        );
+        // A job that starts below the floor can still shrink (a 413 at 1,000 bytes must not
+        // be fatal at once).
+        for (fragment_size, floor) in [(1 << 20, 4096), (32_768, 4096), (1000, 125), (7, 1)] {
+            let cfg = JobConfig {
+                fragment_size,
+                ..c.clone()
+            };
+            assert_eq!(cfg.fragment_floor(), floor, "{fragment_size}");
+            assert!(cfg.fragment_floor() < fragment_size);
+        }
     }
 }

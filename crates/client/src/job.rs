@@ -29,6 +29,17 @@ pub struct Env {
     pub clock: Clock,
 }
 
+/// Most bytes of an Ack's body the client reads: Acks have empty bodies, and a server that
+/// sends more (a hostile one, or an error page) must not make the client buffer without bound.
+pub const ACK_BODY_LIMIT: u64 = 64 << 10;
+
+/// Attempts a job's history keeps (the first half and the most recent half).
+pub const HISTORY_KEPT: usize = 100;
+
+/// Answers in a row without progress after which the job treats the server as failing (a
+/// transient error: retry delay, no-progress timeout).
+pub const MAX_IDLE_ROUND_TRIPS: u32 = 4;
+
 /// The job's progress, as the owner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -114,7 +125,8 @@ pub struct JobReport {
     /// The reply of an upload-reply job.
     #[serde(skip)]
     pub reply: Option<Bytes>,
-    /// Every attempt.
+    /// The attempts: all of them up to [`HISTORY_KEPT`], then the first and the most recent
+    /// halves of that many.
     pub history: Vec<Attempt>,
 }
 
@@ -207,7 +219,7 @@ impl Job {
                     Ok(()) => "acknowledged".to_owned(),
                     Err(f) => f.to_string(),
                 };
-                engine.history.push(Attempt {
+                engine.record(Attempt {
                     at_ms,
                     target,
                     outcome,
@@ -311,6 +323,8 @@ struct Engine<'j> {
     conn: Option<(String, HttpConn)>,
     first_error: Option<Instant>,
     consecutive_errors: u32,
+    /// Answers in a row that moved the upload nowhere (see [`Engine::idle_round_trip`]).
+    idle_round_trips: u32,
     // Report.
     error: Option<String>,
     restarts: u32,
@@ -344,6 +358,7 @@ impl<'j> Engine<'j> {
             conn: None,
             first_error: None,
             consecutive_errors: 0,
+            idle_round_trips: 0,
             error: None,
             restarts: 0,
             attempts: 0,
@@ -359,6 +374,15 @@ impl<'j> Engine<'j> {
 
     fn total(&self) -> u64 {
         self.job.entity.len() as u64
+    }
+
+    /// Keeps an attempt in the history: the first and the last [`HISTORY_KEPT`]` / 2` of them
+    /// (a job that retries for weeks must not grow without bound; `attempts` counts them all).
+    fn record(&mut self, a: Attempt) {
+        if self.history.len() == HISTORY_KEPT {
+            self.history.remove(HISTORY_KEPT / 2);
+        }
+        self.history.push(a);
     }
 
     fn event(&self, e: Event) {
@@ -430,7 +454,10 @@ impl<'j> Engine<'j> {
                 // When the server holds every byte but the final Ack was lost, the last
                 // fragment is sent again: its Ack is what completes the upload.
                 let (start, end) = if self.offset < total {
-                    (self.offset, (self.offset + self.fragment_size).min(total))
+                    (
+                        self.offset,
+                        self.offset.saturating_add(self.fragment_size).min(total),
+                    )
                 } else {
                     (total.saturating_sub(self.fragment_size.min(total)), total)
                 };
@@ -460,6 +487,7 @@ impl<'j> Engine<'j> {
                             "server claims {received} bytes of a {total}-byte upload"
                         )));
                     }
+                    let advanced = received > self.acknowledged;
                     self.progress(received);
                     self.offset = received;
                     if ack.is_success() && end == total && received == total {
@@ -473,11 +501,18 @@ impl<'j> Engine<'j> {
                         }
                         return Ok(());
                     }
+                    if !advanced {
+                        self.idle_round_trip(&format!(
+                            "the server acknowledged no new bytes (HTTP {}, BITS-Received-Content-Range {received})",
+                            ack.status
+                        ))?;
+                    }
                     continue;
                 }
                 match reaction(&ack) {
                     Reaction::Restart => {
                         self.restart();
+                        self.idle_round_trip("the server lost the session again")?;
                         continue 'session;
                     }
                     Reaction::Shrink => {
@@ -528,7 +563,7 @@ impl<'j> Engine<'j> {
         self.offset = 0;
         self.acknowledged = 0;
         if let Some(host) = ack.host_id.clone().filter(|h| !h.is_empty()) {
-            self.fallback_timeout = ack.host_id_fallback_timeout_s.map(Duration::from_secs);
+            self.fallback_timeout = ack.host_id_fallback_timeout_s.map(probe::clock::secs);
             self.event(Event::HostIdLearned {
                 job: self.job.cfg.name.clone(),
                 host_id: host.clone(),
@@ -564,8 +599,25 @@ impl<'j> Engine<'j> {
             self.acknowledged = received;
             self.first_error = None;
             self.consecutive_errors = 0;
+            self.idle_round_trips = 0;
             self.publish();
         }
+    }
+
+    /// Counts an answer that moved the upload nowhere (a Fragment Ack whose
+    /// `BITS-Received-Content-Range` did not advance, a lost session). A few are normal (a
+    /// resync, a reconnect landing on another node); more in a row make a transient error, so
+    /// the retry delay and the no-progress timeout apply instead of a tight loop against a
+    /// server that never moves.
+    fn idle_round_trip(&mut self, why: &str) -> Result<(), Failure> {
+        self.idle_round_trips += 1;
+        if self.idle_round_trips >= MAX_IDLE_ROUND_TRIPS {
+            return Err(Failure::Transient(format!(
+                "{why}: {} answers in a row without progress",
+                self.idle_round_trips
+            )));
+        }
+        Ok(())
     }
 
     fn react(&mut self, ack: &Ack, packet: PacketType) -> Failure {
@@ -593,14 +645,15 @@ impl<'j> Engine<'j> {
         req.headers_mut()
             .insert(http::header::HOST, header_value(&target.authority));
         let timeouts = transport::client::Timeouts {
-            connect: Duration::from_secs(self.job.cfg.connect_timeout_s),
-            request: Duration::from_secs(self.job.cfg.request_timeout_s),
+            connect: probe::clock::secs(self.job.cfg.connect_timeout_s),
+            request: probe::clock::secs(self.job.cfg.request_timeout_s),
         };
         match transport::client::fetch(
             self.job.env.connector.as_ref(),
             &target.authority,
             req,
             timeouts,
+            self.job.cfg.max_reply_size,
         )
         .await
         {
@@ -619,6 +672,9 @@ impl<'j> Engine<'j> {
                 } else {
                     Failure::Fatal(why)
                 })
+            }
+            Err(e @ transport::Error::TooLarge(_)) => {
+                Err(Failure::Fatal(format!("reply download: {e}")))
             }
             Err(e) => Err(Failure::Transient(format!("reply download: {e}"))),
         }
@@ -668,8 +724,10 @@ impl<'j> Engine<'j> {
                 Ok(ack) if ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) => return,
                 _ => {}
             }
-            let delay = Duration::from_secs(self.job.cfg.effective_retry_delay_s());
-            if started.elapsed() + delay > Duration::from_secs(self.job.cfg.no_progress_timeout_s) {
+            let delay = probe::clock::secs(self.job.cfg.effective_retry_delay_s());
+            if started.elapsed().saturating_add(delay)
+                > probe::clock::secs(self.job.cfg.no_progress_timeout_s)
+            {
                 return;
             }
             tokio::time::sleep(delay).await;
@@ -681,13 +739,14 @@ impl<'j> Engine<'j> {
     /// give up (no-progress timeout).
     async fn wait_for_retry(&mut self, why: &str) -> Result<(), String> {
         self.transient_errors += 1;
+        self.idle_round_trips = 0;
         self.consecutive_errors += 1;
         self.conn = None;
         if !self.final_acked || !self.reply_done() {
             self.set_state(JobState::TransientError);
         }
         tracing::info!(job = %self.job.cfg.name, error = why, "transient error");
-        let npt = Duration::from_secs(self.job.cfg.no_progress_timeout_s);
+        let npt = probe::clock::secs(self.job.cfg.no_progress_timeout_s);
         if npt.is_zero() {
             return Err(format!("{why} (no-progress timeout is 0: no retries)"));
         }
@@ -747,7 +806,7 @@ impl<'j> Engine<'j> {
                 min.saturating_mul(1u64 << shift).min(max_delay_s.max(min))
             }
         };
-        Duration::from_secs(secs)
+        probe::clock::secs(secs)
     }
 
     /// Sends one packet to the current target and reads its Ack.
@@ -764,8 +823,8 @@ impl<'j> Engine<'j> {
             .map(|()| Body::from(body));
         req.headers_mut()
             .insert(http::header::HOST, header_value(&target));
-        let timeout = Duration::from_secs(job.cfg.request_timeout_s);
-        let resp = match conn.send(req, timeout).await {
+        let timeout = probe::clock::secs(job.cfg.request_timeout_s);
+        let resp = match conn.send_limited(req, timeout, ACK_BODY_LIMIT).await {
             Ok(r) => r,
             Err(e) => {
                 self.conn = None;
@@ -836,7 +895,7 @@ impl<'j> Engine<'j> {
         };
         if !reusable {
             self.conn = None;
-            let timeout = Duration::from_secs(self.job.cfg.connect_timeout_s);
+            let timeout = probe::clock::secs(self.job.cfg.connect_timeout_s);
             match HttpConn::open(self.job.env.connector.as_ref(), target, timeout).await {
                 Ok(c) => {
                     // A connection to the Host-Id succeeded: the fallback timer resets.

@@ -19,5 +19,7 @@ pub mod config;
 pub mod job;
 
 pub use config::{ConfigError, Growth, JobConfig, JobKind};
-pub use job::{Attempt, Env, Job, JobControl, JobReport, Progress};
+pub use job::{
+    ACK_BODY_LIMIT, Attempt, Env, Job, JobControl, JobReport, MAX_IDLE_ROUND_TRIPS, Progress,
+};
 pub use probe::JobState;

@@ -39,6 +39,9 @@ pub enum Property {
     NoNeedlessGiveUp,
     /// The same scenario and seed give the same event log.
     Determinism,
+    /// Nothing inside the run panicked (node, client, application, harness task): a run with
+    /// a panic shows nothing about BITS.
+    NoPanics,
     /// Deliberately false: "without dedupe there is never a duplicate delivery". The explorer
     /// must falsify it; that is the proof it can find what it looks for.
     Canary,
@@ -46,7 +49,7 @@ pub enum Property {
 
 impl Property {
     /// Every property, canary last.
-    pub const ALL: [Property; 10] = [
+    pub const ALL: [Property; 11] = [
         Property::NoLoss,
         Property::Integrity,
         Property::DedupeOneEffect,
@@ -56,6 +59,7 @@ impl Property {
         Property::Liveness,
         Property::NoNeedlessGiveUp,
         Property::Determinism,
+        Property::NoPanics,
         Property::Canary,
     ];
 
@@ -71,6 +75,7 @@ impl Property {
             Property::Liveness => "liveness",
             Property::NoNeedlessGiveUp => "no-needless-give-up",
             Property::Determinism => "determinism",
+            Property::NoPanics => "no-panics",
             Property::Canary => "canary",
         }
     }
@@ -105,6 +110,9 @@ impl Property {
                 "A job gives up for lack of progress only when the farm could not serve it for a whole no-progress timeout."
             }
             Property::Determinism => "The same scenario and seed give the same event-log hash.",
+            Property::NoPanics => {
+                "Nothing inside a run panics (node, client, application, harness task)."
+            }
             Property::Canary => {
                 "(Deliberately false) without dedupe there is never a duplicate delivery."
             }
@@ -152,7 +160,8 @@ impl Property {
             Property::NoLoss
             | Property::Integrity
             | Property::DuplicatesExplained
-            | Property::Determinism => true,
+            | Property::Determinism
+            | Property::NoPanics => true,
             // Dedupe is the application's: without one (notification type 0) nothing dedupes.
             Property::DedupeOneEffect => {
                 k.transaction_id && k.dedupe && k.notification != node::NotificationType::None
@@ -208,7 +217,8 @@ impl Property {
             Property::NoLoss
             | Property::Integrity
             | Property::DuplicatesExplained
-            | Property::Determinism => {}
+            | Property::Determinism
+            | Property::NoPanics => {}
             Property::DedupeOneEffect => {
                 k.transaction_id = true;
                 k.dedupe = true;
@@ -272,6 +282,7 @@ impl Property {
             Property::NoLoss => inv("no_lost_files"),
             Property::Integrity => inv("integrity"),
             Property::DuplicatesExplained => inv("duplicates_explained"),
+            Property::NoPanics => inv("no_panics"),
             Property::DedupeOneEffect => {
                 if s.duplicate_effects > 0 {
                     return Err(format!(

@@ -27,7 +27,6 @@ use std::{
     collections::HashMap,
     io,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use probe::{Clock, Event, SharedProbe};
@@ -114,7 +113,7 @@ impl Node {
             sessions: recovered,
         });
         let options = ServerOptions {
-            idle_timeout: Duration::from_secs(self.cfg.idle_timeout_s),
+            idle_timeout: probe::clock::secs(self.cfg.idle_timeout_s),
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().cleanup_loop());
@@ -126,7 +125,7 @@ impl Node {
     }
 
     async fn cleanup_loop(self: Arc<Self>) {
-        let every = Duration::from_secs(self.cfg.cleanup_interval_s);
+        let every = probe::clock::secs(self.cfg.cleanup_interval_s);
         loop {
             tokio::time::sleep(every).await;
             self.cleanup().await;

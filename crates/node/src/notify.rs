@@ -1,8 +1,6 @@
 //! Notifying the server application of a completed upload (MC-BUP 3.2.5.1.3, the BITS
 //! notification protocol for server applications).
 
-use std::time::Duration;
-
 use http::{Method, Request, header as h};
 use probe::Event;
 use protocol::{Ack, ErrorContext, HResult, header};
@@ -72,14 +70,20 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
         file: rec.path.clone(),
         bytes: total,
     });
-    let deadline = Duration::from_secs(cfg.app_deadline_s);
+    let deadline = probe::clock::secs(cfg.app_deadline_s);
     let timeouts = Timeouts {
         connect: deadline,
         request: deadline,
     };
     let answer = tokio::time::timeout(
         deadline,
-        transport::client::fetch(node.connector.as_ref(), &target.authority, req, timeouts),
+        transport::client::fetch(
+            node.connector.as_ref(),
+            &target.authority,
+            req,
+            timeouts,
+            transport::client::DEFAULT_MAX_BODY,
+        ),
     )
     .await
     .unwrap_or(Err(Error::Timeout));
@@ -101,7 +105,7 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
             return Err(match e {
                 Error::Timeout => app_error(504, HResult::WINHTTP_TIMEOUT),
                 Error::Connect(_) => app_error(502, HResult::WINHTTP_CANNOT_CONNECT),
-                Error::Broken(_) | Error::Protocol(_) => {
+                Error::Broken(_) | Error::Protocol(_) | Error::TooLarge(_) => {
                     app_error(502, HResult::WINHTTP_CONNECTION_ERROR)
                 }
             });

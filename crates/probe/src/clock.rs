@@ -35,3 +35,13 @@ impl Clock {
         self.epoch
     }
 }
+
+/// The longest duration any timer of bitsfarm's runs: 100 years. Timeouts from flags, scenario
+/// files and servers (`BITS-Host-Id-Fallback-Timeout`) are capped to it, so adding one to an
+/// instant can never overflow; a timer that long never fires in practice ("never").
+pub const LONGEST_S: u64 = 100 * 365 * 86_400;
+
+/// `s` seconds as a [`std::time::Duration`], capped at [`LONGEST_S`].
+pub fn secs(s: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(s.min(LONGEST_S))
+}

@@ -68,8 +68,11 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
             }
         }
     }
-    // Harness invariant: the application's ledger and the event log agree.
-    if scenario.farm.notification != node::NotificationType::None {
+    s.panics = run.panics.count;
+    s.panic_messages = run.panics.messages.clone();
+    // Harness invariant: the application's ledger and the event log agree (a run the harness
+    // could not finish has no ledger to compare).
+    if scenario.farm.notification != node::NotificationType::None && run.harness_failure.is_none() {
         assert_eq!(
             run.ledger_deliveries, delivered_events,
             "the ledger and the Delivered events disagree"
@@ -133,13 +136,21 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
     inv(
         "completed",
         run.completed,
-        if run.completed {
-            "every job ended".into()
-        } else {
-            format!(
+        match (&run.harness_failure, run.completed) {
+            (Some(why), _) => why.clone(),
+            (None, true) => "every job ended".into(),
+            (None, false) => format!(
                 "jobs still running at the {}-day deadline",
                 scenario.deadline_days
-            )
+            ),
+        },
+    );
+    inv(
+        "no_panics",
+        run.panics.is_empty(),
+        match run.panics.messages.first() {
+            None => "nothing panicked".into(),
+            Some(first) => format!("{} panic(s); first: {first}", run.panics.count),
         },
     );
     inv(

@@ -63,22 +63,64 @@ pub struct RunResult {
     pub rules: Vec<RuleReport>,
     /// Deliveries in the application's ledger (cross-checked against the events).
     pub ledger_deliveries: u64,
+    /// Panics inside the run (each fails it).
+    pub panics: sim::Panics,
+    /// Why the harness could not finish the run (its own panic, a hang, a budget), if so.
+    pub harness_failure: Option<String>,
 }
 
 /// Runs a scenario once with `seed`. `sink` receives every event record as it happens.
+///
+/// A panic anywhere in the run (a node, a client job, the application, a harness task) does
+/// not stop the process: it is recorded in [`RunResult::panics`], and the checker fails the run
+/// on it (`no_panics`).
 pub fn run(scenario: &Scenario, seed: u64, sink: Option<Sink>) -> RunResult {
+    run_bounded(scenario, seed, sink, crate::fault::MAX_EVENTS)
+}
+
+/// [`run`] with a budget of events other than [`crate::fault::MAX_EVENTS`]: a run that records
+/// `max_events` events is stopped and does not complete.
+pub fn run_bounded(
+    scenario: &Scenario,
+    seed: u64,
+    sink: Option<Sink>,
+    max_events: u64,
+) -> RunResult {
     let deadline = Duration::from_secs_f64(scenario.deadline_days * 86_400.0);
     let slot: Arc<Mutex<Option<RunResult>>> = Arc::default();
     let out = slot.clone();
+    let commits = scenario.farm.notification == node::NotificationType::None;
     // The run bounds itself by the scenario's deadline; the outer bound only catches a harness
     // bug that would otherwise hang.
-    let finished = sim::run(deadline + Duration::from_secs(86_400), async move {
-        let result = run_farm(scenario, seed, sink, deadline).await;
-        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+    let (finished, panics) = sim::capture(|| {
+        sim::run(deadline + Duration::from_secs(86_400), async move {
+            let result = run_farm(scenario, seed, sink, deadline, max_events).await;
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        })
     });
-    assert!(finished.is_some(), "the run ended by its own deadline");
     let result = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-    result.expect("the run stored its result")
+    match (finished, result) {
+        (Ok(Some(())), Some(mut result)) => {
+            result.panics = panics;
+            result
+        }
+        // The run's own future panicked or hung: nothing it tracked is left to report, and
+        // the run fails on its panics (or on not completing).
+        (finished, _) => RunResult {
+            completed: false,
+            virtual_time_ms: 0,
+            events: 0,
+            event_hash: String::new(),
+            tracker: Tracker::new(commits),
+            rules: Vec::new(),
+            ledger_deliveries: 0,
+            panics,
+            harness_failure: Some(match finished {
+                Err(why) => format!("the run itself panicked: {why}"),
+                Ok(_) => "the run did not end by its own deadline (a harness bug)".to_owned(),
+            }),
+        },
+    }
 }
 
 struct NodeSlot {
@@ -284,6 +326,7 @@ async fn run_farm(
     seed: u64,
     sink: Option<Sink>,
     deadline: Duration,
+    max_events: u64,
 ) -> RunResult {
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
@@ -295,6 +338,7 @@ async fn run_farm(
         Tracker::new(commits),
         sink,
         ctl_tx.clone(),
+        max_events,
     );
     let n = &scenario.network;
     let net = Net::new(
@@ -426,11 +470,21 @@ async fn run_farm(
             }
         });
     }
-    let completed = tokio::time::timeout(deadline, async {
-        while clients.join_next().await.is_some() {}
+    let mut over_budget = harness.over_budget();
+    let ended = tokio::time::timeout(deadline, async {
+        tokio::select! {
+            biased;
+            _ = over_budget.wait_for(|b| *b) => false,
+            () = async { while clients.join_next().await.is_some() {} } => true,
+        }
     })
-    .await
-    .is_ok();
+    .await;
+    let completed = ended == Ok(true);
+    let harness_failure = (ended == Ok(false)).then(|| {
+        format!(
+            "stopped after {max_events} events, the most one run may record: shorten deadline_days or the retry timeouts, or use fewer clients, files or fragments"
+        )
+    });
     let virtual_time_ms = clock.now_ms();
     controller.abort();
     clients.abort_all();
@@ -447,5 +501,7 @@ async fn run_farm(
         tracker,
         rules,
         ledger_deliveries,
+        panics: sim::Panics::default(),
+        harness_failure,
     }
 }

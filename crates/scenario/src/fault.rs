@@ -88,6 +88,11 @@ struct Inner {
     down: BTreeSet<String>,
 }
 
+/// Most events one run may record. A run that gets there is stopped and fails (`completed`):
+/// a scenario whose clients retry for years, or move a file in millions of fragments, would
+/// otherwise run for hours. The bench's 100,000-file run records about 2 million.
+pub const MAX_EVENTS: u64 = 10_000_000;
+
 /// The probe every simulated actor reports to.
 pub(crate) struct Harness {
     clock: Clock,
@@ -96,6 +101,9 @@ pub(crate) struct Harness {
     /// end of a run.
     net: Mutex<Option<Net>>,
     ctl: mpsc::UnboundedSender<Command>,
+    /// Set once the run recorded `max_events` events; the farm stops the run.
+    over_budget: tokio::sync::watch::Sender<bool>,
+    max_events: u64,
 }
 
 /// One fired rule, to apply outside the lock.
@@ -112,6 +120,7 @@ impl Harness {
         tracker: Tracker,
         sink: Option<Sink>,
         ctl: mpsc::UnboundedSender<Command>,
+        max_events: u64,
     ) -> Arc<Harness> {
         Arc::new(Harness {
             clock,
@@ -131,7 +140,14 @@ impl Harness {
             }),
             net: Mutex::new(None),
             ctl,
+            over_budget: tokio::sync::watch::channel(false).0,
+            max_events,
         })
+    }
+
+    /// Turns true once the run has recorded its budget of events.
+    pub(crate) fn over_budget(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.over_budget.subscribe()
     }
 
     pub(crate) fn set_net(&self, net: Net) {
@@ -235,6 +251,7 @@ impl Harness {
             Action::Fail => format!("fail with HTTP {}", f.spec.status.unwrap_or(500)),
             Action::DropResponse => format!("drop the response on connection {conn}"),
             Action::Restart => format!("restart {}", f.spec.node.as_deref().unwrap_or(actor)),
+            Action::Panic => format!("panic in {actor}"),
         };
         self.event(Event::FaultFired {
             rule: f.index,
@@ -293,6 +310,7 @@ impl Harness {
                 });
                 Verdict::Continue
             }
+            Action::Panic => panic!("fault #{} injected a panic in {actor}", f.index),
         }
     }
 
@@ -321,6 +339,9 @@ impl Probe for Harness {
         }
         let rec = inner.log.record(t_ms, event);
         inner.tracker.observe(&rec);
+        if inner.log.len() == self.max_events {
+            self.over_budget.send_replace(true);
+        }
     }
 
     fn fault(&self, ctx: &FaultCtx<'_>) -> Verdict {

@@ -167,6 +167,37 @@ fn locate(text: &str, path: &[Seg]) -> Option<usize> {
     best.map(|o| line_of(text, o))
 }
 
+/// The upper bounds a scenario file must respect, so that memory and time stay bounded for any
+/// file the loader accepts (see the "Limits" section of [`crate::spec`]).
+pub mod limits {
+    /// Longest `name`, characters.
+    pub const NAME_LEN: usize = 64;
+    /// Longest `description`, bytes.
+    pub const DESCRIPTION_LEN: usize = 1000;
+    /// Longest `deadline_days`.
+    pub const DEADLINE_DAYS: f64 = 3650.0;
+    /// Longest timeout or interval in whole seconds (`*_s` keys of `[farm]` and `[clients]`):
+    /// 10 years.
+    pub const SECONDS: u64 = 3650 * 86_400;
+    /// Most clients, and most files per client.
+    pub const CLIENTS: u32 = 100_000;
+    /// Most files in a run (`count` × `files_per_client`).
+    pub const FILES: u64 = 1_000_000;
+    /// Largest file and largest fragment, bytes.
+    pub const FILE_SIZE: u64 = 1 << 30;
+    /// Most fragments per file (the largest file size over the fragment size).
+    pub const FRAGMENTS_PER_FILE: u64 = 1 << 20;
+    /// Most fragments in a run (every file, each sent once).
+    pub const FRAGMENTS: u64 = 10_000_000;
+    /// Most bytes the clients may have in flight at once (`count` × the largest file size):
+    /// nodes hold a session's bytes until it completes.
+    pub const BYTES_IN_FLIGHT: u64 = 4 << 30;
+    /// Most fault rules.
+    pub const FAULTS: usize = 1000;
+    /// Largest network window, bytes.
+    pub const WINDOW_BYTES: u64 = 64 << 20;
+}
+
 fn node_names(s: &Scenario) -> Vec<String> {
     (1..=s.farm.nodes).map(|i| format!("node-{i}")).collect()
 }
@@ -188,10 +219,29 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         "use letters, digits, - and _ only",
     );
     check(
-        s.deadline_days > 0.0 && s.deadline_days <= 3650.0,
+        s.name.chars().count() <= limits::NAME_LEN,
+        vec![Key("name")],
+        &format!("must be at most {} characters", limits::NAME_LEN),
+    );
+    check(
+        s.description.len() <= limits::DESCRIPTION_LEN,
+        vec![Key("description")],
+        &format!(
+            "must be at most {} bytes (one line)",
+            limits::DESCRIPTION_LEN
+        ),
+    );
+    check(
+        s.deadline_days > 0.0 && s.deadline_days <= limits::DEADLINE_DAYS,
         vec![Key("deadline_days")],
         "must be in (0, 3650]",
     );
+    let deadline_s = if s.deadline_days > 0.0 && s.deadline_days <= limits::DEADLINE_DAYS {
+        s.deadline_days * 86_400.0
+    } else {
+        limits::DEADLINE_DAYS * 86_400.0
+    };
+    let seconds_msg = format!("must be at most {} (10 years)", thousands(limits::SECONDS));
     let f = &s.farm;
     check(
         (1..=64).contains(&f.nodes),
@@ -210,43 +260,94 @@ fn validate(s: &Scenario) -> Vec<Problem> {
     ] {
         check(v > 0, vec![Key("farm"), Key(k)], "must be greater than 0");
     }
+    for (k, v) in [
+        ("fallback_timeout_s", f.fallback_timeout_s),
+        ("session_timeout_s", f.session_timeout_s),
+        ("cleanup_interval_s", f.cleanup_interval_s),
+        ("app_deadline_s", f.app_deadline_s),
+        ("idle_timeout_s", f.idle_timeout_s),
+    ] {
+        check(
+            v <= limits::SECONDS,
+            vec![Key("farm"), Key(k)],
+            &seconds_msg,
+        );
+    }
     let c = &s.clients;
     check(
-        (1..=100_000).contains(&c.count),
+        (1..=limits::CLIENTS).contains(&c.count),
         vec![Key("clients"), Key("count")],
         "must be 1 to 100,000",
     );
     check(
-        (1..=100_000).contains(&c.files_per_client),
+        (1..=limits::CLIENTS).contains(&c.files_per_client),
         vec![Key("clients"), Key("files_per_client")],
         "must be 1 to 100,000",
     );
+    let files = u64::from(c.count) * u64::from(c.files_per_client);
     check(
-        u64::from(c.count) * u64::from(c.files_per_client) <= 1_000_000,
+        files <= limits::FILES,
         vec![Key("clients"), Key("files_per_client")],
         "count × files_per_client must be at most 1,000,000",
     );
     check(
-        c.file_size <= 1 << 30,
+        c.file_size <= limits::FILE_SIZE,
         vec![Key("clients"), Key("file_size")],
         "must be at most 1 GiB",
     );
     if let Some(max) = c.file_size_max {
         check(
-            max >= c.file_size && max <= 1 << 30,
+            max >= c.file_size && max <= limits::FILE_SIZE,
             vec![Key("clients"), Key("file_size_max")],
             "must be at least file_size and at most 1 GiB",
         );
     }
     check(
-        c.fragment_size > 0,
+        c.fragment_size > 0 && c.fragment_size <= limits::FILE_SIZE,
         vec![Key("clients"), Key("fragment_size")],
-        "must be greater than 0",
+        "must be 1 byte to 1 GiB",
     );
+    let largest = c.file_size_max.unwrap_or(c.file_size).max(c.file_size);
+    if c.fragment_size > 0 && largest <= limits::FILE_SIZE {
+        let per_file = largest.div_ceil(c.fragment_size).max(1);
+        if per_file > limits::FRAGMENTS_PER_FILE {
+            check(
+                false,
+                vec![Key("clients"), Key("fragment_size")],
+                &format!(
+                    "{} fragments per file: at most {} (use larger fragments)",
+                    thousands(per_file),
+                    thousands(limits::FRAGMENTS_PER_FILE)
+                ),
+            );
+        } else if files <= limits::FILES && files * per_file > limits::FRAGMENTS {
+            check(
+                false,
+                vec![Key("clients"), Key("fragment_size")],
+                &format!(
+                    "{} fragments in all (files × fragments per file): at most {} per run (use fewer files or larger fragments)",
+                    thousands(files * per_file),
+                    thousands(limits::FRAGMENTS)
+                ),
+            );
+        }
+        if c.count <= limits::CLIENTS && u64::from(c.count) * largest > limits::BYTES_IN_FLIGHT {
+            check(
+                false,
+                vec![Key("clients"), Key("count")],
+                &format!(
+                    "{} clients × {} bytes may hold {} bytes at once: at most 4 GiB (use fewer clients or smaller files)",
+                    thousands(u64::from(c.count)),
+                    thousands(largest),
+                    thousands(u64::from(c.count) * largest)
+                ),
+            );
+        }
+    }
     check(
-        c.start_spread_s >= 0.0 && c.start_spread_s.is_finite(),
+        c.start_spread_s >= 0.0 && c.start_spread_s <= deadline_s,
         vec![Key("clients"), Key("start_spread_s")],
-        "must be 0 or more",
+        "must be 0 or more, and at most the deadline",
     );
     for (k, v) in [
         ("connect_timeout_s", c.connect_timeout_s),
@@ -258,15 +359,32 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             "must be greater than 0",
         );
     }
+    for (k, v) in [
+        ("retry_delay_s", c.retry_delay_s),
+        ("no_progress_timeout_s", c.no_progress_timeout_s),
+        ("connect_timeout_s", c.connect_timeout_s),
+        ("request_timeout_s", c.request_timeout_s),
+    ] {
+        check(
+            v <= limits::SECONDS,
+            vec![Key("clients"), Key(k)],
+            &seconds_msg,
+        );
+    }
     check(
         s.network.latency_ms <= 60_000,
         vec![Key("network"), Key("latency_ms")],
         "must be at most 60,000",
     );
     check(
-        s.network.window_bytes >= 1024,
+        (1024..=limits::WINDOW_BYTES).contains(&s.network.window_bytes),
         vec![Key("network"), Key("window_bytes")],
-        "must be at least 1024",
+        "must be 1024 to 67,108,864",
+    );
+    check(
+        s.faults.len() <= limits::FAULTS,
+        vec![Key("fault")],
+        "at most 1,000 rules",
     );
 
     let nodes = node_names(s);
@@ -286,13 +404,16 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             _ => {}
         }
         let Some(action) = r.action else {
-            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | partition | restart | host-id"));
+            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | partition | restart | host-id | panic"));
             continue;
         };
         if let Some(t) = r.at_s
-            && !(t >= 0.0 && t.is_finite())
+            && !(t >= 0.0 && t <= deadline_s)
         {
-            out.push(problem(at("at_s"), "must be 0 or more"));
+            out.push(problem(
+                at("at_s"),
+                "must be 0 or more, and at most the deadline",
+            ));
         }
         if let Some(n) = &r.node
             && !is_host(n)
@@ -345,9 +466,10 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         }
         let needs_duration = matches!(action, Action::Delay | Action::Partition);
         match r.duration_s {
-            Some(d) if !(d > 0.0 && d.is_finite()) => {
-                out.push(problem(at("duration_s"), "must be greater than 0"))
-            }
+            Some(d) if !(d > 0.0 && d <= deadline_s) => out.push(problem(
+                at("duration_s"),
+                "must be greater than 0, and at most the deadline",
+            )),
             None if needs_duration => out.push(problem(
                 at("duration_s"),
                 format!("{} needs duration_s", action.name()),
@@ -355,9 +477,12 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             _ => {}
         }
         if let Some(d) = r.restart_after_s
-            && !(d >= 0.0 && d.is_finite())
+            && !(d >= 0.0 && d <= deadline_s)
         {
-            out.push(problem(at("restart_after_s"), "must be 0 or more"));
+            out.push(problem(
+                at("restart_after_s"),
+                "must be 0 or more, and at most the deadline",
+            ));
         }
         match action {
             Action::Crash | Action::PowerCut | Action::Restart
@@ -427,6 +552,19 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         {
             out.push(problem(path, why));
         }
+    }
+    out
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
     }
     out
 }

@@ -79,8 +79,29 @@
 //! * `partition` `node` from `peer` for `duration_s`.
 //! * `restart` `node` (timed rules).
 //! * `host-id` with `enabled = true|false`: switch `BITSHostId` on every node.
+//! * `panic`: the actor panics at the point (a timed rule: the harness does). A self-test of
+//!   the harness: a run in which anything panicked fails (`no_panics`), whatever else it shows.
 //!
 //! A non-`optional` rule that never fires fails the run, so no scenario passes vacuously.
+//!
+//! # Limits
+//!
+//! Every size and count has an upper bound, checked when the file is loaded (errors name the
+//! `file:line: key`), so that memory and time stay bounded for any file the loader accepts
+//! (the constants are in [`crate::load::limits`]):
+//!
+//! * `name` at most 64 characters, `description` at most 1,000 bytes;
+//! * `deadline_days` at most 3,650; every `*_s` timeout or interval of `[farm]` and `[clients]`
+//!   at most 315,360,000 (10 years); `start_spread_s` and the `at_s`, `duration_s` and
+//!   `restart_after_s` of fault rules at most the deadline;
+//! * `count` and `files_per_client` at most 100,000 each and 1,000,000 files in all;
+//!   `file_size`, `file_size_max` and `fragment_size` at most 1 GiB;
+//! * at most 1,048,576 fragments per file and 10,000,000 fragments per run;
+//!   `count` × the largest file at most 4 GiB (bytes the nodes may hold at once);
+//! * `window_bytes` 1,024 to 67,108,864; at most 1,000 `[[fault]]` rules.
+//!
+//! A run also stops after 10,000,000 events (clients that retry for years): it then fails the
+//! `completed` invariant with a message saying so.
 //!
 //! # Expectations
 //!
@@ -341,6 +362,9 @@ pub enum Action {
     Restart,
     /// Switch `BITSHostId` on every node (`enabled`).
     HostId,
+    /// The actor at the point (or, for a timed rule, the harness) panics. A harness self-test:
+    /// a panic anywhere in a run must fail it (`no_panics`), never pass.
+    Panic,
 }
 
 impl Action {
@@ -355,6 +379,7 @@ impl Action {
             Action::Partition => "partition",
             Action::Restart => "restart",
             Action::HostId => "host-id",
+            Action::Panic => "panic",
         }
     }
 }

@@ -237,6 +237,12 @@ pub struct Summary {
     pub duplicates: Vec<DuplicateFile>,
     /// Failed jobs (at most 100).
     pub failed_jobs: Vec<FailedJob>,
+    /// Panics inside the run (node, client, application or harness task); any fails the run.
+    #[serde(default)]
+    pub panics: u64,
+    /// The first panic messages, each with its source location (at most 10).
+    #[serde(default)]
+    pub panic_messages: Vec<String>,
     /// Whether every expectation and invariant held.
     pub ok: bool,
 }
@@ -274,6 +280,8 @@ impl Summary {
             invariants: Vec::new(),
             duplicates: Vec::new(),
             failed_jobs: Vec::new(),
+            panics: 0,
+            panic_messages: Vec::new(),
             ok: false,
         }
     }
@@ -431,6 +439,18 @@ impl Summary {
             p(&mut o, "\nfailed jobs".into());
             for f in self.failed_jobs.iter().take(5) {
                 p(&mut o, format!("  {}: {}", f.file, f.error));
+            }
+        }
+        if self.panics > 0 {
+            p(
+                &mut o,
+                format!(
+                    "\npanics: {} (the run proves nothing about BITS; this is a bitsfarm bug or a value it should have refused)",
+                    self.panics
+                ),
+            );
+            for m in &self.panic_messages {
+                p(&mut o, format!("  {m}"));
             }
         }
         p(&mut o, "\nexpectations".into());

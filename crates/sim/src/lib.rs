@@ -10,11 +10,13 @@
 //! collections only; a crash breaks connections synchronously, never through `Drop`.
 
 pub mod net;
+pub mod panics;
 pub mod pipe;
 
 use std::{future::Future, time::Duration};
 
 pub use net::{CrashKind, Net, NetConfig, Policy, SimConnect, SimListen};
+pub use panics::{Panics, capture};
 
 /// Runs `fut` on a fresh current-thread runtime with a paused clock, bounded by a virtual
 /// `deadline` (so a run whose tasks all wait on something other than a timer still ends).

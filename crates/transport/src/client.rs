@@ -21,6 +21,9 @@ pub enum Error {
     Broken(String),
     /// The peer answered with something that is not HTTP/1.1.
     Protocol(String),
+    /// The response body is longer than the caller accepts (the connection is dropped, so a
+    /// hostile or broken peer cannot make the caller buffer without bound).
+    TooLarge(u64),
 }
 
 impl std::fmt::Display for Error {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Error {
             Error::Timeout => f.write_str("timed out waiting for the response"),
             Error::Broken(why) => write!(f, "connection broken: {why}"),
             Error::Protocol(why) => write!(f, "not an HTTP/1.1 response: {why}"),
+            Error::TooLarge(limit) => write!(f, "response body longer than {limit} bytes"),
         }
     }
 }
@@ -87,13 +91,31 @@ impl HttpConn {
         self.ended.is_none() && !self.sender.is_closed()
     }
 
-    /// Sends one request and reads the whole response, within `timeout`.
+    /// Sends one request and reads the whole response, within `timeout`; a body longer than
+    /// [`DEFAULT_MAX_BODY`] is an error.
     pub async fn send(
         &mut self,
         req: Request<Body>,
         timeout: Duration,
     ) -> Result<Response<Bytes>, Error> {
-        match tokio::time::timeout(timeout, self.exchange(req)).await {
+        self.send_limited(req, timeout, DEFAULT_MAX_BODY).await
+    }
+
+    /// Sends one request and reads the whole response, within `timeout`. A response whose body
+    /// is (or declares to be) longer than `max_body` bytes is [`Error::TooLarge`], and the
+    /// connection is not used again.
+    pub async fn send_limited(
+        &mut self,
+        req: Request<Body>,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<Response<Bytes>, Error> {
+        let result = tokio::time::timeout(timeout, self.exchange(req, max_body)).await;
+        if let Ok(Err(Error::TooLarge(_))) = &result {
+            self.ended
+                .get_or_insert_with(|| "response body too long".into());
+        }
+        match result {
             Ok(r) => r,
             Err(_) => {
                 // A response that did not arrive in time leaves the connection unusable.
@@ -103,7 +125,11 @@ impl HttpConn {
         }
     }
 
-    async fn exchange(&mut self, req: Request<Body>) -> Result<Response<Bytes>, Error> {
+    async fn exchange(
+        &mut self,
+        req: Request<Body>,
+        max_body: u64,
+    ) -> Result<Response<Bytes>, Error> {
         if let Some(why) = &self.ended {
             return Err(Error::Broken(why.clone()));
         }
@@ -111,8 +137,11 @@ impl HttpConn {
         let request = async move {
             let resp = sender.send_request(req).await?;
             let (parts, body) = resp.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            Ok::<_, hyper::Error>(Response::from_parts(parts, bytes))
+            let bytes = match read_limited(&parts.headers, body, max_body).await? {
+                Some(b) => b,
+                None => return Ok(Err(Error::TooLarge(max_body))),
+            };
+            Ok::<_, hyper::Error>(Ok(Response::from_parts(parts, bytes)))
         };
         tokio::pin!(request);
         let mut driver_done = false;
@@ -120,14 +149,16 @@ impl HttpConn {
             tokio::select! {
                 biased;
                 r = &mut request => {
-                    return r.map_err(|e| {
-                        // The driver's error names the io failure behind hyper's "closed".
-                        let why = self.ended.clone().unwrap_or_else(|| e.to_string());
-                        if e.is_parse() || e.is_parse_status() {
-                            Error::Protocol(why)
-                        } else {
-                            Error::Broken(why)
-                        }
+                    let e = match r {
+                        Ok(inner) => return inner,
+                        Err(e) => e,
+                    };
+                    // The driver's error names the io failure behind hyper's "closed".
+                    let why = self.ended.clone().unwrap_or_else(|| e.to_string());
+                    return Err(if e.is_parse() || e.is_parse_status() {
+                        Error::Protocol(why)
+                    } else {
+                        Error::Broken(why)
                     });
                 }
                 r = &mut self.driver, if !driver_done => {
@@ -137,6 +168,35 @@ impl HttpConn {
             }
         }
     }
+}
+
+/// Most bytes a response body may have unless the caller says otherwise: 16 MiB. BITS Acks
+/// have empty bodies; callers that expect more (a reply download) pass their own limit.
+pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
+
+/// Reads a body of at most `max` bytes; `None` if it declares or turns out to be longer.
+async fn read_limited(
+    headers: &http::HeaderMap,
+    mut body: hyper::body::Incoming,
+    max: u64,
+) -> hyper::Result<Option<Bytes>> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Ok(None);
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() as u64 + data.len() as u64 > max {
+                return Ok(None);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(out.freeze()))
 }
 
 fn describe_end(r: hyper::Result<()>) -> String {
@@ -164,13 +224,15 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
-/// Opens a connection, sends one request, reads the response, closes.
+/// Opens a connection, sends one request, reads the response (at most `max_body` bytes of
+/// body), closes.
 pub async fn fetch(
     connector: &dyn Connect,
     authority: &str,
     req: Request<Body>,
     timeouts: Timeouts,
+    max_body: u64,
 ) -> Result<Response<Bytes>, Error> {
     let mut conn = HttpConn::open(connector, authority, timeouts.connect).await?;
-    conn.send(req, timeouts.request).await
+    conn.send_limited(req, timeouts.request, max_body).await
 }

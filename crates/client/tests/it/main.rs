@@ -2,5 +2,6 @@
 
 mod conformance;
 mod farm;
+mod hostile;
 mod property;
 mod support;

@@ -30,7 +30,12 @@ fn holds(p: Property, k: &Knobs) -> Result<(), TestCaseError> {
         p.name()
     );
     let outcome = property::run(k, p == Property::Determinism);
-    match p.check(&outcome) {
+    // Every run of every property's suite must also be free of panics: a panicking run shows
+    // nothing about the property.
+    let checked = Property::NoPanics
+        .check(&outcome)
+        .and_then(|()| p.check(&outcome));
+    match checked {
         Ok(()) => Ok(()),
         Err(why) => {
             let name = format!("{}-{}", p.name(), k.seed);

@@ -2,6 +2,7 @@
 
 mod determinism;
 mod faults;
+mod hardening;
 mod loading;
 mod shipped;
 
