@@ -1,5 +1,10 @@
 //! The seam through which the application reads uploads and writes replies named by path
 //! (notification by reference).
+//!
+//! There is deliberately no "any local path" implementation: a path comes from a request, and
+//! an application that opened whatever it names would read and write files for anyone who can
+//! reach its port. `bitsfarm serve` resolves paths to its node's own session files only; the
+//! simulator to its nodes' simulated disks.
 
 use std::io;
 
@@ -7,22 +12,8 @@ use bytes::Bytes;
 
 /// Reads and writes files named by the paths a node gives.
 pub trait Files: Send + Sync + 'static {
-    /// The whole file.
-    fn read(&self, path: &str) -> io::Result<Vec<Bytes>>;
+    /// Streams the whole file to `each`, one piece at a time; returns its length.
+    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64>;
     /// Creates or replaces the file.
     fn write(&self, path: &str, data: Bytes) -> io::Result<()>;
-}
-
-/// The local file system: node and application on one machine (`bitsfarm serve`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalFiles;
-
-impl Files for LocalFiles {
-    fn read(&self, path: &str) -> io::Result<Vec<Bytes>> {
-        Ok(vec![Bytes::from(std::fs::read(path)?)])
-    }
-
-    fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
-        std::fs::write(path, data)
-    }
 }

@@ -2,9 +2,16 @@
 //!
 //! The ledger is the application's database: it survives the application's crash (the
 //! simulator keeps it across restarts), and so does the set of transaction ids already applied.
+//! On real sockets ([`Ledger::open`]) it is also a journal on disk: one JSON line per delivery,
+//! appended and synced before the application answers, and replayed at start, so a `kill -9`
+//! never loses a recorded delivery and never lets a repeated transaction id have a second
+//! effect.
 
 use std::{
     collections::{BTreeMap, HashSet},
+    fs::File,
+    io::{BufRead, BufReader, Seek, Write},
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -80,6 +87,33 @@ struct Inner {
     /// Transaction ids already applied. Lookup only.
     applied: HashSet<String>,
     effects: u64,
+    /// The journal on disk, if the ledger has one.
+    journal: Option<File>,
+}
+
+/// Why the ledger could not be opened or a delivery recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The journal could not be read or written.
+    #[error("ledger journal {path}: {source}")]
+    Io {
+        /// The journal.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A line of the journal (not the last, which a crash may have cut) is not a delivery.
+    #[error(
+        "ledger journal {path}:{line}: not a delivery record ({why}); move the file away to start a new ledger"
+    )]
+    Corrupt {
+        /// The journal.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The parse error.
+        why: String,
+    },
 }
 
 /// The delivery ledger. Clones share one ledger.
@@ -87,6 +121,7 @@ struct Inner {
 pub struct Ledger {
     dedupe: bool,
     inner: Arc<Mutex<Inner>>,
+    path: Option<PathBuf>,
 }
 
 /// A delivery before the ledger numbers it and decides its effect.
@@ -116,7 +151,65 @@ impl Ledger {
         Ledger {
             dedupe,
             inner: Arc::default(),
+            path: None,
         }
+    }
+
+    /// A ledger kept in the journal at `path` (created if missing): every delivery recorded
+    /// there before is replayed (with the transaction ids it applied), and every new one is
+    /// appended and synced before [`Ledger::record`] returns. A last line cut short by a crash
+    /// is dropped (it was never answered).
+    pub fn open(path: &Path, dedupe: bool) -> Result<Ledger, LedgerError> {
+        let io = |source| LedgerError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let mut inner = Inner::default();
+        let mut good_len = 0u64;
+        let mut lines = BufReader::new(&file).split(b'\n').enumerate().peekable();
+        while let Some((i, line)) = lines.next() {
+            let line = line.map_err(io)?;
+            let last = lines.peek().is_none();
+            match serde_json::from_slice::<Delivery>(&line) {
+                Ok(d) => {
+                    if let Some(t) = d.txid.as_ref().filter(|_| d.effect) {
+                        inner.applied.insert(t.clone());
+                    }
+                    inner.effects += u64::from(d.effect);
+                    inner.deliveries.push(Delivery {
+                        seq: inner.deliveries.len() as u64,
+                        ..d
+                    });
+                    good_len += line.len() as u64 + 1;
+                }
+                Err(_) if last => break,
+                Err(e) => {
+                    return Err(LedgerError::Corrupt {
+                        path: path.to_owned(),
+                        line: i + 1,
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        // Drop a torn last line (and make sure the file ends after the last whole one).
+        if file.metadata().map_err(io)?.len() != good_len {
+            file.set_len(good_len).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        inner.journal = Some(file);
+        Ok(Ledger {
+            dedupe,
+            inner: Arc::new(Mutex::new(inner)),
+            path: Some(path.to_owned()),
+        })
     }
 
     /// Whether dedupe is on.
@@ -129,16 +222,14 @@ impl Ledger {
     }
 
     /// Records a delivery and returns it numbered, with its effect decided: with dedupe on, a
-    /// transaction id seen before has no effect; data without one always has.
-    pub fn record(&self, d: NewDelivery) -> Delivery {
+    /// transaction id seen before has no effect; data without one always has. With a journal,
+    /// the delivery is on disk when this returns; if it cannot be written, nothing is recorded.
+    pub fn record(&self, d: NewDelivery) -> Result<Delivery, LedgerError> {
         let mut inner = self.lock();
         let effect = match (&d.txid, self.dedupe) {
-            (Some(txid), true) => inner.applied.insert(txid.clone()),
+            (Some(txid), true) => !inner.applied.contains(txid),
             _ => true,
         };
-        if effect {
-            inner.effects += 1;
-        }
         let delivery = Delivery {
             seq: inner.deliveries.len() as u64,
             at_ms: d.at_ms,
@@ -151,6 +242,23 @@ impl Ledger {
             verification: d.verification,
             effect,
         };
+        if let Some(journal) = inner.journal.as_mut() {
+            let mut line = serde_json::to_vec(&delivery).unwrap_or_default();
+            line.push(b'\n');
+            let written = journal.write_all(&line).and_then(|()| journal.sync_data());
+            if let Err(source) = written {
+                return Err(LedgerError::Io {
+                    path: self.path.clone().unwrap_or_default(),
+                    source,
+                });
+            }
+        }
+        if effect {
+            inner.effects += 1;
+            if let (Some(txid), true) = (&delivery.txid, self.dedupe) {
+                inner.applied.insert(txid.clone());
+            }
+        }
         inner.deliveries.push(delivery.clone());
         // Invariant: with dedupe on, effects never exceed distinct transaction ids plus
         // deliveries without one.
@@ -160,7 +268,7 @@ impl Ledger {
                     == inner.applied.len() as u64
                         + inner.deliveries.iter().filter(|d| d.txid.is_none()).count() as u64
         );
-        delivery
+        Ok(delivery)
     }
 
     /// Number of deliveries so far.
@@ -201,6 +309,18 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// A ledger whose `record` cannot fail (no journal).
+    struct Recorder(Ledger);
+
+    impl Recorder {
+        fn record(&self, d: NewDelivery) -> Delivery {
+            self.0.record(d).unwrap()
+        }
+        fn snapshot(&self) -> Snapshot {
+            self.0.snapshot()
+        }
+    }
+
     fn new(file: &str, txid: Option<&str>) -> NewDelivery {
         NewDelivery {
             at_ms: 0,
@@ -217,6 +337,8 @@ mod tests {
     #[test]
     fn dedupe_suppresses_repeated_transaction_ids_only() {
         let l = Ledger::new(true);
+        let l = Recorder(l);
+        let l = &l;
         assert!(l.record(new("/a", Some("t1"))).effect);
         assert!(!l.record(new("/a", Some("t1"))).effect);
         assert!(l.record(new("/b", Some("t2"))).effect);
@@ -236,7 +358,7 @@ mod tests {
 
     #[test]
     fn without_dedupe_every_delivery_has_an_effect() {
-        let l = Ledger::new(false);
+        let l = Recorder(Ledger::new(false));
         l.record(new("/a", Some("t1")));
         l.record(new("/a", Some("t1")));
         assert_eq!(l.snapshot().total_effects, 2);

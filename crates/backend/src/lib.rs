@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use transport::{Body, Listen, server::ServerOptions};
 
-pub use files::{Files, LocalFiles};
-pub use ledger::{Delivery, Ledger, Snapshot, Verification};
+pub use files::Files;
+pub use ledger::{Delivery, Ledger, LedgerError, Snapshot, Verification};
 
 /// The application's behaviour.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,8 +39,13 @@ pub struct BackendConfig {
     /// Ask the node to also place the upload at its destination
     /// (`BITS-Copy-File-To-Destination`).
     pub copy_to_destination: bool,
-    /// Largest by-value body accepted, bytes. Default 1 GiB.
+    /// Largest upload accepted, bytes (the application's own limit); a larger one is answered
+    /// 413, which the node turns into a fatal `BG_E_TOO_LARGE` for the client. Uploads are
+    /// streamed (memory does not grow with their size). Default: no limit.
     pub max_body: u64,
+    /// The secret a notification must carry in `X-Bitsfarm-App-Token` (the nodes send it);
+    /// others are answered 403. Default none: any caller is accepted (the simulator).
+    pub token: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -50,7 +55,8 @@ impl Default for BackendConfig {
             reply: true,
             static_reply_url: None,
             copy_to_destination: false,
-            max_body: 1 << 30,
+            max_body: u64::MAX,
+            token: None,
         }
     }
 }
@@ -156,8 +162,20 @@ impl Backend {
         peer: &str,
     ) -> Response<Body> {
         let text = |name: &http::HeaderName| header_text(&parts.headers, name);
+        let timing = transport::server::BodyTiming::default();
+        let drain = |body| transport::server::drain_body(body, 64 << 10, &timing);
+        if let Some(token) = &self.cfg.token
+            && text(&header::X_APP_TOKEN) != Some(token.as_str())
+        {
+            drain(body).await;
+            tracing::warn!(app = %self.cfg.name, peer, "notification without the nodes' token refused");
+            return status(
+                StatusCode::FORBIDDEN,
+                "this application accepts notifications from its BITS nodes only (X-Bitsfarm-App-Token)",
+            );
+        }
         let Some(original) = text(&header::ORIGINAL_REQUEST_URL) else {
-            transport::server::drain_body(body, self.cfg.max_body).await;
+            drain(body).await;
             return status(StatusCode::BAD_REQUEST, "missing BITS-Original-Request-URL");
         };
         let file = transport::url::file_path(original);
@@ -175,37 +193,63 @@ impl Backend {
             )
             .await
         {
-            transport::server::drain_body(body, self.cfg.max_body).await;
+            drain(body).await;
             return status(
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 "fault injected",
             );
         }
 
-        // The bytes: in the body (by value) or in the file the node names (by reference).
-        let data: Vec<Bytes> = match by_reference {
-            None => match transport::server::read_body(body, self.cfg.max_body).await {
-                Ok(d) => d,
-                Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("body: {e:?}")),
-            },
-            Some(path) => {
-                transport::server::drain_body(body, self.cfg.max_body).await;
-                match self.files.read(path) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::warn!(app = %self.cfg.name, path, error = %e, "cannot read the uploaded file");
-                        return status(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "cannot read BITS-Request-DataFile-Name",
-                        );
-                    }
+        // The bytes, streamed past a digest (never held whole): in the body (by value) or in
+        // the file the node names (by reference).
+        let mut digest = txid::Digest::new();
+        match by_reference {
+            None => {
+                if let Err(e) = read_into(body, self.cfg.max_body, &timing, &mut digest).await {
+                    return match e {
+                        transport::server::BodyError::TooLong => status(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!(
+                                "the upload is larger than this application's limit of {} bytes",
+                                self.cfg.max_body
+                            ),
+                        ),
+                        other => status(StatusCode::BAD_REQUEST, &format!("body: {other}")),
+                    };
                 }
             }
-        };
-        let len: u64 = data.iter().map(|d| d.len() as u64).sum();
-        let hash = txid::hash_chunks(data.iter().map(|d| d.as_ref()));
-        let (txid, verification) = verify(&data, len);
-        let delivery = self.ledger.record(ledger::NewDelivery {
+            Some(path) => {
+                drain(body).await;
+                let mut too_long = false;
+                let max = self.cfg.max_body;
+                let read = self.files.read(path, &mut |piece| {
+                    if digest.len() + piece.len() as u64 > max {
+                        too_long = true;
+                    } else {
+                        digest.feed(piece);
+                    }
+                });
+                if too_long {
+                    return status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!(
+                            "the upload is larger than this application's limit of {max} bytes"
+                        ),
+                    );
+                }
+                if let Err(e) = read {
+                    tracing::warn!(app = %self.cfg.name, path, error = %e, "cannot read the uploaded file");
+                    return status(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot read BITS-Request-DataFile-Name",
+                    );
+                }
+            }
+        }
+        let digested = digest.finish();
+        let (len, hash) = (digested.len, digested.hash);
+        let (txid, verification) = verification(digested);
+        let recorded = self.ledger.record(ledger::NewDelivery {
             at_ms: self.clock.now_ms(),
             file: file.clone(),
             txid: txid.clone(),
@@ -215,6 +259,17 @@ impl Backend {
             hash,
             verification,
         });
+        let delivery = match recorded {
+            Ok(d) => d,
+            Err(e) => {
+                // Not recorded, not applied: the node's retry delivers it again.
+                tracing::error!(app = %self.cfg.name, file = %file, error = %e, "cannot record the delivery");
+                return status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot record the delivery",
+                );
+            }
+        };
         tracing::info!(app = %self.cfg.name, file = %file, node = %node, txid = txid.as_deref().unwrap_or(""),
             effect = delivery.effect, seq = delivery.seq, "delivery");
         probe::emit(&*self.probe, || Event::Delivered {
@@ -292,43 +347,53 @@ struct Reply<'a> {
     effect: bool,
 }
 
-/// Reads the transaction-id envelope and checks the payload against it.
-fn verify(data: &[Bytes], len: u64) -> (Option<String>, Verification) {
-    let mut head = Vec::with_capacity(txid::MAX_HEADER_LEN);
-    for d in data {
-        let want = txid::MAX_HEADER_LEN - head.len();
-        head.extend_from_slice(&d[..d.len().min(want)]);
-        if head.len() == txid::MAX_HEADER_LEN {
-            break;
-        }
-    }
-    match txid::parse(&head) {
+/// The transaction id of an upload and what checking its payload against the envelope found.
+fn verification(d: txid::Digested) -> (Option<String>, Verification) {
+    match d.parsed {
         txid::Parsed::Plain => (None, Verification::Plain),
         txid::Parsed::Malformed => (None, Verification::Malformed),
-        txid::Parsed::Envelope(e) => {
-            let payload_len = len - e.header_len as u64;
-            let mut skip = e.header_len;
-            let payload = data.iter().filter_map(|d| {
-                if skip >= d.len() {
-                    skip -= d.len();
-                    None
-                } else {
-                    let s = &d[skip..];
-                    skip = 0;
-                    Some(s)
-                }
-            });
-            let ok = payload_len == e.payload_len && txid::hash_chunks(payload) == e.payload_hash;
-            (
-                Some(e.txid),
-                if ok {
-                    Verification::Verified
-                } else {
-                    Verification::Mismatch
-                },
-            )
-        }
+        txid::Parsed::Envelope(e) => (
+            Some(e.txid),
+            if d.payload_matches {
+                Verification::Verified
+            } else {
+                Verification::Mismatch
+            },
+        ),
     }
+}
+
+/// Streams a by-value body into `digest`, at most `max` bytes, within `timing`.
+async fn read_into(
+    mut body: Incoming,
+    max: u64,
+    timing: &transport::server::BodyTiming,
+    digest: &mut txid::Digest,
+) -> Result<(), transport::server::BodyError> {
+    use http_body_util::BodyExt as _;
+    use transport::server::BodyError;
+    let declared = http_body::Body::size_hint(&body).exact();
+    if declared.is_some_and(|n| n > max) {
+        return Err(BodyError::TooLong);
+    }
+    let all = async {
+        loop {
+            let frame = match tokio::time::timeout(timing.idle, body.frame()).await {
+                Err(_) => return Err(BodyError::TooSlow),
+                Ok(None) => return Ok(()),
+                Ok(Some(f)) => f.map_err(|e| BodyError::Broken(e.to_string()))?,
+            };
+            if let Ok(data) = frame.into_data() {
+                if digest.len() + data.len() as u64 > max {
+                    return Err(BodyError::TooLong);
+                }
+                digest.feed(&data);
+            }
+        }
+    };
+    tokio::time::timeout(timing.budget(declared.unwrap_or(0)), all)
+        .await
+        .unwrap_or(Err(BodyError::TooSlow))
 }
 
 /// The session id in a by-reference path (`.../BITS-Sessions/{id}/request`).
@@ -356,6 +421,15 @@ fn value(s: &str) -> http::HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verify(chunks: &[Bytes], len: u64) -> (Option<String>, Verification) {
+        let mut d = txid::Digest::new();
+        for c in chunks {
+            d.feed(c);
+        }
+        assert_eq!(d.len(), len);
+        verification(d.finish())
+    }
 
     #[test]
     fn verifies_enveloped_data_across_chunks() {

@@ -82,6 +82,27 @@ pub struct NodeConfig {
     /// Seconds a connection may idle before the node closes it (IIS `connectionTimeout`).
     /// Default 120.
     pub idle_timeout_s: u64,
+    /// Slowest average rate of a request body, bytes per second, after a grace period of
+    /// `idle_timeout_s` (IIS's `minBytesPerSecond`, default 240). A body that stalls for
+    /// `idle_timeout_s`, or crawls below this rate, is abandoned: it never holds its session.
+    pub min_bytes_per_s: u64,
+    /// Most bytes of fragment bodies held in memory at once, over all connections; a fragment
+    /// that does not fit is answered 503 (transient) before its body is read. Default 1 GiB.
+    pub max_buffered_bytes: u64,
+    /// Most open sessions; Create-Session over it is answered 503 (transient). Default: no
+    /// limit (IIS has none).
+    pub max_sessions: Option<u64>,
+    /// Most bytes held by open sessions together; a fragment that would go over it is answered
+    /// 503 (transient). Default: no limit.
+    pub max_session_bytes: Option<u64>,
+    /// Seconds after which a session that never received a byte is deleted (abandoned
+    /// Create-Sessions). Default: `session_timeout_s`, as in IIS.
+    pub empty_session_timeout_s: Option<u64>,
+    /// Most connections served at once; more are answered 503 and closed. Default: no limit.
+    pub max_connections: Option<usize>,
+    /// A secret sent to the application with every notification (`X-Bitsfarm-App-Token`), so
+    /// the application can refuse notifications that do not come from a node. Default none.
+    pub app_token: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -102,6 +123,13 @@ impl Default for NodeConfig {
             commit_point: CommitPoint::LastFragment,
             uploads_enabled: true,
             idle_timeout_s: 120,
+            min_bytes_per_s: 240,
+            max_buffered_bytes: 1 << 30,
+            max_sessions: None,
+            max_session_bytes: None,
+            empty_session_timeout_s: None,
+            max_connections: None,
+            app_token: None,
         }
     }
 }
@@ -177,6 +205,7 @@ impl NodeConfig {
             ("app_deadline_s", self.app_deadline_s),
             ("cleanup_interval_s", self.cleanup_interval_s),
             ("idle_timeout_s", self.idle_timeout_s),
+            ("max_buffered_bytes", self.max_buffered_bytes),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));

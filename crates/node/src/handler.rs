@@ -1,6 +1,6 @@
 //! Request handling: one BITS packet in, one Ack out (MC-BUP 3.2.5).
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use http::{Method, Request, Response, StatusCode, request::Parts};
 use hyper::body::Incoming;
@@ -11,11 +11,12 @@ use protocol::{
 };
 use transport::{
     Body,
-    server::{drain_body, read_body},
+    server::{BodyError, drain_body, read_body},
 };
 
 use crate::{
-    CommitPoint, Node, NotificationType, SessionRecord, notify, path, reply, storage::StorageError,
+    CommitPoint, Node, NotificationType, Placement, SessionRecord, cfg_kib, notify, path, reply,
+    storage::StorageError,
 };
 
 /// Where a request stands, for fault points and events.
@@ -38,12 +39,14 @@ impl Node {
         conn: u64,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
+        let timing = self.timing();
+        let drain = |body| drain_body(body, DRAIN_LIMIT, &timing);
         if parts.method == Method::GET || parts.method == Method::HEAD {
-            drain_body(body, DRAIN_LIMIT).await;
+            drain(body).await;
             return reply::serve(self, &parts);
         }
         if !is_bits_request(&parts.method, &parts.headers) {
-            drain_body(body, DRAIN_LIMIT).await;
+            drain(body).await;
             let mut resp = Response::new(Body::empty());
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             resp.headers_mut().insert(
@@ -53,7 +56,7 @@ impl Node {
             return resp;
         }
         if !self.cfg.uploads_enabled {
-            drain_body(body, DRAIN_LIMIT).await;
+            drain(body).await;
             let ack = Ack::error(501, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE);
             return self
                 .reject(None, ack, "uploads are disabled on this virtual directory")
@@ -63,7 +66,7 @@ impl Node {
         let packet = match Packet::parse(&parts.method, &parts.headers) {
             Ok(p) => p,
             Err(e) => {
-                drain_body(body, DRAIN_LIMIT).await;
+                drain(body).await;
                 let mut ack = self.reject(None, Ack::invalid_arg(), &e.to_string());
                 // Echo a readable session id, as MC-BUP allows on errors.
                 ack.session_id = parts
@@ -77,6 +80,18 @@ impl Node {
         };
         let kind = packet.packet_type();
         let session = packet.session_id().map(str::to_owned);
+        // Only a Fragment carries a body (MC-BUP 2.2.2.3, 2.2.4.3): another packet with one is
+        // malformed, not something to ignore.
+        if kind != PacketType::Fragment && http_body::Body::size_hint(&body).upper() != Some(0) {
+            drain(body).await;
+            let mut ack = self.reject(
+                Some(kind),
+                Ack::invalid_arg(),
+                &format!("{kind} must not have a body"),
+            );
+            ack.session_id = session;
+            return ack.to_response().map(|()| Body::empty());
+        }
         let at = At {
             conn,
             packet: Some(kind),
@@ -85,27 +100,17 @@ impl Node {
         };
         let ack = match self.checkpoint(FaultPoint::Request, at).await {
             Some(ack) => {
-                drain_body(body, DRAIN_LIMIT).await;
+                drain(body).await;
                 ack
             }
             None => match packet {
-                Packet::Ping => {
-                    drain_body(body, DRAIN_LIMIT).await;
-                    Ack::ok()
-                }
+                Packet::Ping => Ack::ok(),
                 Packet::CreateSession { protocols } => {
-                    drain_body(body, DRAIN_LIMIT).await;
                     self.create_session(&protocols, &parts, conn).await
                 }
                 Packet::Fragment(f) => self.fragment(f, body, conn).await,
-                Packet::CloseSession { session_id } => {
-                    drain_body(body, DRAIN_LIMIT).await;
-                    self.close_session(&session_id, conn).await
-                }
-                Packet::CancelSession { session_id } => {
-                    drain_body(body, DRAIN_LIMIT).await;
-                    self.cancel_session(&session_id).await
-                }
+                Packet::CloseSession { session_id } => self.close_session(&session_id, conn).await,
+                Packet::CancelSession { session_id } => self.cancel_session(&session_id).await,
             },
         };
         let ack = self
@@ -187,6 +192,15 @@ impl Node {
             Ok(p) => p,
             Err(e) => return self.reject(P, Ack::invalid_arg(), e.reason()),
         };
+        if let Some(max) = self.cfg.max_sessions
+            && self.open_sessions.load(Ordering::Relaxed) >= max
+        {
+            return self.reject(
+                P,
+                busy(),
+                &format!("{max} sessions are open, the most this node keeps (--max-sessions)"),
+            );
+        }
         if self.cfg.notification == NotificationType::None && !self.cfg.allow_overwrites {
             match self.store.destination_exists(&path) {
                 Ok(false) => {}
@@ -215,8 +229,11 @@ impl Node {
             touched_ms: self.clock.now_ms(),
         };
         if let Err(e) = self.store.save(&rec) {
+            // Leave nothing behind: no client knows this session.
+            let _ = self.store.remove(&id);
             return self.storage_failed(PacketType::CreateSession, &id, &e);
         }
+        self.open_sessions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(node = %self.cfg.name, session = %id, file = %rec.path, "session created");
         probe::emit(&*self.probe, || Event::SessionCreated {
             node: self.cfg.name.clone(),
@@ -244,96 +261,62 @@ impl Node {
     async fn fragment(&self, f: Fragment, body: Incoming, conn: u64) -> Ack {
         const P: PacketType = PacketType::Fragment;
         let id = f.session_id.as_str();
-        let _guard = self.lock_session(id).await;
-        let mut rec = match self.store.get(id) {
+        let range = f.range;
+        let timing = self.timing();
+        // First what needs no lock and no body: the session's state as it stands.
+        let peek = match self.store.get(id) {
             Ok(Some(rec)) => rec,
             Ok(None) => {
-                drain_body(body, DRAIN_LIMIT).await;
-                drop(_guard);
-                self.forget_lock(id);
+                drain_body(body, DRAIN_LIMIT, &timing).await;
                 return self.not_found(P, id);
             }
             Err(e) => {
-                drain_body(body, DRAIN_LIMIT).await;
+                drain_body(body, DRAIN_LIMIT, &timing).await;
                 return self.storage_failed(P, id, &e);
             }
         };
-        let at = At {
-            conn,
-            packet: Some(P),
-            session: Some(id),
-            file: None,
-        };
-        let file = rec.path.clone();
-        let at = At {
-            file: Some(&file),
-            ..at
-        };
-
-        // NotifyCache: the application already has this upload; replay the final Ack.
-        if let Some(cached) = &rec.notified {
-            drain_body(body, DRAIN_LIMIT).await;
-            tracing::info!(node = %self.cfg.name, session = id, file = %file, "final ack replayed from cache");
-            probe::emit(&*self.probe, || Event::CachedAckReplayed {
-                node: self.cfg.name.clone(),
-                session: id.to_owned(),
-                file: file.clone(),
-            });
-            let mut ack = Ack::ok().with_session(id).with_received(rec.received);
-            ack.reply_url = cached.reply_url.clone();
+        if let Some(ack) = self.replay_cached(&peek) {
+            drain_body(body, DRAIN_LIMIT, &timing).await;
             return ack;
         }
-
-        let range = f.range;
-        if rec.total.is_some_and(|t| t != range.total) {
-            drain_body(body, DRAIN_LIMIT).await;
+        if let Some(ack) = self.refuse_fragment(&peek, &f) {
+            drain_body(body, DRAIN_LIMIT, &timing).await;
+            return ack;
+        }
+        // The body is read before the session is locked, within its time budget, so a client
+        // whose connection stalls mid-fragment never holds the session (its retry, its
+        // Close-Session, the cleanup) and its buffered bytes are freed when it times out.
+        let want = u32::try_from(cfg_kib(range.len()))
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(cfg_kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
+        let Ok(_buffer) = self.buffered.clone().try_acquire_many_owned(want) else {
+            // The body is not read: hyper closes the connection after this answer.
             return self
                 .reject(
                     Some(P),
-                    Ack::invalid_arg(),
-                    "Content-Range total differs from the session's",
+                    busy(),
+                    "too many fragment bytes in memory already (max_buffered_bytes)",
                 )
                 .with_session(id)
-                .with_received(rec.received);
-        }
-        if range.total > self.cfg.max_upload_size {
-            drain_body(body, DRAIN_LIMIT).await;
-            // Never 413: that tells the client to shrink its fragments, which cannot help.
-            return self
-                .reject(
-                    Some(P),
-                    Ack::error(400, HResult::TOO_LARGE, ErrorContext::REMOTE_FILE),
-                    "upload larger than BITSMaximumUploadSize",
-                )
-                .with_session(id);
-        }
-        if range.len() > self.cfg.max_fragment_size {
-            drain_body(body, DRAIN_LIMIT).await;
-            return self
-                .reject(
-                    Some(P),
-                    Ack::error(
-                        413,
-                        HResult::from_http_status(413),
-                        ErrorContext::REMOTE_FILE,
-                    ),
-                    "fragment larger than the node accepts",
-                )
-                .with_session(id)
-                .with_received(rec.received);
-        }
-        let chunks = match read_body(body, range.len()).await {
+                .with_received(peek.received);
+        };
+        let chunks = match read_body(body, range.len(), &timing).await {
             Ok(c) => c,
             Err(e) => {
-                // The client is gone or sent more than it declared; nothing is stored.
+                // The client is gone, too slow, or sent more than it declared; nothing is
+                // stored.
+                let ack = match e {
+                    BodyError::TooSlow => Ack::error(
+                        408,
+                        HResult::from_http_status(408),
+                        ErrorContext::REMOTE_FILE,
+                    ),
+                    BodyError::TooLong | BodyError::Broken(_) => Ack::invalid_arg(),
+                };
                 return self
-                    .reject(
-                        Some(P),
-                        Ack::invalid_arg(),
-                        &format!("fragment body: {e:?}"),
-                    )
+                    .reject(Some(P), ack, &format!("fragment body: {e}"))
                     .with_session(id)
-                    .with_received(rec.received);
+                    .with_received(peek.received);
             }
         };
         let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
@@ -345,8 +328,33 @@ impl Node {
                     "fragment body shorter than Content-Length",
                 )
                 .with_session(id)
-                .with_received(rec.received);
+                .with_received(peek.received);
         }
+
+        let _guard = self.lock_session(id).await;
+        // Again under the lock: another request may have moved the session on meanwhile.
+        let mut rec = match self.store.get(id) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
+                drop(_guard);
+                self.forget_lock(id);
+                return self.not_found(P, id);
+            }
+            Err(e) => return self.storage_failed(P, id, &e),
+        };
+        if let Some(ack) = self.replay_cached(&rec) {
+            return ack;
+        }
+        if let Some(ack) = self.refuse_fragment(&rec, &f) {
+            return ack;
+        }
+        let file = rec.path.clone();
+        let at = At {
+            conn,
+            packet: Some(P),
+            session: Some(id),
+            file: Some(&file),
+        };
 
         let held = rec.received;
         if rec.total.is_none() {
@@ -364,6 +372,8 @@ impl Node {
             if let Err(e) = self.store.append(id, held, &tail) {
                 return self.storage_failed(P, id, &e);
             }
+            self.held_bytes
+                .fetch_add(range.end - held, Ordering::Relaxed);
             rec.received = range.end;
             rec.touched_ms = self.clock.now_ms();
             200
@@ -398,6 +408,83 @@ impl Node {
             return ack;
         }
         fragment_ack(status, id, rec.received)
+    }
+
+    /// NotifyCache: the application already has this upload; the final Ack, replayed.
+    fn replay_cached(&self, rec: &SessionRecord) -> Option<Ack> {
+        let cached = rec.notified.as_ref()?;
+        tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "final ack replayed from cache");
+        probe::emit(&*self.probe, || Event::CachedAckReplayed {
+            node: self.cfg.name.clone(),
+            session: rec.id.clone(),
+            file: rec.path.clone(),
+        });
+        let mut ack = Ack::ok().with_session(&rec.id).with_received(rec.received);
+        ack.reply_url = cached.reply_url.clone();
+        Some(ack)
+    }
+
+    /// A fragment the session cannot take, whatever its body: its Ack.
+    fn refuse_fragment(&self, rec: &SessionRecord, f: &Fragment) -> Option<Ack> {
+        const P: Option<PacketType> = Some(PacketType::Fragment);
+        let (id, range) = (rec.id.as_str(), f.range);
+        if rec.total.is_some_and(|t| t != range.total) {
+            return Some(
+                self.reject(
+                    P,
+                    Ack::invalid_arg(),
+                    "Content-Range total differs from the session's",
+                )
+                .with_session(id)
+                .with_received(rec.received),
+            );
+        }
+        if range.total > self.cfg.max_upload_size {
+            // Never 413: that tells the client to shrink its fragments, which cannot help.
+            return Some(
+                self.reject(
+                    P,
+                    Ack::error(400, HResult::TOO_LARGE, ErrorContext::REMOTE_FILE),
+                    "upload larger than BITSMaximumUploadSize",
+                )
+                .with_session(id),
+            );
+        }
+        if range.len() > self.cfg.max_fragment_size {
+            return Some(
+                self.reject(
+                    P,
+                    Ack::error(
+                        413,
+                        HResult::from_http_status(413),
+                        ErrorContext::REMOTE_FILE,
+                    ),
+                    "fragment larger than the node accepts",
+                )
+                .with_session(id)
+                .with_received(rec.received),
+            );
+        }
+        let new_bytes = range.end.saturating_sub(rec.received);
+        if let Some(max) = self.cfg.max_session_bytes
+            && new_bytes > 0
+            && self
+                .held_bytes
+                .load(Ordering::Relaxed)
+                .saturating_add(new_bytes)
+                > max
+        {
+            return Some(
+                self.reject(
+                    P,
+                    busy(),
+                    &format!("open sessions hold {max} bytes, the most this node keeps (--max-session-bytes)"),
+                )
+                .with_session(id)
+                .with_received(rec.received),
+            );
+        }
+        None
     }
 
     /// STATE_NOTIFY: the upload is complete; hand it to the application (or commit it) and
@@ -458,29 +545,39 @@ impl Node {
         if rec.committed {
             return Ok(());
         }
-        match self.store.destination_exists(&rec.path) {
-            Ok(true) if !self.cfg.allow_overwrites => {
-                return Err(self
-                    .reject(
-                        Some(PacketType::Fragment),
-                        Ack::error(403, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE),
-                        "the destination exists and BITSAllowOverwrites is off",
-                    )
-                    .with_session(&rec.id));
+        let refuse = |ack: Ack, why: &str| {
+            Err(self
+                .reject(Some(PacketType::Fragment), ack, why)
+                .with_session(&rec.id))
+        };
+        let denied = || Ack::error(403, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE);
+        match self
+            .store
+            .commit(&rec.id, rec.received, &rec.path, self.cfg.allow_overwrites)
+        {
+            Ok(Placement::Placed) => {
+                tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "committed to destination");
+                probe::emit(&*self.probe, || Event::Committed {
+                    node: self.cfg.name.clone(),
+                    session: rec.id.clone(),
+                    file: rec.path.clone(),
+                });
             }
-            Ok(_) => {}
+            // The node died after placing the file and before recording it: the file at the
+            // destination is this upload's own, delivered once.
+            Ok(Placement::AlreadyPlaced) => {
+                tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "already committed before a restart");
+            }
+            Ok(Placement::Exists) => {
+                return refuse(
+                    denied(),
+                    "the destination exists and BITSAllowOverwrites is off",
+                );
+            }
+            Err(e @ StorageError::Unsafe(_)) => return refuse(denied(), &e.to_string()),
             Err(e) => return Err(self.storage_failed(PacketType::Fragment, &rec.id, &e)),
         }
-        if let Err(e) = self.store.commit(&rec.id, rec.received, &rec.path) {
-            return Err(self.storage_failed(PacketType::Fragment, &rec.id, &e));
-        }
         rec.committed = true;
-        tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "committed to destination");
-        probe::emit(&*self.probe, || Event::Committed {
-            node: self.cfg.name.clone(),
-            session: rec.id.clone(),
-            file: rec.path.clone(),
-        });
         Ok(())
     }
 
@@ -508,6 +605,7 @@ impl Node {
         if let Err(e) = self.store.remove(id) {
             return self.storage_failed(P, id, &e);
         }
+        self.forget_session(&rec);
         drop(guard);
         self.forget_lock(id);
         tracing::info!(node = %self.cfg.name, session = id, file = %rec.path, complete, "session closed");
@@ -546,6 +644,7 @@ impl Node {
         if let Err(e) = self.store.remove(id) {
             return self.storage_failed(P, id, &e);
         }
+        self.forget_session(&rec);
         drop(guard);
         self.forget_lock(id);
         tracing::info!(node = %self.cfg.name, session = id, file = %rec.path, "session cancelled");
@@ -556,6 +655,15 @@ impl Node {
         });
         Ack::ok().with_session(id)
     }
+}
+
+/// The answer of a node at one of its limits: 503, which clients retry after their retry delay.
+fn busy() -> Ack {
+    Ack::error(
+        503,
+        HResult::from_http_status(503),
+        ErrorContext::REMOTE_FILE,
+    )
 }
 
 /// A 200 or 416 Fragment Ack; a 416 carries code 0 ("out of sync") with context 0x5.

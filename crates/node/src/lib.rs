@@ -26,18 +26,24 @@ pub mod storage;
 use std::{
     collections::HashMap,
     io,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use probe::{Clock, Event, SharedProbe};
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
-use transport::{Connect, Listen, server::ServerOptions};
+use transport::{
+    Connect, Listen,
+    server::{BodyTiming, ServerOptions},
+};
 
 pub use config::{CommitPoint, ConfigError, NodeConfig, NotificationType};
 pub use disk::DiskStore;
-pub use storage::{MemStore, SessionRecord, Storage, StorageError};
+pub use storage::{MemStore, Placement, SessionRecord, Storage, StorageError};
 
 /// What a node is given rather than reaching for itself.
 pub struct Env {
@@ -65,12 +71,19 @@ pub struct Node {
     /// One lock per live session: a session's requests are handled one at a time, even when a
     /// client's retry overlaps its own earlier request. Lookup only; never iterated.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Fragment bodies being held in memory, in KiB permits (`max_buffered_bytes`).
+    buffered: Arc<tokio::sync::Semaphore>,
+    /// Open sessions (for `max_sessions`), counted from the store at boot.
+    open_sessions: AtomicU64,
+    /// Bytes held by open sessions (for `max_session_bytes`), counted from the store at boot.
+    held_bytes: AtomicU64,
 }
 
 impl Node {
     /// A node with these settings; fails if they cannot work together.
     pub fn new(cfg: NodeConfig, env: Env) -> Result<Arc<Node>, ConfigError> {
         cfg.validate()?;
+        let env_max_buffered = cfg.max_buffered_bytes;
         Ok(Arc::new(Node {
             host_id: Mutex::new(cfg.host_id.clone()),
             cfg,
@@ -80,6 +93,13 @@ impl Node {
             rng: Mutex::new(env.rng),
             clock: env.clock,
             locks: Mutex::default(),
+            buffered: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(cfg_kib(env_max_buffered))
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            open_sessions: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
         }))
     }
 
@@ -106,7 +126,20 @@ impl Node {
     /// Serves connections from `listener` until it fails. Every connection and the cleanup task
     /// run in a `JoinSet` owned by this future: dropping or aborting it stops them all.
     pub async fn run(self: Arc<Self>, listener: Box<dyn Listen>) -> io::Result<()> {
-        let recovered = self.store.sessions().map(|s| s.len() as u64).unwrap_or(0);
+        match self.store.sweep_litter() {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(node = %self.cfg.name, removed = n, "removed unfinished session directories")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.cfg.name, error = %e, "cannot sweep the session store")
+            }
+        }
+        let sessions = self.store.sessions().unwrap_or_default();
+        let recovered = sessions.len() as u64;
+        self.open_sessions.store(recovered, Ordering::Relaxed);
+        self.held_bytes
+            .store(sessions.iter().map(|s| s.received).sum(), Ordering::Relaxed);
         tracing::info!(node = %self.cfg.name, addr = %listener.local_addr(), sessions = recovered, "node started");
         probe::emit(&*self.probe, || Event::NodeStarted {
             node: self.cfg.name.clone(),
@@ -114,6 +147,7 @@ impl Node {
         });
         let options = ServerOptions {
             idle_timeout: probe::clock::secs(self.cfg.idle_timeout_s),
+            max_connections: self.cfg.max_connections,
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().cleanup_loop());
@@ -132,9 +166,22 @@ impl Node {
         }
     }
 
-    /// Deletes sessions without progress for longer than `BITSSessionTimeout`; returns how many.
+    /// Deletes sessions without progress for longer than `BITSSessionTimeout` (or, for sessions
+    /// that never received a byte, `empty_session_timeout_s`); returns how many.
     pub async fn cleanup(&self) -> usize {
         let timeout_ms = self.cfg.session_timeout_s.saturating_mul(1000);
+        let empty_ms = self
+            .cfg
+            .empty_session_timeout_s
+            .map_or(timeout_ms, |s| s.saturating_mul(1000).min(timeout_ms));
+        let stale = |r: &SessionRecord| {
+            let idle = self.clock.now_ms().saturating_sub(r.touched_ms);
+            idle >= if r.received == 0 {
+                empty_ms
+            } else {
+                timeout_ms
+            }
+        };
         let sessions = match self.store.sessions() {
             Ok(s) => s,
             Err(e) => {
@@ -144,15 +191,19 @@ impl Node {
         };
         let mut removed = 0;
         for rec in sessions {
-            if self.clock.now_ms().saturating_sub(rec.touched_ms) < timeout_ms {
+            if !stale(&rec) {
                 continue;
             }
-            let guard = self.lock_session(&rec.id).await;
+            // A request holding the session is working on it: it is not stale, and waiting
+            // for it would stop the expiry of every other session.
+            let Some(guard) = self.try_lock_session(&rec.id) else {
+                continue;
+            };
             // Re-read under the lock: a fragment may have made progress meanwhile.
-            let stale = matches!(self.store.get(&rec.id), Ok(Some(r))
-                if self.clock.now_ms().saturating_sub(r.touched_ms) >= timeout_ms);
+            let stale = matches!(self.store.get(&rec.id), Ok(Some(r)) if stale(&r));
             if stale && self.store.remove(&rec.id).is_ok() {
                 removed += 1;
+                self.forget_session(&rec);
                 tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "session expired");
                 probe::emit(&*self.probe, || Event::SessionExpired {
                     node: self.cfg.name.clone(),
@@ -164,6 +215,33 @@ impl Node {
             self.forget_lock(&rec.id);
         }
         removed
+    }
+
+    /// A session left the store: it no longer counts toward the limits.
+    fn forget_session(&self, rec: &SessionRecord) {
+        let _ = self
+            .open_sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        let _ = self
+            .held_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(rec.received))
+            });
+    }
+
+    /// How long a request body may take.
+    fn timing(&self) -> BodyTiming {
+        BodyTiming {
+            idle: probe::clock::secs(self.cfg.idle_timeout_s),
+            min_bytes_per_s: self.cfg.min_bytes_per_s,
+        }
+    }
+
+    fn try_lock_session(&self, id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let m = lock(&self.locks).entry(id.to_owned()).or_default().clone();
+        m.try_lock_owned().ok()
     }
 
     async fn lock_session(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -196,6 +274,11 @@ impl Node {
             b & 0xFFFF_FFFF_FFFF
         )
     }
+}
+
+/// Bytes as KiB permits, rounded up.
+fn cfg_kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

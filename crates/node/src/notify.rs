@@ -40,6 +40,9 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
     hs.insert(header::ORIGINAL_REQUEST_URL, value(&rec.original_url));
     hs.insert(header::X_NODE, value(&cfg.name));
     hs.insert(header::X_SESSION_ID, value(&rec.id));
+    if let Some(token) = &cfg.app_token {
+        hs.insert(header::X_APP_TOKEN, value(token));
+    }
     let total = rec.received;
     if by_value {
         let entity = match node.store.entity(&rec.id, total) {
@@ -50,7 +53,7 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
             }
         };
         hs.insert(h::CONTENT_LENGTH, http::HeaderValue::from(total));
-        *req.body_mut() = Body::from_chunks(entity);
+        *req.body_mut() = Body::streamed(total, entity);
     } else {
         hs.insert(
             header::REQUEST_DATAFILE_NAME,
@@ -121,6 +124,15 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
             .and_then(HResult::parse)
             .unwrap_or_else(|| HResult::from_http_status(status));
         tracing::warn!(node = %cfg.name, session = %rec.id, status, "application refused the upload");
+        // A 413 from the application would tell the client to shrink its fragments, which
+        // cannot help: the application refuses the upload's size. That is BG_E_TOO_LARGE, fatal.
+        if status == 413 {
+            return Err(Ack::error(
+                400,
+                HResult::TOO_LARGE,
+                ErrorContext::REMOTE_APPLICATION,
+            ));
+        }
         return Err(app_error(status, code));
     }
     let copy_to_destination = resp

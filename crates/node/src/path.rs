@@ -19,6 +19,8 @@ pub enum PathError {
     Reserved,
     /// Longer than 2,048 bytes.
     TooLong,
+    /// A name (a segment) longer than 255 bytes: no file system could hold it.
+    NameTooLong,
 }
 
 impl PathError {
@@ -34,9 +36,15 @@ impl PathError {
             PathError::EmptySegment => "the URL path has an empty segment",
             PathError::Reserved => "the URL path names the session store",
             PathError::TooLong => "the URL path is longer than 2,048 bytes",
+            PathError::NameTooLong => "a name in the URL path is longer than 255 bytes",
         }
     }
 }
+
+/// Longest name of one path segment, bytes (`NAME_MAX` of Linux file systems and NTFS's 255
+/// UTF-16 units): an upload the store could never place is refused at Create-Session, not after
+/// its last byte.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// Checks a request's URL path and returns it decoded (`/upload/a b.bin`): the upload's identity
 /// and its place under the upload root.
@@ -67,6 +75,9 @@ pub fn upload_path(raw: &str) -> Result<String, PathError> {
             .any(|c| c.is_control() || matches!(c, '/' | '\\' | ':'))
         {
             return Err(PathError::BadCharacter);
+        }
+        if decoded.len() > MAX_NAME_LEN {
+            return Err(PathError::NameTooLong);
         }
         if i == 0 && decoded.eq_ignore_ascii_case(crate::disk::SESSIONS_DIR) {
             return Err(PathError::Reserved);
@@ -138,6 +149,17 @@ mod tests {
         assert_eq!(
             upload_path(&format!("/{}", "a".repeat(2048))),
             Err(PathError::TooLong)
+        );
+        // Audit D17: names of 256 bytes and more are refused; 255 is the most a file system
+        // takes (decoded bytes count: %C3%A9 is 2 bytes of UTF-8).
+        assert_eq!(
+            upload_path(&format!("/ln/{}", "n".repeat(256))),
+            Err(PathError::NameTooLong)
+        );
+        assert!(upload_path(&format!("/ln/{}", "n".repeat(255))).is_ok());
+        assert_eq!(
+            upload_path(&format!("/ln/{}", "%C3%A9".repeat(128))),
+            Err(PathError::NameTooLong)
         );
     }
 }

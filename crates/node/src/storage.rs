@@ -15,6 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use transport::ChunkSource;
 
 /// The Ack a node replays when a final fragment arrives again after the application was
 /// notified (MC-BUP's `NotifyCache`).
@@ -73,6 +74,20 @@ pub enum StorageError {
     /// The session does not exist.
     #[error("no session {0}")]
     NoSession(String),
+    /// The operation would follow a symbolic link or leave the upload root; refused.
+    #[error("refused: {0}")]
+    Unsafe(String),
+}
+
+/// How [`Storage::commit`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The upload is at its destination now.
+    Placed,
+    /// This session had placed it already (the node died before recording that).
+    AlreadyPlaced,
+    /// Another file is at the destination and overwrites are off; nothing changed.
+    Exists,
 }
 
 /// Where a node keeps sessions and upload bytes.
@@ -86,8 +101,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Appends bytes to a session's entity; `at` must equal the bytes stored so far according
     /// to its saved state (bytes a crash left beyond that are discarded).
     fn append(&self, id: &str, at: u64, data: &[Bytes]) -> Result<(), StorageError>;
-    /// The first `len` bytes of a session's entity.
-    fn entity(&self, id: &str, len: u64) -> Result<Vec<Bytes>, StorageError>;
+    /// The first `len` bytes of a session's entity, read as they are consumed (a large upload
+    /// is never held in memory whole).
+    fn entity(&self, id: &str, len: u64) -> Result<ChunkSource, StorageError>;
     /// The path of the entity, as given to a by-reference application.
     fn entity_path(&self, id: &str) -> String;
     /// The path where a by-reference application writes its reply.
@@ -98,11 +114,24 @@ pub trait Storage: Send + Sync + 'static {
     fn reply(&self, id: &str) -> Result<Option<Bytes>, StorageError>;
     /// Deletes a session: state, entity and reply.
     fn remove(&self, id: &str) -> Result<(), StorageError>;
+    /// Removes what failed steps and crashes left behind (a session directory without
+    /// state); returns how many were removed. Called at boot.
+    fn sweep_litter(&self) -> Result<u64, StorageError> {
+        Ok(0)
+    }
     /// Whether a file exists at the upload path (`/upload/a.bin`).
     fn destination_exists(&self, path: &str) -> Result<bool, StorageError>;
     /// Places the session's first `len` entity bytes at the upload path, atomically: the
-    /// destination is either absent, the old file, or the whole new file.
-    fn commit(&self, id: &str, len: u64, path: &str) -> Result<(), StorageError>;
+    /// destination is either absent, the old file, or the whole new file. Unless `overwrite`,
+    /// an existing destination is left alone ([`Placement::Exists`]): the check and the
+    /// placement are one step, so two sessions placing one path never mix their bytes.
+    fn commit(
+        &self,
+        id: &str,
+        len: u64,
+        path: &str,
+        overwrite: bool,
+    ) -> Result<Placement, StorageError>;
 }
 
 /// What a [`MemStore`] keeps of a committed destination file: its size and hash. (A simulation
@@ -113,6 +142,13 @@ pub struct DestinationFile {
     pub len: u64,
     /// xxh3-64 of the bytes.
     pub hash: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Destination {
+    file: DestinationFile,
+    /// The session that placed it.
+    session: String,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +162,7 @@ struct MemSession {
 #[derive(Debug, Default)]
 struct MemInner {
     sessions: BTreeMap<String, MemSession>,
-    destinations: BTreeMap<String, DestinationFile>,
+    destinations: BTreeMap<String, Destination>,
 }
 
 /// Storage in memory. Clone it to share one store (the simulator keeps a clone as the node's
@@ -196,7 +232,7 @@ impl MemStore {
 
     /// The committed destination file at `path`.
     pub fn destination(&self, path: &str) -> Option<DestinationFile> {
-        self.lock().destinations.get(path).copied()
+        self.lock().destinations.get(path).map(|d| d.file)
     }
 
     /// Bytes held for sessions (entities and replies): what a crash of a volatile node loses.
@@ -244,13 +280,13 @@ impl Storage for MemStore {
         Ok(())
     }
 
-    fn entity(&self, id: &str, len: u64) -> Result<Vec<Bytes>, StorageError> {
+    fn entity(&self, id: &str, len: u64) -> Result<ChunkSource, StorageError> {
         let inner = self.lock();
         let s = inner
             .sessions
             .get(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
-        Ok(take_prefix(&s.data, len))
+        Ok(Box::new(take_prefix(&s.data, len).into_iter().map(Ok)))
     }
 
     fn entity_path(&self, id: &str) -> String {
@@ -284,8 +320,19 @@ impl Storage for MemStore {
         Ok(self.lock().destinations.contains_key(path))
     }
 
-    fn commit(&self, id: &str, len: u64, path: &str) -> Result<(), StorageError> {
+    fn commit(
+        &self,
+        id: &str,
+        len: u64,
+        path: &str,
+        overwrite: bool,
+    ) -> Result<Placement, StorageError> {
         let mut inner = self.lock();
+        match inner.destinations.get(path) {
+            Some(d) if d.session == id => return Ok(Placement::AlreadyPlaced),
+            Some(_) if !overwrite => return Ok(Placement::Exists),
+            _ => {}
+        }
         let s = inner
             .sessions
             .get(id)
@@ -295,8 +342,14 @@ impl Storage for MemStore {
             len,
             hash: protocol::txid::hash_chunks(data.iter().map(|b| b.as_ref())),
         };
-        inner.destinations.insert(path.to_owned(), file);
-        Ok(())
+        inner.destinations.insert(
+            path.to_owned(),
+            Destination {
+                file,
+                session: id.to_owned(),
+            },
+        );
+        Ok(Placement::Placed)
     }
 }
 
@@ -345,7 +398,12 @@ mod tests {
             Err(StorageError::NotContiguous { .. })
         ));
         s.append("{a}", 3, &[Bytes::from_static(b"def")]).unwrap();
-        let e: Vec<u8> = s.entity("{a}", 4).unwrap().concat();
+        let e: Vec<u8> = s
+            .entity("{a}", 4)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+            .concat();
         assert_eq!(e, b"abcd");
         let p = s.entity_path("{a}");
         assert_eq!(p, "//node-1/BITS-Sessions/{a}/request");
@@ -353,7 +411,20 @@ mod tests {
         assert!(s.write_path(&s.reply_path("{a}"), Bytes::from_static(b"ok")));
         assert_eq!(s.reply("{a}").unwrap().unwrap(), "ok");
         assert!(!s.write_path("//node-2/BITS-Sessions/{a}/response", Bytes::new()));
-        s.commit("{a}", 6, "/up/a").unwrap();
+        assert_eq!(
+            s.commit("{a}", 6, "/up/a", false).unwrap(),
+            Placement::Placed
+        );
+        // Placed before a crash: the same session finds it its own.
+        assert_eq!(
+            s.commit("{a}", 6, "/up/a", false).unwrap(),
+            Placement::AlreadyPlaced
+        );
+        s.save(&rec("{b}")).unwrap();
+        assert_eq!(
+            s.commit("{b}", 0, "/up/a", false).unwrap(),
+            Placement::Exists
+        );
         assert_eq!(
             s.destination("/up/a").unwrap().hash,
             protocol::txid::hash(b"abcdef")

@@ -54,6 +54,9 @@ pub const X_NODE: HeaderName = HeaderName::from_static("x-bitsfarm-node");
 /// `X-Bitsfarm-Session-Id`: a harness extension on notifications carrying the BITS session id
 /// (by-value notifications otherwise carry none).
 pub const X_SESSION_ID: HeaderName = HeaderName::from_static("x-bitsfarm-session-id");
+/// Harness extension on notifications: the secret shared by the nodes and the application, so
+/// the application refuses notifications that do not come from a node.
+pub const X_APP_TOKEN: HeaderName = HeaderName::from_static("x-bitsfarm-app-token");
 
 /// The only protocol GUID defined: "BITS 1.5 Upload Protocol".
 pub const PROTOCOL_GUID: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";

@@ -86,6 +86,133 @@ pub enum Parsed {
     Malformed,
 }
 
+/// XXH3-64 over bytes fed piece by piece (equal to [`hash`] of their concatenation).
+#[derive(Default, Clone)]
+pub struct StreamHash(XxHash3_64);
+
+impl StreamHash {
+    /// A hasher with nothing fed.
+    pub fn new() -> StreamHash {
+        StreamHash::default()
+    }
+
+    /// Feeds bytes.
+    pub fn write(&mut self, data: &[u8]) {
+        self.0.write(data);
+    }
+
+    /// The hash of everything fed.
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// The envelope header for a payload known by its length and hash (see [`header`]), for a
+/// payload too large to hold in memory.
+pub fn header_for(txid: &str, payload_len: u64, payload_hash: u64) -> Vec<u8> {
+    assert!(is_valid_txid(txid), "invalid transaction id {txid:?}");
+    format!("bitsfarm-txid:1 {txid} {payload_len} {payload_hash:016x}\n").into_bytes()
+}
+
+/// What [`Digest`] found in an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    /// Bytes seen.
+    pub len: u64,
+    /// XXH3-64 of all of them.
+    pub hash: u64,
+    /// The envelope, if the data starts with one.
+    pub parsed: Parsed,
+    /// With an envelope: whether the payload's length and hash match it.
+    pub payload_matches: bool,
+}
+
+/// Reads an upload as it streams past (by value, or from a file): its length, its hash, and its
+/// transaction-id envelope checked against the payload, holding at most [`MAX_HEADER_LEN`]
+/// bytes.
+#[derive(Default)]
+pub struct Digest {
+    len: u64,
+    whole: StreamHash,
+    head: Vec<u8>,
+    parsed: Option<Parsed>,
+    payload: StreamHash,
+    payload_len: u64,
+}
+
+impl Digest {
+    /// A digest of nothing yet.
+    pub fn new() -> Digest {
+        Digest::default()
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Feeds the next bytes of the upload.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.len += data.len() as u64;
+        self.whole.write(data);
+        let mut rest = data;
+        if self.parsed.is_none() {
+            let take = rest.len().min(MAX_HEADER_LEN - self.head.len());
+            self.head.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            self.decide(false);
+        }
+        if let Some(Parsed::Envelope(_)) = self.parsed {
+            self.payload.write(rest);
+            self.payload_len += rest.len() as u64;
+        }
+    }
+
+    /// Decides what the head is as soon as it can (`done`: no more bytes will come).
+    fn decide(&mut self, done: bool) {
+        let h = &self.head;
+        let undecided = !done
+            && h.len() < MAX_HEADER_LEN
+            && MAGIC.starts_with(&h[..h.len().min(MAGIC.len())])
+            && !h.contains(&b'\n');
+        if undecided {
+            return;
+        }
+        let parsed = parse(h);
+        if let Parsed::Envelope(e) = &parsed {
+            let after = &self.head[e.header_len..];
+            self.payload.write(after);
+            self.payload_len += after.len() as u64;
+        }
+        self.parsed = Some(parsed);
+    }
+
+    /// What the whole upload was.
+    pub fn finish(mut self) -> Digested {
+        if self.parsed.is_none() {
+            self.decide(true);
+        }
+        let parsed = self.parsed.take().unwrap_or(Parsed::Plain);
+        let payload_matches = match &parsed {
+            Parsed::Envelope(e) => {
+                e.payload_len == self.payload_len && e.payload_hash == self.payload.finish()
+            }
+            _ => false,
+        };
+        Digested {
+            len: self.len,
+            hash: self.whole.finish(),
+            parsed,
+            payload_matches,
+        }
+    }
+}
+
 /// Reads the envelope header from the start of the data (`head` needs to hold only the first
 /// [`MAX_HEADER_LEN`] bytes).
 pub fn parse(head: &[u8]) -> Parsed {
@@ -137,6 +264,46 @@ mod tests {
         assert_eq!(e.payload_len, payload.len() as u64);
         assert_eq!(e.payload_hash, hash(&data[hl..]));
         assert_eq!(hash_chunks([&data[..3], &data[3..]]), hash(&data));
+    }
+
+    #[test]
+    fn a_digest_of_any_split_equals_the_whole() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut data = header("t-9", &payload);
+        data.extend_from_slice(&payload);
+        for cut in [1, 3, 16, 17, 40, 127, 128, 129, 500] {
+            let mut d = Digest::new();
+            for piece in data.chunks(cut) {
+                d.feed(piece);
+            }
+            let got = d.finish();
+            assert_eq!(got.len, data.len() as u64, "{cut}");
+            assert_eq!(got.hash, hash(&data), "{cut}");
+            assert!(
+                matches!(&got.parsed, Parsed::Envelope(e) if e.txid == "t-9"),
+                "{cut}"
+            );
+            assert!(got.payload_matches, "{cut}");
+        }
+        let mut bad = data.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let mut d = Digest::new();
+        d.feed(&bad);
+        assert!(!d.finish().payload_matches);
+        for (text, want) in [
+            (&b"plain bytes"[..], Parsed::Plain),
+            (b"bitsf", Parsed::Plain),
+            (b"bitsfarm-txid:1 x 1", Parsed::Malformed),
+            (b"", Parsed::Plain),
+        ] {
+            let mut d = Digest::new();
+            d.feed(text);
+            assert_eq!(d.finish().parsed, want, "{text:?}");
+        }
+        assert_eq!(
+            header_for("t-9", payload.len() as u64, hash(&payload)),
+            header("t-9", &payload)
+        );
     }
 
     #[test]

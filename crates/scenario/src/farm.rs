@@ -295,13 +295,21 @@ impl<F: std::future::Future<Output = io::Result<()>> + Send> MapUnit for F {
 struct SimFiles(Arc<Mutex<BTreeMap<String, MemStore>>>);
 
 impl backend::Files for SimFiles {
-    fn read(&self, path: &str) -> io::Result<Vec<Bytes>> {
-        let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        stores
-            .values()
-            .find(|s| s.owns_path(path))
-            .and_then(|s| s.read_path(path))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))
+    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let chunks = {
+            let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            stores
+                .values()
+                .find(|s| s.owns_path(path))
+                .and_then(|s| s.read_path(path))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))?
+        };
+        let mut len = 0;
+        for c in &chunks {
+            each(c);
+            len += c.len() as u64;
+        }
+        Ok(len)
     }
 
     fn write(&self, path: &str, data: Bytes) -> io::Result<()> {

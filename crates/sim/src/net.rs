@@ -649,11 +649,12 @@ mod tests {
             tokio::spawn(async move {
                 let acc = l.accept().await.unwrap();
                 let handler = |req: http::Request<hyper_body::Incoming>| async move {
-                    let n = transport::server::read_body(req.into_body(), 1 << 20)
-                        .await
-                        .unwrap()
-                        .concat()
-                        .len();
+                    let n =
+                        transport::server::read_body(req.into_body(), 1 << 20, &Default::default())
+                            .await
+                            .unwrap()
+                            .concat()
+                            .len();
                     http::Response::new(transport::Body::from(format!("got {n}")))
                 };
                 transport::server::serve(acc.io, &Default::default(), handler)

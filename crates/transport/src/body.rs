@@ -1,8 +1,9 @@
-//! A request/response body made of shared byte chunks (no copies of payloads).
+//! A request/response body made of shared byte chunks (no copies of payloads), or streamed from
+//! a source one chunk at a time (a large file: memory O(chunk), not O(file)).
 
 use std::{
     collections::VecDeque,
-    convert::Infallible,
+    io,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -10,12 +11,38 @@ use std::{
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
+/// Chunks read on demand, in order (a file read piece by piece).
+pub type ChunkSource = Box<dyn Iterator<Item = io::Result<Bytes>> + Send>;
+
+enum Chunks {
+    Ready(VecDeque<Bytes>),
+    Streamed(ChunkSource),
+}
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chunks::Ready(c) => write!(f, "Ready({} chunks)", c.len()),
+            Chunks::Streamed(_) => f.write_str("Streamed"),
+        }
+    }
+}
+
 /// A body of zero or more [`Bytes`] chunks with an exact size, so hyper writes
 /// `Content-Length` and hands the chunks to the transport without copying them.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug)]
 pub struct Body {
-    chunks: VecDeque<Bytes>,
+    chunks: Chunks,
     len: u64,
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body {
+            chunks: Chunks::Ready(VecDeque::new()),
+            len: 0,
+        }
+    }
 }
 
 impl Body {
@@ -28,7 +55,20 @@ impl Body {
     pub fn from_chunks(chunks: impl IntoIterator<Item = Bytes>) -> Body {
         let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let len = chunks.iter().map(|c| c.len() as u64).sum();
-        Body { chunks, len }
+        Body {
+            chunks: Chunks::Ready(chunks),
+            len,
+        }
+    }
+
+    /// A body of exactly `len` bytes read from `source` as hyper asks for them. A source that
+    /// fails, or ends before `len` bytes or runs past them, fails the body (hyper then cuts the
+    /// connection, so the peer never takes a short body for a whole one).
+    pub fn streamed(len: u64, source: ChunkSource) -> Body {
+        Body {
+            chunks: Chunks::Streamed(source),
+            len,
+        }
     }
 
     /// Total length in bytes.
@@ -62,26 +102,78 @@ impl From<String> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.chunks.pop_front() {
-            Some(c) => {
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let left = self.len;
+        let next = match &mut self.chunks {
+            Chunks::Ready(c) => c.pop_front().map(Ok),
+            Chunks::Streamed(source) => {
+                if left == 0 {
+                    None
+                } else {
+                    Some(match source.next() {
+                        None => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("the body's source ended {left} bytes early"),
+                        )),
+                        Some(Ok(c)) if c.len() as u64 > left => Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the body's source is longer than declared",
+                        )),
+                        Some(r) => r,
+                    })
+                }
+            }
+        };
+        match next {
+            Some(Ok(c)) => {
                 self.len -= c.len() as u64;
                 Poll::Ready(Some(Ok(Frame::data(c))))
             }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        match &self.chunks {
+            Chunks::Ready(c) => c.is_empty(),
+            Chunks::Streamed(_) => self.len == 0,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    fn source(parts: &[&'static [u8]]) -> ChunkSource {
+        Box::new(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_yields_its_source_and_checks_its_length() {
+        let b = Body::streamed(6, source(&[b"abc", b"def"]));
+        assert_eq!(b.collect().await.unwrap().to_bytes(), "abcdef");
+        let short = Body::streamed(7, source(&[b"abc", b"def"]));
+        assert!(short.collect().await.is_err());
+        let long = Body::streamed(5, source(&[b"abc", b"def"]));
+        assert!(long.collect().await.is_err());
     }
 }

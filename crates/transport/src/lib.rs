@@ -19,7 +19,7 @@ use std::{future::Future, io, pin::Pin};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use body::Body;
+pub use body::{Body, ChunkSource};
 pub use client::{Error, HttpConn};
 
 /// A byte stream an actor can speak HTTP over.

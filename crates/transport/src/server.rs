@@ -18,15 +18,24 @@ pub struct ServerOptions {
     /// closes it. Covers idle kept-alive connections too, like IIS's `connectionTimeout`
     /// (default 120 s).
     pub idle_timeout: Duration,
+    /// Most connections served at once; `None`: no limit (the simulator). A connection beyond
+    /// the limit gets `503 Service Unavailable` with `Retry-After` and is closed, so a flood of
+    /// connections cannot exhaust the process's file descriptors.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             idle_timeout: Duration::from_secs(120),
+            max_connections: None,
         }
     }
 }
+
+/// Most connections being turned away (answered 503) at once; beyond it they are closed at
+/// once without an answer.
+const MAX_SHEDDING: usize = 64;
 
 /// Serves requests on `io` until the peer closes it, it idles out, or it breaks.
 ///
@@ -49,10 +58,24 @@ where
         .await
 }
 
+/// The answer to a connection over the limit: a 503 that a BITS client retries after its retry
+/// delay, and that tells a person what happened.
+fn overloaded() -> Vec<u8> {
+    let body =
+        "too many connections: this server serves a limited number at once; try again later\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Accepts connections from `listener` and serves each on a task in `tasks` (which may already
 /// hold the server's own background tasks) until accepting fails. Every task is owned by this
 /// future: dropping or aborting it stops them all. `handler` gets each request with its
-/// connection's number and peer.
+/// connection's number and peer. With `max_connections`, connections over the limit are
+/// answered 503 and closed.
 pub async fn serve_all<F, Fut>(
     mut listener: Box<dyn Listen>,
     options: ServerOptions,
@@ -63,13 +86,38 @@ where
     F: Fn(Request<Incoming>, u64, Arc<str>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    let limit = options
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let shedding = Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING));
     let options = Arc::new(options);
+    let mut turned_away = 0u64;
     loop {
         tokio::select! {
             biased;
             Some(_) = tasks.join_next() => {}
             accepted = listener.accept() => {
                 let accepted = accepted?;
+                let permit = match &limit {
+                    None => None,
+                    Some(sem) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            turned_away += 1;
+                            if turned_away.is_power_of_two() {
+                                tracing::warn!(addr = %listener.local_addr(), turned_away,
+                                    "connection limit reached: answering 503");
+                            }
+                            if let Ok(p) = shedding.clone().try_acquire_owned() {
+                                tasks.spawn(async move {
+                                    turn_away(accepted.io).await;
+                                    drop(p);
+                                });
+                            }
+                            continue;
+                        }
+                    },
+                };
                 let handler = handler.clone();
                 let options = options.clone();
                 tasks.spawn(async move {
@@ -79,9 +127,62 @@ where
                     if let Err(e) = serve(accepted.io, &options, per_request).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
+                    drop(permit);
                 });
             }
         }
+    }
+}
+
+/// Answers a connection over the limit with [`overloaded`], then reads (and discards) what the
+/// peer sends for a moment so that closing does not reset the answer away.
+async fn turn_away(mut io: BoxIo) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = async {
+        io.write_all(&overloaded()).await?;
+        io.flush().await?;
+        io.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut left = 64 << 10;
+        while left > 0 {
+            match io.read(&mut buf).await? {
+                0 => break,
+                n => left -= n.min(left),
+            }
+        }
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
+}
+
+/// How long a request body may take (IIS's entity-body timeout and `minBytesPerSecond`): a
+/// peer that stops sending mid-body, or sends a byte now and then, must not hold the request
+/// (and what it locked, and the bytes it buffered) for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTiming {
+    /// Longest wait for the next piece of the body. Default 120 s.
+    pub idle: Duration,
+    /// Slowest average rate accepted once the `idle` grace period is over, bytes per second:
+    /// a body of `n` bytes must be in after `idle + n / min_bytes_per_s`. Default 240 (IIS).
+    pub min_bytes_per_s: u64,
+}
+
+impl Default for BodyTiming {
+    fn default() -> Self {
+        BodyTiming {
+            idle: Duration::from_secs(120),
+            min_bytes_per_s: 240,
+        }
+    }
+}
+
+impl BodyTiming {
+    /// When a body of `len` bytes must be complete, counted from its start.
+    pub fn budget(&self, len: u64) -> Duration {
+        let rate = self.min_bytes_per_s.max(1);
+        self.idle
+            .saturating_add(Duration::from_secs(len / rate))
+            .min(Duration::from_secs(100 * 365 * 86_400))
     }
 }
 
@@ -92,37 +193,67 @@ pub enum BodyError {
     TooLong,
     /// The connection broke while the body was arriving.
     Broken(String),
+    /// Nothing arrived for [`BodyTiming::idle`], or the body came slower than
+    /// [`BodyTiming::min_bytes_per_s`].
+    TooSlow,
 }
 
-/// Reads a whole request body as the chunks hyper delivered (no copy), up to `limit` bytes.
-pub async fn read_body(mut body: Incoming, limit: u64) -> Result<Vec<Bytes>, BodyError> {
-    let mut chunks = Vec::new();
-    let mut len = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len() as u64;
-            if len > limit {
-                return Err(BodyError::TooLong);
-            }
-            if !data.is_empty() {
-                chunks.push(data);
-            }
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLong => f.write_str("the body is longer than declared"),
+            BodyError::Broken(why) => write!(f, "the connection broke: {why}"),
+            BodyError::TooSlow => f.write_str("the body stalled or came too slowly"),
         }
     }
-    Ok(chunks)
+}
+
+/// Reads a whole request body as the chunks hyper delivered (no copy), up to `limit` bytes,
+/// within `timing` (the budget of a `limit`-byte body).
+pub async fn read_body(
+    mut body: Incoming,
+    limit: u64,
+    timing: &BodyTiming,
+) -> Result<Vec<Bytes>, BodyError> {
+    let all = async {
+        let mut chunks = Vec::new();
+        let mut len = 0u64;
+        loop {
+            let frame = match tokio::time::timeout(timing.idle, body.frame()).await {
+                Err(_) => return Err(BodyError::TooSlow),
+                Ok(None) => return Ok(chunks),
+                Ok(Some(frame)) => frame.map_err(|e| BodyError::Broken(e.to_string()))?,
+            };
+            if let Ok(data) = frame.into_data() {
+                len += data.len() as u64;
+                if len > limit {
+                    return Err(BodyError::TooLong);
+                }
+                if !data.is_empty() {
+                    chunks.push(data);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timing.budget(limit), all)
+        .await
+        .unwrap_or(Err(BodyError::TooSlow))
 }
 
 /// Reads and discards a request body, so the connection can be kept alive after an early
-/// answer. Stops (and lets hyper close the connection) after `limit` bytes.
-pub async fn drain_body(mut body: Incoming, limit: u64) {
-    let mut len = 0u64;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data() {
-            len += data.len() as u64;
-            if len > limit {
-                return;
+/// answer. Stops (and lets hyper close the connection) after `limit` bytes, or when the body
+/// stalls or crawls (`timing`).
+pub async fn drain_body(mut body: Incoming, limit: u64, timing: &BodyTiming) {
+    let all = async {
+        let mut len = 0u64;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(timing.idle, body.frame()).await {
+            if let Ok(data) = frame.into_data() {
+                len += data.len() as u64;
+                if len > limit {
+                    return;
+                }
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout(timing.budget(limit), all).await;
 }

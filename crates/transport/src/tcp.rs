@@ -1,6 +1,6 @@
 //! The transport seam over real TCP sockets.
 
-use std::io;
+use std::{io, time::Duration};
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -11,6 +11,7 @@ pub struct TcpListen {
     inner: TcpListener,
     addr: String,
     next_conn: u64,
+    accept_errors: u64,
 }
 
 impl TcpListen {
@@ -22,27 +23,91 @@ impl TcpListen {
             inner,
             addr,
             next_conn: 0,
+            accept_errors: 0,
         })
     }
 }
 
 impl Listen for TcpListen {
+    /// Waits for the next connection. An error that concerns one connection or a passing lack
+    /// of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`, ...) is logged and
+    /// waited out (10 ms, doubling to 1 s while it lasts): a server must not stop because a
+    /// peer opened too many connections. Only an error of the listening socket itself ends it.
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
-            let (stream, peer) = self.inner.accept().await?;
-            stream.set_nodelay(true)?;
-            self.next_conn += 1;
-            Ok(Accepted {
-                io: Box::new(stream),
-                peer: peer.to_string(),
-                conn: self.next_conn,
-            })
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                match self.inner.accept().await {
+                    Ok((stream, peer)) => {
+                        // A peer that already reset makes these fail; the connection then
+                        // fails on its own, the listener does not.
+                        let _ = stream.set_nodelay(true);
+                        let _ = keepalive(&stream);
+                        self.next_conn += 1;
+                        return Ok(Accepted {
+                            io: Box::new(stream),
+                            peer: peer.to_string(),
+                            conn: self.next_conn,
+                        });
+                    }
+                    Err(e) if listener_is_broken(&e) => return Err(e),
+                    Err(e) => {
+                        self.accept_errors += 1;
+                        if self.accept_errors.is_power_of_two() {
+                            tracing::warn!(addr = %self.addr, error = %e, errors = self.accept_errors,
+                                "cannot accept a connection; waiting and trying again");
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
         })
     }
 
     fn local_addr(&self) -> String {
         self.addr.clone()
     }
+}
+
+/// Whether an accept error means the listening socket itself is unusable (rather than one
+/// connection, or resources that will come back).
+fn listener_is_broken(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+    matches!(
+        errno,
+        Some(Errno::BADF | Errno::INVAL | Errno::NOTSOCK | Errno::OPNOTSUPP | Errno::FAULT)
+    )
+}
+
+/// TCP keepalive on an accepted connection, so a peer that vanished (a half-open connection
+/// after a Wi-Fi drop or a NAT timeout) is noticed in about two minutes even while the server
+/// waits for its body.
+fn keepalive(stream: &TcpStream) -> io::Result<()> {
+    use rustix::net::sockopt;
+    sockopt::set_socket_keepalive(stream, true)?;
+    sockopt::set_tcp_keepidle(stream, Duration::from_secs(60))?;
+    sockopt::set_tcp_keepintvl(stream, Duration::from_secs(10))?;
+    sockopt::set_tcp_keepcnt(stream, 6)?;
+    Ok(())
+}
+
+/// The soft limit on open file descriptors of this process (`RLIMIT_NOFILE`), if known.
+pub fn fd_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raises the soft limit on open file descriptors to the hard limit; returns the new soft
+/// limit. Servers call it at start, as most network daemons do.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    fd_limit()
 }
 
 /// Opens TCP connections; an authority without a port means port 80.

@@ -1,12 +1,16 @@
 //! `bitsfarm serve`: one BITS node and the server application on real sockets, for real BITS
 //! clients (bitsadmin, Start-BitsTransfer, `bitsfarm upload`, curl).
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
-use backend::{Backend, BackendConfig, Ledger, LocalFiles};
+use backend::{Backend, BackendConfig, Files, Ledger};
+use bytes::Bytes;
 use clap::ValueEnum;
-use node::{DiskStore, MemStore, Node, NodeConfig, NotificationType, Storage};
+use node::{
+    DiskStore, MemStore, Node, NodeConfig, NotificationType, Storage,
+    disk::{SESSIONS_DIR, SessionFile},
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use transport::{
@@ -42,7 +46,13 @@ impl From<Notification> for NotificationType {
 #[command(after_help = "\
 The node accepts BITS uploads to any path, e.g. http://127.0.0.1:8080/upload/report.bin.
 The application's ledger (every delivery, with node, session, transaction id and hash) is at
-GET http://<backend addr>/ledger and is printed to stdout on Ctrl-C.
+GET http://<backend addr>/ledger, is printed to stdout on Ctrl-C, and is kept on disk as JSON
+lines (--ledger): a restart replays it, so no recorded delivery is lost and a repeated
+transaction id never has a second effect.
+
+Limits (each answered 503, which BITS clients retry): --max-connections, --max-sessions,
+--max-session-bytes, --max-buffered-bytes. A fragment body that stalls for --idle-timeout-s or
+comes slower than --min-bytes-per-s is abandoned.
 
 Example, from a Windows machine that can reach this one:
   bitsadmin /transfer t /upload http://HOST:8080/upload/a.bin C:\\a.bin
@@ -73,12 +83,49 @@ pub struct Args {
     /// BITSMaximumUploadSize, bytes.
     #[arg(long, default_value_t = 1_844_674_407_370_955, value_name = "BYTES")]
     max_upload_size: u64,
+    /// Largest fragment body, bytes; larger fragments get 413 and the client shrinks its
+    /// fragments (IIS's maxAllowedContentLength, 30,000,000 by default).
+    #[arg(long, default_value_t = 30_000_000, value_name = "BYTES")]
+    max_fragment_size: u64,
+    /// The application's own limit on an upload's size, bytes: larger uploads are refused at
+    /// their first fragment with the fatal BG_E_TOO_LARGE (0x80200020). Default: none.
+    #[arg(long, value_name = "BYTES")]
+    app_max_size: Option<u64>,
     /// BITSSessionTimeout, seconds without progress before a session is deleted.
     #[arg(long, default_value_t = 1_209_600, value_name = "N")]
     session_timeout_s: u64,
+    /// Seconds after which a session that never received a byte is deleted.
+    #[arg(long, default_value_t = 3600, value_name = "N")]
+    empty_session_timeout_s: u64,
+    /// How often expired sessions are deleted, seconds.
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    cleanup_interval_s: u64,
     /// Seconds the application may take before the node gives up on it.
     #[arg(long, default_value_t = 300, value_name = "N")]
     app_deadline_s: u64,
+    /// Seconds a connection may idle, or a request body stall, before it is closed (IIS's
+    /// connectionTimeout).
+    #[arg(long, default_value_t = 120, value_name = "N")]
+    idle_timeout_s: u64,
+    /// Slowest average rate of a request body after the idle grace period, bytes per second
+    /// (IIS's minBytesPerSecond).
+    #[arg(long, default_value_t = 240, value_name = "N")]
+    min_bytes_per_s: u64,
+    /// Most connections served at once; more are answered 503 and closed. Default: a quarter
+    /// of the open-file limit (each connection may need a socket to the application and a
+    /// file besides its own).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most open sessions; more Create-Sessions are answered 503.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_sessions: u64,
+    /// Most bytes open sessions may hold together; fragments beyond are answered 503.
+    /// Default 8 GiB on disk, 1 GiB with --volatile.
+    #[arg(long, value_name = "BYTES")]
+    max_session_bytes: Option<u64>,
+    /// Most bytes of fragment bodies held in memory at once.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    max_buffered_bytes: u64,
     /// BITSAllowOverwrites: type-0 uploads may replace existing files.
     #[arg(long)]
     allow_overwrites: bool,
@@ -89,10 +136,18 @@ pub struct Args {
     /// --upload-root.
     #[arg(long)]
     volatile: bool,
+    /// The application's ledger, one JSON line per delivery. Default:
+    /// <upload-root>/BITS-Sessions/ledger.jsonl (no upload can reach it).
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<PathBuf>,
     /// The application deduplicates by transaction id: a repeated id is acknowledged but has
     /// no second effect.
     #[arg(long)]
     dedupe: bool,
+    /// The secret the node sends with each notification; the application refuses
+    /// notifications without it. Default: a random one, made at start.
+    #[arg(long, value_name = "TOKEN")]
+    app_token: Option<String>,
 }
 
 /// Runs until Ctrl-C, then prints the ledger.
@@ -103,7 +158,59 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(serve(args))
 }
 
+/// The application's by-reference files: only the node's own session files, through the
+/// node's store (which follows no symbolic link).
+struct SessionFiles(DiskStore);
+
+impl Files for SessionFiles {
+    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let (id, which) = self.0.session_file(path).ok_or_else(|| refused(path))?;
+        let (_, chunks) = self
+            .0
+            .read_session_file(&id, which)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut len = 0;
+        for c in chunks {
+            let c = c?;
+            len += c.len() as u64;
+            each(&c);
+        }
+        Ok(len)
+    }
+
+    fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
+        match self.0.session_file(path) {
+            Some((id, SessionFile::Response)) => self
+                .0
+                .put_reply(&id, data)
+                .map_err(|e| io::Error::other(e.to_string())),
+            _ => Err(refused(path)),
+        }
+    }
+}
+
+fn refused(path: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{path:?} is not a file of this node's sessions"),
+    )
+}
+
+/// A random token from the operating system (live mode only).
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the application token; pass --app-token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let fd_limit = transport::tcp::raise_fd_limit();
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| fd_limit.map_or(256, |n| (n.saturating_sub(64) / 4).max(16)) as usize);
     let app_listener = TcpListen::bind(&args.backend_listen)
         .await
         .with_context(|| format!("cannot listen on --backend-listen {}", args.backend_listen))?;
@@ -113,16 +220,17 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let app_addr = app_listener.local_addr();
     let node_addr = node_listener.local_addr();
 
+    // The upload root holds the ledger even when sessions are volatile.
+    let disk = DiskStore::open(&args.upload_root)
+        .with_context(|| format!("cannot use --upload-root {}", args.upload_root.display()))?;
     let (store, files_note): (Arc<dyn Storage>, String) = if args.volatile {
         (
             Arc::new(MemStore::new("bitsfarm")),
             "in memory (--volatile)".into(),
         )
     } else {
-        let disk = DiskStore::open(&args.upload_root)
-            .with_context(|| format!("cannot use --upload-root {}", args.upload_root.display()))?;
         let note = disk.root().display().to_string();
-        (Arc::new(disk), note)
+        (Arc::new(disk.clone()), note)
     };
     let notification: NotificationType = args.notification.into();
     if args.volatile && notification == NotificationType::ByReference {
@@ -130,18 +238,43 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             "--notification by-reference needs files the application can open; drop --volatile"
         );
     }
+    let token = match &args.app_token {
+        Some(t) => t.clone(),
+        None => random_token()?,
+    };
+    let app_max_size = args.app_max_size.unwrap_or(u64::MAX);
     let cfg = NodeConfig {
         name: "node".into(),
         host_id: args.host_id.clone(),
         host_id_fallback_timeout_s: args.fallback_timeout_s,
         session_timeout_s: args.session_timeout_s,
-        max_upload_size: args.max_upload_size,
+        cleanup_interval_s: args.cleanup_interval_s,
+        // The application's own limit is checked at the first fragment, like
+        // BITSMaximumUploadSize: refused at once, not after the whole upload was sent.
+        max_upload_size: if notification == NotificationType::None {
+            args.max_upload_size
+        } else {
+            args.max_upload_size.min(app_max_size)
+        },
+        max_fragment_size: args.max_fragment_size,
         notification,
         notification_url: (notification != NotificationType::None)
             .then(|| format!("http://{app_addr}/bits/notify")),
         app_deadline_s: args.app_deadline_s,
         upload_reply: args.upload_reply,
         allow_overwrites: args.allow_overwrites,
+        idle_timeout_s: args.idle_timeout_s,
+        min_bytes_per_s: args.min_bytes_per_s,
+        max_buffered_bytes: args.max_buffered_bytes,
+        max_sessions: Some(args.max_sessions),
+        max_session_bytes: Some(args.max_session_bytes.unwrap_or(if args.volatile {
+            1 << 30
+        } else {
+            8 << 30
+        })),
+        empty_session_timeout_s: Some(args.empty_session_timeout_s),
+        max_connections: Some(max_connections),
+        app_token: Some(token.clone()),
         ..NodeConfig::default()
     };
     let clock = live::clock();
@@ -156,16 +289,23 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         },
     )
     .context("invalid node settings")?;
-    let ledger = Ledger::new(args.dedupe);
+    let ledger_path = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| disk.root().join(SESSIONS_DIR).join("ledger.jsonl"));
+    let ledger = Ledger::open(&ledger_path, args.dedupe)?;
+    let recovered = ledger.len();
     let app = Backend::new(
         BackendConfig {
             name: "backend".into(),
             reply: args.upload_reply,
+            max_body: app_max_size,
+            token: Some(token),
             ..BackendConfig::default()
         },
         ledger.clone(),
         backend::Env {
-            files: Arc::new(LocalFiles),
+            files: Arc::new(SessionFiles(disk.clone())),
             probe: probe::none(),
             clock,
         },
@@ -178,9 +318,11 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         None => "unset".into(),
     };
     let banner = format!(
-        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note})\n  application      http://{app_addr}/bits/notify   (notification: {})\n  ledger           http://{app_addr}/ledger\n  BITSHostId       {host_id}\n  dedupe           {}\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
+        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note})\n  application      http://{app_addr}/bits/notify   (notification: {})\n  ledger           http://{app_addr}/ledger   ({}, {recovered} deliveries recovered)\n  BITSHostId       {host_id}\n  dedupe           {}\n  limits           {max_connections} connections, {} sessions\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
         notification.name(),
-        if args.dedupe { "on" } else { "off" }
+        ledger_path.display(),
+        if args.dedupe { "on" } else { "off" },
+        args.max_sessions,
     );
     {
         use std::io::Write as _;

@@ -43,6 +43,25 @@ impl RunningNode {
     }
 }
 
+/// The application's files: none (these farms notify by value).
+struct NoFiles;
+
+impl backend::Files for NoFiles {
+    fn read(&self, path: &str, _: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            path.to_owned(),
+        ))
+    }
+
+    fn write(&self, path: &str, _: bytes::Bytes) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            path.to_owned(),
+        ))
+    }
+}
+
 impl Farm {
     pub async fn start(app_probe: Arc<TestProbe>, cfg: BackendConfig) -> Farm {
         let listener = TcpListen::bind("127.0.0.1:0").await.unwrap();
@@ -52,7 +71,7 @@ impl Farm {
             cfg,
             ledger.clone(),
             backend::Env {
-                files: Arc::new(backend::LocalFiles),
+                files: Arc::new(NoFiles),
                 probe: app_probe as SharedProbe,
                 clock: Clock::starting_now(),
             },

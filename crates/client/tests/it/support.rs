@@ -69,7 +69,7 @@ pub async fn script_server(
                     let (log, script, count) = (log.clone(), script.clone(), count.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        transport::server::drain_body(body, 1 << 30).await;
+                        transport::server::drain_body(body, 1 << 30, &Default::default()).await;
                         let seen = Seen {
                             server: name,
                             packet: Packet::parse(&parts.method, &parts.headers).ok(),

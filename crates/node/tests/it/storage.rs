@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use node::{DiskStore, NodeConfig, SessionRecord, Storage, StorageError};
+use node::{DiskStore, NodeConfig, Placement, SessionRecord, Storage, StorageError};
 
 use crate::{support::*, upload::tempdir};
 
@@ -77,12 +77,15 @@ fn bytes_a_crash_left_beyond_the_saved_state_are_discarded() {
     // The next append continues at the saved offset; the torn bytes are gone.
     s.append(id, rec.received, &[Bytes::from_static(b"efghij")])
         .unwrap();
-    assert_eq!(s.entity(id, 10).unwrap().concat(), b"abcdefghij");
+    assert_eq!(entity(&s, id, 10), b"abcdefghij");
     assert!(matches!(
         s.append(id, 20, &[Bytes::new()]),
         Err(StorageError::NotContiguous { .. })
     ));
-    s.commit(id, 10, "/out/x.bin").unwrap();
+    assert_eq!(
+        s.commit(id, 10, "/out/x.bin", false).unwrap(),
+        Placement::Placed
+    );
     assert_eq!(
         std::fs::read(root.join("out/x.bin")).unwrap(),
         b"abcdefghij"
@@ -92,6 +95,179 @@ fn bytes_a_crash_left_beyond_the_saved_state_are_discarded() {
         leftovers.len(),
         1,
         "no temporary file left beside the destination"
+    );
+}
+
+/// A session's first `len` entity bytes, read back through the store's stream.
+fn entity(s: &DiskStore, id: &str, len: u64) -> Vec<u8> {
+    s.entity(id, len)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// A session holding `bytes`, saved as complete.
+fn session_with(s: &DiskStore, id: &str, bytes: &[u8]) {
+    let mut rec = record(id);
+    s.save(&rec).unwrap();
+    s.append(id, 0, &[Bytes::copy_from_slice(bytes)]).unwrap();
+    rec.received = bytes.len() as u64;
+    rec.total = Some(rec.received);
+    s.save(&rec).unwrap();
+}
+
+#[test]
+fn a_node_that_died_after_placing_a_file_finds_it_its_own() {
+    // Audit D7: the file is placed, the node dies before recording it; after a restart the
+    // same session's commit is "already placed", another session's is "exists".
+    let root = tempdir("placed");
+    let s = DiskStore::open(&root).unwrap();
+    let (a, b) = (
+        "{AAAAAAAA-0000-4000-8000-000000000001}",
+        "{BBBBBBBB-0000-4000-8000-000000000002}",
+    );
+    session_with(&s, a, b"first upload");
+    session_with(&s, b, b"second upload");
+    assert_eq!(
+        s.commit(a, 12, "/c/v.bin", false).unwrap(),
+        Placement::Placed
+    );
+    let s = DiskStore::open(&root).unwrap();
+    assert_eq!(
+        s.commit(a, 12, "/c/v.bin", false).unwrap(),
+        Placement::AlreadyPlaced
+    );
+    assert_eq!(
+        s.commit(b, 13, "/c/v.bin", false).unwrap(),
+        Placement::Exists
+    );
+    assert_eq!(
+        std::fs::read(root.join("c/v.bin")).unwrap(),
+        b"first upload"
+    );
+    // With overwrites on the second replaces the first, whole.
+    assert_eq!(
+        s.commit(b, 13, "/c/v.bin", true).unwrap(),
+        Placement::Placed
+    );
+    assert_eq!(
+        std::fs::read(root.join("c/v.bin")).unwrap(),
+        b"second upload"
+    );
+}
+
+#[test]
+fn concurrent_commits_to_one_path_never_mix_their_bytes() {
+    // Audit D3: the existence check and the placement are one step.
+    let root = tempdir("race");
+    let s = DiskStore::open(&root).unwrap();
+    let big = |b: u8| vec![b; 4 << 20];
+    for round in 0..20 {
+        let path = format!("/race/r{round}.bin");
+        let ids = [
+            format!("{{{round:08X}-0000-4000-8000-00000000000A}}"),
+            format!("{{{round:08X}-0000-4000-8000-00000000000B}}"),
+        ];
+        for (i, id) in ids.iter().enumerate() {
+            session_with(&s, id, &big(b'a' + i as u8));
+        }
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<Placement> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let (s, barrier, path) = (&s, &barrier, &path);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        s.commit(id, 4 << 20, path, false).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let placed = results.iter().filter(|r| **r == Placement::Placed).count();
+        let exists = results.iter().filter(|r| **r == Placement::Exists).count();
+        assert_eq!((placed, exists), (1, 1), "round {round}: {results:?}");
+        let winner = results
+            .iter()
+            .position(|r| *r == Placement::Placed)
+            .unwrap();
+        let file = std::fs::read(root.join(&path[1..])).unwrap();
+        assert!(
+            file == big(b'a' + winner as u8),
+            "round {round}: a torn file"
+        );
+    }
+}
+
+#[test]
+fn nothing_is_followed_through_a_symbolic_link_under_the_root() {
+    // Audit D5: a link planted in the root, as a directory or at a destination name.
+    let root = tempdir("links");
+    let outside = tempdir("links-outside");
+    std::fs::write(outside.join("victim.txt"), b"keep").unwrap();
+    let s = DiskStore::open(&root).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("linkdir")).unwrap();
+    std::os::unix::fs::symlink(outside.join("victim.txt"), root.join("planted.bin")).unwrap();
+    let id = "{CCCCCCCC-0000-4000-8000-000000000003}";
+    session_with(&s, id, b"attacker bytes");
+    assert!(matches!(
+        s.commit(id, 14, "/linkdir/victim.txt", true),
+        Err(StorageError::Unsafe(_))
+    ));
+    assert!(matches!(
+        s.destination_exists("/linkdir/x.bin"),
+        Err(StorageError::Unsafe(_))
+    ));
+    // A link at the destination name counts as an existing file (overwrites off) ...
+    assert!(s.destination_exists("/planted.bin").unwrap());
+    assert_eq!(
+        s.commit(id, 14, "/planted.bin", false).unwrap(),
+        Placement::Exists
+    );
+    // ... and with overwrites on the link itself is replaced, never written through.
+    assert_eq!(
+        s.commit(id, 14, "/planted.bin", true).unwrap(),
+        Placement::Placed
+    );
+    assert_eq!(std::fs::read(outside.join("victim.txt")).unwrap(), b"keep");
+    assert!(
+        !std::fs::symlink_metadata(root.join("planted.bin"))
+            .unwrap()
+            .is_symlink()
+    );
+    // A session directory replaced by a link is refused, not followed.
+    let id2 = "{DDDDDDDD-0000-4000-8000-000000000004}";
+    std::os::unix::fs::symlink(&outside, root.join("BITS-Sessions").join(id2)).unwrap();
+    assert!(matches!(
+        s.append(id2, 0, &[Bytes::from_static(b"x")]),
+        Err(StorageError::Unsafe(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing was written outside the root"
+    );
+}
+
+#[test]
+fn litter_of_cut_short_creations_is_swept() {
+    // Audit D16: a directory without state is removed at boot; sessions with state stay.
+    let root = tempdir("litter");
+    let s = DiskStore::open(&root).unwrap();
+    let live = "{EEEEEEEE-0000-4000-8000-000000000005}";
+    session_with(&s, live, b"keep me");
+    let dead = root.join("BITS-Sessions/{FFFFFFFF-0000-4000-8000-000000000006}");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("state.json.tmp"), b"").unwrap();
+    std::fs::write(root.join("BITS-Sessions/ledger.jsonl"), b"").unwrap();
+    assert_eq!(s.sweep_litter().unwrap(), 1);
+    assert!(!dead.exists());
+    assert!(s.get(live).unwrap().is_some());
+    assert!(
+        root.join("BITS-Sessions/ledger.jsonl").exists(),
+        "not a session: kept"
     );
 }
 

@@ -110,10 +110,13 @@ pub async fn start_backend(
 pub struct MemFiles(pub MemStore);
 
 impl backend::Files for MemFiles {
-    fn read(&self, path: &str) -> io::Result<Vec<Bytes>> {
-        self.0
+    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let chunks = self
+            .0
             .read_path(path)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))?;
+        chunks.iter().for_each(|c| each(c));
+        Ok(chunks.iter().map(|c| c.len() as u64).sum())
     }
 
     fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
@@ -193,7 +196,7 @@ pub async fn start_recorder(
                     let (s, answer) = (s.clone(), answer.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = transport::server::read_body(body, 1 << 30)
+                        let body = transport::server::read_body(body, 1 << 30, &Default::default())
                             .await
                             .unwrap()
                             .concat();
