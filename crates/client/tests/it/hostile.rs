@@ -369,6 +369,42 @@ async fn a_cancel_session_that_fails_with_503_is_sent_again() {
     );
     // The resend waited the retry delay.
     assert!(before.elapsed() >= std::time::Duration::from_secs(600));
+
+    // A Cancel-Session that always fails is resent only while the no-progress timeout allows.
+    let log = new_log();
+    let srv = script_server("O", log.clone(), |s, _| match &s.packet {
+        Some(
+            Packet::CancelSession { session_id }
+            | Packet::Fragment(protocol::packet::Fragment { session_id, .. }),
+        ) => Ack::error(503, HResult::FAIL, ErrorContext::REMOTE_FILE).with_session(session_id),
+        _ => happy(s, None),
+    })
+    .await;
+    let job = make_job(
+        JobConfig {
+            no_progress_timeout_s: 1800,
+            ..job_config(&srv.addr, "/c.bin")
+        },
+        data(10, 13),
+        TestProbe::quiet(),
+    );
+    let control = job.control();
+    let run = tokio::spawn(job.run());
+    control
+        .progress()
+        .wait_for(|p| p.state == JobState::TransientError)
+        .await
+        .unwrap();
+    control.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(report.state, JobState::Cancelled);
+    let cancels = seen(&log)
+        .iter()
+        .filter(|s| s.kind() == "Cancel-Session")
+        .count();
+    // Resent every 600 s while the next try still falls within the 1,800 s no-progress
+    // timeout: at 0, 600, 1,200 and 1,800 s.
+    assert_eq!(cancels, 4, "{cancels} Cancel-Sessions");
 }
 
 #[tokio::test(start_paused = true)]

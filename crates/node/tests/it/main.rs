@@ -2,6 +2,7 @@
 //! in-memory streams).
 
 mod conformance;
+mod hardening;
 mod storage;
 mod support;
 mod timers;
