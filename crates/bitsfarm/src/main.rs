@@ -3,12 +3,14 @@
 
 mod cmd;
 mod live;
+mod out;
 mod parallel;
 mod progress;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use out::errln;
 
 // Seed sweeps run thousands of small simulations; glibc's allocator spends more time in page
 // faults than the simulations spend working (measured: `just bench`).
@@ -94,7 +96,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -52,7 +52,7 @@ pub fn map<T: Sync, R: Send>(
             });
         }
     });
-    bar.finish_and_clear();
+    progress::done(&bar);
     let mut all = done.into_inner().unwrap_or_else(|p| p.into_inner());
     all.sort_by_key(|(i, _)| *i);
     (

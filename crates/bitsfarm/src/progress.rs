@@ -6,10 +6,23 @@ use std::{io, sync::OnceLock};
 
 use indicatif::{MultiProgress, ProgressDrawTarget, TermLike};
 
+fn always() -> bool {
+    std::env::var("BITSFARM_PROGRESS").is_ok_and(|v| v == "always")
+}
+
+/// Ends a bar: on a terminal it disappears; in a log its last line says where it ended.
+pub fn done(bar: &indicatif::ProgressBar) {
+    if always() {
+        bar.finish();
+    } else {
+        bar.finish_and_clear();
+    }
+}
+
 fn bars() -> &'static MultiProgress {
     static BARS: OnceLock<MultiProgress> = OnceLock::new();
     BARS.get_or_init(|| {
-        if std::env::var("BITSFARM_PROGRESS").is_ok_and(|v| v == "always") {
+        if always() {
             MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
                 Box::new(PlainStderr),
                 2,
@@ -50,9 +63,15 @@ impl TermLike for PlainStderr {
         writeln!(io::stderr(), "{s}")
     }
 
+    /// indicatif draws a bar with `write_str` and expects the cursor to stay on its line; in a
+    /// log each drawing is one line of its own, without the padding a terminal needs.
     fn write_str(&self, s: &str) -> io::Result<()> {
         use io::Write as _;
-        write!(io::stderr(), "{s}")
+        let line = s.trim_end();
+        if line.is_empty() {
+            return Ok(());
+        }
+        writeln!(io::stderr(), "{line}")
     }
 
     fn clear_line(&self) -> io::Result<()> {

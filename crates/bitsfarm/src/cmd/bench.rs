@@ -1,6 +1,7 @@
 //! `bitsfarm bench`: measures the simulator against its targets and writes the numbers to
 //! `reports/bench.json`. Benchmarks measure; tests assert behaviour.
 
+use crate::out::{errln, outln};
 use std::{
     path::PathBuf,
     process::{Command, ExitCode},
@@ -185,15 +186,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if want("speed") {
         let s = speed()?;
-        eprintln!(
+        errln!(
             "speed: {} simulated s in {:.1} ms = {:.2e}x real time",
-            s.virtual_time_s, s.wall_ms_median, s.times_real_time
+            s.virtual_time_s,
+            s.wall_ms_median,
+            s.times_real_time
         );
         report.speed = Some(s);
     }
     if want("http") {
         let h = http()?;
-        eprintln!(
+        errln!(
             "http: simulated {:.0} req/s; loopback TCP {:.0} (multi-thread) / {:.0} (current-thread) req/s (medians): {:.2}x (vs the best TCP run: {:.2}x)",
             h.simulated_req_per_s.median,
             h.tcp_multi_thread_req_per_s.median,
@@ -206,9 +209,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if want("runs") {
         let r = runs(args.seeds)?;
         for rr in [&r.standard, &r.crash_after_forward] {
-            eprintln!(
+            errln!(
                 "runs: {} seeds of {} on {} threads: {:.0} runs/s",
-                rr.seeds, rr.scenario, rr.threads, rr.runs_per_s
+                rr.seeds,
+                rr.scenario,
+                rr.threads,
+                rr.runs_per_s
             );
         }
         report.runs = Some(r);
@@ -219,7 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             memory_in_child()?
         };
-        eprintln!(
+        errln!(
             "memory: {} files through {} nodes: peak RSS {:.1} MiB ({:.1} s)",
             m.files,
             m.nodes,
@@ -230,7 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if want("report") {
         let r = report_size()?;
-        eprintln!(
+        errln!(
             "report: {} files, {} events: report.html {:.0} KiB ({} SVG elements), written in {:.0} ms{}",
             r.files,
             r.events,
@@ -245,15 +251,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if want("sweep") {
         let t = sweep_time()?;
-        eprintln!(
+        errln!(
             "sweep: {} runs with reports in {:.1} s ({:.0} runs/s): {}",
-            t.runs, t.wall_s, t.runs_per_s, t.command
+            t.runs,
+            t.wall_s,
+            t.runs_per_s,
+            t.command
         );
         report.sweep = Some(t);
     }
     if want("explore") {
         let e = explore_time()?;
-        eprintln!(
+        errln!(
             "explore: {} generated scenarios in {:.1} s ({:.0}/s); canary found after {:.2} s, shrunk to {} fault rule(s), {:.2} s in all",
             e.runs,
             e.wall_s,
@@ -267,7 +276,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let json = serde_json::to_string_pretty(&report)?;
     if only == Some("memory") {
         // The parent reads this child's numbers from stdout.
-        println!("{json}");
+        outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -275,7 +284,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&args.out, json.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!("wrote {}", args.out.display());
+    errln!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `bitsfarm explore`: swarm testing over generated scenarios; every failure is shrunk and saved
 //! as a scenario file that `bitsfarm scenario` replays.
 
+use crate::out::{out, outln};
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
@@ -201,9 +202,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ok,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", text(&summary));
+        out!("{}", text(&summary));
     }
     Ok(if summary.ok {
         ExitCode::SUCCESS

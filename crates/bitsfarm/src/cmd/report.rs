@@ -1,5 +1,6 @@
 //! `bitsfarm report`: regenerate reports from saved JSON, and merge sweep shards.
 
+use crate::out::outln;
 use std::{path::PathBuf, process::ExitCode};
 
 use report::files::{Kind, kind, merge_sweeps};
@@ -38,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match (args.merge, args.dir) {
         (Some(Merge::Merge { dirs, out }), _) => {
             let s = merge_sweeps(&dirs, &out)?;
-            println!(
+            outln!(
                 "merged {} shard(s): {} of {} runs into {}",
                 dirs.len(),
                 s.runs,
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     report::write_sweep_reports(&dir)?;
                 }
             }
-            println!(
+            outln!(
                 "wrote {} and {}",
                 dir.join("report.md").display(),
                 dir.join("report.html").display()

@@ -1,6 +1,7 @@
 //! `bitsfarm scenario` and `bitsfarm scenarios`: run a scenario on the simulated farm, list the
 //! shipped ones.
 
+use crate::out::{out, outln};
 use std::{
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
@@ -78,10 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| Path::new("reports").join(&sc.name).join(seed.to_string()));
         let summary = run_once(&sc, seed, &replay_base, &dir)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            outln!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            print!("{}", summary.to_text());
-            println!("report: {}", dir.join("report.html").display());
+            out!("{}", summary.to_text());
+            outln!("report: {}", dir.join("report.html").display());
         }
         return Ok(if summary.ok {
             ExitCode::SUCCESS
@@ -107,10 +108,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("cannot write into {}", dir.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&aggregate)?);
+        outln!("{}", serde_json::to_string_pretty(&aggregate)?);
     } else {
-        print!("{}", aggregate.to_text());
-        println!("report: {}", dir.join("report.md").display());
+        out!("{}", aggregate.to_text());
+        outln!("report: {}", dir.join("report.md").display());
     }
     Ok(if aggregate.ok {
         ExitCode::SUCCESS
@@ -177,7 +178,7 @@ pub fn run_many(
 pub fn list() -> anyhow::Result<ExitCode> {
     for (name, text) in scenario::catalog::SHIPPED {
         let sc = scenario::load_str(text, name, name).map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{name:<24} {}", sc.description);
+        outln!("{name:<24} {}", sc.description);
     }
     Ok(ExitCode::SUCCESS)
 }

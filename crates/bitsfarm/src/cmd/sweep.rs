@@ -1,5 +1,6 @@
 //! `bitsfarm sweep`: a scenario over the cartesian product of settings and many seeds.
 
+use crate::out::{out, outln};
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -139,10 +140,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let summary = report::write_sweep(&dir, &plan, &lines)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", report::markdown::sweep(&summary));
-        println!(
+        out!("{}", report::markdown::sweep(&summary));
+        outln!(
             "\n{} runs in {:.1} s; report: {}",
             lines.len(),
             wall_ms / 1000.0,

@@ -1,6 +1,7 @@
 //! `bitsfarm upload`: one BITS upload job over real TCP, against bitsfarm's own `serve` or any
 //! BITS server (an IIS farm).
 
+use crate::out::{errln, outln};
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -124,11 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(report)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(reply) = &report.reply {
-        println!("{}", String::from_utf8_lossy(reply));
+        outln!("{}", String::from_utf8_lossy(reply));
     }
-    eprintln!("{}", summary(&report));
+    errln!("{}", summary(&report));
     Ok(if report.state == JobState::Acknowledged {
         ExitCode::SUCCESS
     } else {

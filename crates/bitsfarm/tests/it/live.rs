@@ -21,7 +21,21 @@ impl Drop for Server {
 }
 
 fn serve(extra: &[&str], root: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+    serve_limited(None, extra, root)
+}
+
+/// `serve`, under an open-file limit when `nofile` is set (a shell sets it, then execs).
+fn serve_limited(nofile: Option<u32>, extra: &[&str], root: &std::path::Path) -> Server {
+    let bin = env!("CARGO_BIN_EXE_bitsfarm");
+    let mut cmd = match nofile {
+        None => Command::new(bin),
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+            c
+        }
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--listen",
@@ -165,4 +179,202 @@ fn upload_to_a_dead_server_fails_with_exit_1_when_retries_are_off() {
     ]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("error"), "{}", stderr(&o));
+}
+
+/// Opens `n` TCP connections to `addr` and keeps them (those that the server accepts).
+fn hold_connections(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &addr.parse().unwrap(),
+                std::time::Duration::from_millis(500),
+            )
+            .ok()
+        })
+        .collect()
+}
+
+fn upload_ok(node: &str, root: &std::path::Path, name: &str) {
+    let file = root.join(name);
+    std::fs::write(&file, b"still serving").unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{node}/up/{name}"),
+        "--retry-delay-s",
+        "5",
+        "--no-progress-timeout-s",
+        "60",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn serve_answers_503_over_its_connection_limit_and_keeps_serving() {
+    // Audit D1 with the default cap: 64 open files allow 16 connections; the rest get a 503.
+    let root = tempdir("fd-cap");
+    let mut srv = serve_limited(Some(64), &["--volatile"], &root.join("up"));
+    let held = hold_connections(&srv.node, 100);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let turned_away = held
+        .iter()
+        .filter(|s| {
+            use std::io::Read;
+            let mut s = *s;
+            s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            matches!(s.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 503"))
+        })
+        .count();
+    assert!(
+        turned_away >= 50,
+        "only {turned_away} of 100 were answered 503"
+    );
+    assert!(srv.child.try_wait().unwrap().is_none(), "serve died");
+    drop(held);
+    upload_ok(&srv.node, &root, "after-flood.bin");
+}
+
+#[test]
+fn serve_survives_running_out_of_file_descriptors() {
+    // Audit D1 itself: a cap above what the fd limit allows, so accept() fails with EMFILE.
+    let root = tempdir("fd-exhaust");
+    let mut srv = serve_limited(
+        Some(64),
+        &["--volatile", "--max-connections", "10000"],
+        &root.join("up"),
+    );
+    // More than the 64 descriptors allow, fewer than those plus the listen backlog (128), so
+    // every connect completes at once.
+    let held = hold_connections(&srv.node, 150);
+    assert!(held.len() >= 140, "{} connections", held.len());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        srv.child.try_wait().unwrap().is_none(),
+        "serve exited when it ran out of file descriptors"
+    );
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    upload_ok(&srv.node, &root, "after-emfile.bin");
+}
+
+/// A raw HTTP exchange; the status and the body.
+fn http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    (status, resp.split_once("\r\n\r\n").unwrap().1.to_owned())
+}
+
+#[test]
+fn the_application_refuses_notifications_that_do_not_come_from_its_node() {
+    // Audit D6: a forged notification naming /etc/shadow and a reply path outside the root.
+    let root = tempdir("forged");
+    let srv = serve(
+        &["--notification", "by-reference", "--upload-reply"],
+        &root.join("up"),
+    );
+    let outside = root.join("anywhere.json");
+    let (status, _) = http(
+        &srv.app,
+        &format!(
+            "POST /bits/notify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             BITS-Original-Request-URL: http://x/forged.bin\r\n\
+             BITS-Request-DataFile-Name: /etc/shadow\r\n\
+             BITS-Response-DataFile-Name: {}\r\nContent-Length: 0\r\n\r\n",
+            outside.display()
+        ),
+    );
+    assert_eq!(status, 403);
+    assert!(!outside.exists());
+    assert_eq!(ledger(&srv.app)["total_deliveries"], 0);
+    // The node's own by-reference notifications, with the token, go through.
+    let file = root.join("real.bin");
+    std::fs::write(&file, b"real upload").unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{}/up/real.bin", srv.node),
+        "--upload-reply",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let l = ledger(&srv.app);
+    assert_eq!(l["total_deliveries"], 1);
+    assert_eq!(l["deliveries"][0]["len"], 11);
+}
+
+#[test]
+fn the_ledger_and_dedupe_survive_kill_9() {
+    // Audit D8: a delivery recorded before a kill -9 is still in the ledger after the restart,
+    // and the same transaction id delivered again has no second effect.
+    let root = tempdir("kill9");
+    let up = root.join("up");
+    let payload = b"one order, applied once";
+    let mut data = format!(
+        "bitsfarm-txid:1 order-42 {} {:016x}\n",
+        payload.len(),
+        xxh3(payload)
+    )
+    .into_bytes();
+    data.extend_from_slice(payload);
+    let file = root.join("order.bin");
+    std::fs::write(&file, &data).unwrap();
+    let send = |node: &str| {
+        let o = bitsfarm(&[
+            "upload",
+            file.to_str().unwrap(),
+            &format!("http://{node}/orders/42.bin"),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    };
+    let srv = serve(&["--dedupe"], &up);
+    send(&srv.node);
+    assert_eq!(ledger(&srv.app)["total_effects"], 1);
+    drop(srv); // SIGKILL: no chance to flush anything
+    let srv = serve(&["--dedupe"], &up);
+    let l = ledger(&srv.app);
+    assert_eq!(l["total_deliveries"], 1, "the recorded delivery survived");
+    assert_eq!(l["deliveries"][0]["txid"], "order-42");
+    send(&srv.node);
+    let l = ledger(&srv.app);
+    assert_eq!(l["total_deliveries"], 2);
+    assert_eq!(
+        l["total_effects"], 1,
+        "the repeated transaction id had no effect"
+    );
+    assert_eq!(l["deliveries"][1]["effect"], false);
+}
+
+fn xxh3(data: &[u8]) -> u64 {
+    protocol::txid::hash(data)
+}
+
+#[test]
+fn the_applications_size_limit_fails_the_upload_at_once() {
+    // Audit D14: refused at the first fragment with BG_E_TOO_LARGE, not after the whole file
+    // and a dozen halvings of the fragment size.
+    let root = tempdir("app-limit");
+    let srv = serve(&["--app-max-size", "1000"], &root.join("up"));
+    let file = root.join("big.bin");
+    std::fs::write(&file, vec![7u8; 8000]).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{}/up/big.bin", srv.node),
+        "--fragment-size",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("0x80200020"), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["bytes_sent"], 2000,
+        "one fragment, then the job stopped"
+    );
+    assert_eq!(ledger(&srv.app)["total_deliveries"], 0);
 }

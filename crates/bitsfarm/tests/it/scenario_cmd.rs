@@ -156,3 +156,57 @@ fn scenarios_lists_every_shipped_scenario() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    // `bitsfarm scenarios | head -1`: the reader goes away after one line.
+    use std::io::{BufRead, BufReader};
+    for args in [
+        &["scenarios"][..],
+        &["scenario", "happy-path", "--out", "closed-pipe-report"],
+        &["scenario", "happy-path", "--runs", "4", "--json"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+            .args(args)
+            .current_dir(tempdir("closed-pipe"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        // The pipe is closed now; the rest of the output has nowhere to go.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn progress_in_a_log_is_one_line_per_update() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args(["scenario", "crash-after-forward", "--runs", "400", "--json"])
+        .env("BITSFARM_PROGRESS", "always")
+        .current_dir(tempdir("progress"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("runs [")).collect();
+    assert!(!lines.is_empty(), "no progress lines: {err:?}");
+    for l in &lines {
+        assert_eq!(l.matches("runs [").count(), 1, "one update per line: {l:?}");
+        assert_eq!(*l, l.trim_end(), "no terminal padding: {l:?}");
+    }
+    // The last update says every run is done.
+    assert!(err.contains("400/400"), "{err}");
+}
