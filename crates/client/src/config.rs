@@ -106,6 +106,9 @@ pub enum ConfigError {
     /// A size or timeout of zero where a positive value is needed.
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
+    /// The file to upload could not be read (to compute its transaction-id envelope).
+    #[error("cannot read the file to upload: {0}")]
+    Unreadable(String),
 }
 
 impl JobConfig {

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use probe::{Clock, Event, JobState, SharedProbe};
-use protocol::{Ack, ByteRange, Packet, PacketType, header, packet::Fragment, txid};
+use protocol::{Ack, ByteRange, Packet, PacketType, header, packet::Fragment};
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -13,6 +13,7 @@ use tokio::{sync::watch, time::Instant};
 use transport::{Body, Connect, HttpConn};
 
 use crate::{
+    Entity,
     classify::{Reaction, reaction, status_is_transient},
     config::{ConfigError, Growth, JobConfig, JobKind},
 };
@@ -96,7 +97,7 @@ pub struct JobReport {
     pub total: u64,
     /// The uploaded bytes (shared, not copied); [`JobReport::hash`] hashes them.
     #[serde(skip)]
-    pub entity: Bytes,
+    pub entity: Entity,
     /// Transaction id, when the job used one.
     pub txid: Option<String>,
     /// Whether the final fragment's success Ack reached the client: the file counts as
@@ -131,9 +132,10 @@ pub struct JobReport {
 }
 
 impl JobReport {
-    /// XXH3-64 of the uploaded bytes, to compare with what the application received.
-    pub fn hash(&self) -> u64 {
-        txid::hash(&self.entity)
+    /// XXH3-64 of the uploaded bytes, to compare with what the application received (a file
+    /// is read again for it).
+    pub fn hash(&self) -> std::io::Result<u64> {
+        self.entity.hash()
     }
 
     /// Bytes sent beyond one copy of the upload.
@@ -145,7 +147,7 @@ impl JobReport {
 /// A job ready to run.
 pub struct Job {
     cfg: JobConfig,
-    entity: Bytes,
+    entity: Entity,
     txid: Option<String>,
     origin: String,
     path: String,
@@ -157,19 +159,26 @@ pub struct Job {
 }
 
 impl Job {
-    /// A job uploading `payload` (wrapped in the transaction-id envelope if configured).
-    pub fn new(cfg: JobConfig, payload: Bytes, mut env: Env) -> Result<Job, ConfigError> {
+    /// A job uploading `payload` (bytes in memory, or an [`Entity::file`]), wrapped in the
+    /// transaction-id envelope if configured.
+    pub fn new(
+        cfg: JobConfig,
+        payload: impl Into<Entity>,
+        mut env: Env,
+    ) -> Result<Job, ConfigError> {
         cfg.validate()?;
         let target = transport::url::parse(&cfg.url).expect("validated");
+        let payload = payload.into();
         let (entity, txid) = if cfg.transaction_id {
             let id = format!("{:016x}{:016x}", env.rng.next_u64(), env.rng.next_u64());
-            let mut data = txid::header(&id, &payload);
-            data.extend_from_slice(&payload);
-            (Bytes::from(data), Some(id))
+            let entity = payload
+                .with_transaction_id(&id)
+                .map_err(|e| ConfigError::Unreadable(e.to_string()))?;
+            (entity, Some(id))
         } else {
             (payload, None)
         };
-        let total = entity.len() as u64;
+        let total = entity.len();
         let (progress, progress_rx) = watch::channel(Progress {
             state: JobState::Queued,
             acknowledged: 0,
@@ -200,7 +209,7 @@ impl Job {
     }
 
     /// The bytes the job uploads.
-    pub fn entity(&self) -> &Bytes {
+    pub fn entity(&self) -> &Entity {
         &self.entity
     }
 
@@ -373,7 +382,7 @@ impl<'j> Engine<'j> {
     }
 
     fn total(&self) -> u64 {
-        self.job.entity.len() as u64
+        self.job.entity.len()
     }
 
     /// Keeps an attempt in the history: the first and the last [`HISTORY_KEPT`]` / 2` of them
@@ -471,7 +480,11 @@ impl<'j> Engine<'j> {
                         None
                     },
                 };
-                let body = self.job.entity.slice(start as usize..end as usize);
+                let body = self.job.entity.range(start, end).map_err(|e| {
+                    Failure::Fatal(format!(
+                        "cannot read bytes {start}-{end} of the upload: {e}"
+                    ))
+                })?;
                 let ack = self.send(Packet::Fragment(fragment), body).await?;
                 // A fragment got an answer: the job is transferring (a retry whose connect fails
                 // goes from connecting straight back to transient error, as on Windows).

@@ -16,9 +16,11 @@
 
 pub mod classify;
 pub mod config;
+pub mod entity;
 pub mod job;
 
 pub use config::{ConfigError, Growth, JobConfig, JobKind};
+pub use entity::Entity;
 pub use job::{
     ACK_BODY_LIMIT, Attempt, Env, Job, JobControl, JobReport, MAX_IDLE_ROUND_TRIPS, Progress,
 };

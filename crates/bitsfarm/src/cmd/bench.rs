@@ -24,7 +24,7 @@ pub struct Args {
     /// Where to write the numbers.
     #[arg(long, default_value = "reports/bench.json", value_name = "FILE")]
     out: PathBuf,
-    /// Run one benchmark only: speed, http, runs, memory, report, sweep, explore.
+    /// Run one benchmark only: speed, http, runs, memory, report, sweep, explore, live.
     #[arg(long, value_name = "NAME")]
     only: Option<String>,
     /// Seeds for the runs/s benchmark.
@@ -42,6 +42,7 @@ struct Report {
     report: Option<ReportSize>,
     sweep: Option<SweepTime>,
     explore: Option<ExploreTime>,
+    live: Option<super::bench_live::Live>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -169,11 +170,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let want = |name: &str| only.is_none_or(|o| o == name);
     if let Some(o) = only
         && ![
-            "speed", "http", "runs", "memory", "report", "sweep", "explore",
+            "speed", "http", "runs", "memory", "report", "sweep", "explore", "live",
         ]
         .contains(&o)
     {
-        anyhow::bail!("--only {o}: use speed, http, runs, memory, report, sweep or explore");
+        anyhow::bail!("--only {o}: use speed, http, runs, memory, report, sweep, explore or live");
     }
     let mut report = Report {
         machine: Machine {
@@ -272,6 +273,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             e.canary_total_s
         );
         report.explore = Some(e);
+    }
+    if want("live") {
+        let l = super::bench_live::run()?;
+        for (i, r) in l.rounds.iter().enumerate() {
+            errln!(
+                "live: round {}: 1 GiB by value in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU)",
+                i + 1,
+                r.wall_s,
+                r.mb_per_s,
+                r.upload_peak_rss_mib,
+                r.upload_cpu_s,
+                r.serve_peak_rss_mib,
+                r.serve_cpu_s
+            );
+        }
+        report.live = Some(l);
     }
     let json = serde_json::to_string_pretty(&report)?;
     if only == Some("memory") {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_live;
 pub mod explore;
 pub mod report;
 pub mod scenario;

@@ -52,7 +52,8 @@ pub struct Args {
 
 /// Runs the job; the exit code says how it ended.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let payload = std::fs::read(&args.file)
+    // Read a fragment at a time as the job sends it: memory stays O(fragment).
+    let payload = client::Entity::file(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let cfg = JobConfig {
         name: "upload".into(),
@@ -84,10 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rng: ChaCha8Rng::seed_from_u64(live::entropy_seed()),
             clock: live::clock(),
         };
-        let job =
-            Job::new(cfg, bytes::Bytes::from(payload), env).context("invalid job settings")?;
+        let job = Job::new(cfg, payload, env).context("cannot start the job")?;
         let control = job.control();
-        let bar = progress::add(ProgressBar::new(job.entity().len() as u64));
+        let bar = progress::add(ProgressBar::new(job.entity().len()));
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} {msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
@@ -130,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outln!("{}", String::from_utf8_lossy(reply));
     }
     errln!("{}", summary(&report));
+    super::bench_live::report_self_at_exit();
     Ok(if report.state == JobState::Acknowledged {
         ExitCode::SUCCESS
     } else {
