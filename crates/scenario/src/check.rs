@@ -568,4 +568,40 @@ mod tests {
         assert_eq!(secs(1_234_567_890), "1,234,567.89 s");
         assert_eq!(secs(5), "0.005 s");
     }
+
+    fn rec(event: Event) -> Record {
+        Record {
+            v: 1,
+            seq: 1,
+            t_ms: 1500,
+            event,
+        }
+    }
+
+    #[test]
+    fn chain_steps_in_words() {
+        // K7: the step of a cancelled session (and the type-0 placements beside it).
+        let cancelled = Event::SessionCancelled {
+            node: "node-1".into(),
+            session: "{S}".into(),
+            file: "/f".into(),
+        };
+        assert_eq!(
+            render(&rec(cancelled), false).as_deref(),
+            Some("node-1 cancelled the session at 1.5 s")
+        );
+        let committed = || Event::Committed {
+            node: "node-2".into(),
+            session: "{S}".into(),
+            file: "/f".into(),
+        };
+        assert_eq!(
+            render(&rec(committed()), true).as_deref(),
+            Some("node-2 placed it at its destination at 1.5 s")
+        );
+        assert_eq!(
+            render(&rec(committed()), false).as_deref(),
+            Some("node-2 placed it at its destination again at 1.5 s")
+        );
+    }
 }
