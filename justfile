@@ -41,6 +41,16 @@ explore *ARGS:
 prop CASES="4096":
     PROPTEST_CASES={{CASES}} cargo test -p explore --profile ci --locked --test it
 
+# Fuzz the live node: SEEDS x 500 generated requests in memory (paused clock) and a loopback
+# campaign of REQUESTS requests on 4 connections (CI runs 8 seeds and 3,000 requests).
+fuzz SEEDS="256" REQUESTS="1000000":
+    FUZZ_SEEDS={{SEEDS}} FUZZ_REQUESTS={{REQUESTS}} cargo test -p fuzz --profile ci --locked --test it -- --nocapture the_node_answers a_loopback a_digest
+
+# Load and soak: CLIENTS clients x FILES files at once, with transaction ids, through a proxy
+# that cuts 5% of connections; every file delivered with one effect (CI runs 16 x 3).
+soak CLIENTS="200" FILES="10":
+    SOAK_CLIENTS={{CLIENTS}} SOAK_FILES={{FILES}} cargo test -p fuzz --profile ci --locked --test it -- --nocapture a_soak
+
 # Run the whole test suite (what CI runs).
 test:
     cargo test --workspace --profile ci --locked
