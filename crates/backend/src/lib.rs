@@ -150,7 +150,9 @@ impl Backend {
                 tokio::time::sleep(d).await;
                 None
             }
-            Verdict::Fail(status) => Some(status),
+            Verdict::Fail(status) | Verdict::FailWith { status, .. } | Verdict::Page(status) => {
+                Some(status)
+            }
         }
     }
 

@@ -45,6 +45,11 @@ pub struct JobConfig {
     /// Bytes per fragment. Windows sizes fragments itself and does not document how; bitsfarm
     /// uses a fixed size, 1 MiB by default.
     pub fragment_size: u64,
+    /// When set (and larger than `fragment_size`), each fragment's size is drawn uniformly
+    /// from `fragment_size..=fragment_size_max` with the job's generator, as Windows sizes its
+    /// fragments itself; a retried fragment may then be longer than the one whose Ack was lost
+    /// (an overlapping fragment). Dropped after the first 413. Default none.
+    pub fragment_size_max: Option<u64>,
     /// Smallest fragment after 413 answers (each 413 halves the size). Default 4 KiB; when the
     /// fragment size is not at least 8 times larger, an eighth of the fragment size (at least 1
     /// byte), so a job that starts small can still shrink below its starting size.
@@ -79,6 +84,7 @@ impl Default for JobConfig {
             url: String::new(),
             kind: JobKind::Upload,
             fragment_size: 1 << 20,
+            fragment_size_max: None,
             min_fragment_size: 4096,
             min_retry_delay_s: 600,
             retry_growth: Growth::Fixed,

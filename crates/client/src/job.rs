@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use probe::{Clock, Event, JobState, SharedProbe};
 use protocol::{Ack, ByteRange, Packet, PacketType, header, packet::Fragment};
-use rand::Rng as _;
+use rand::{Rng as _, RngExt as _};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::{sync::watch, time::Instant};
@@ -334,6 +334,8 @@ struct Engine<'j> {
     consecutive_errors: u32,
     /// Answers in a row that moved the upload nowhere (see [`Engine::idle_round_trip`]).
     idle_round_trips: u32,
+    /// Draws fragment sizes (`fragment_size_max`); `None` once a 413 fixed the size.
+    sizes: Option<ChaCha8Rng>,
     // Report.
     error: Option<String>,
     restarts: u32,
@@ -368,6 +370,11 @@ impl<'j> Engine<'j> {
             first_error: None,
             consecutive_errors: 0,
             idle_round_trips: 0,
+            sizes: job
+                .cfg
+                .fragment_size_max
+                .filter(|&m| m > job.cfg.fragment_size)
+                .map(|_| job.env.rng.clone()),
             error: None,
             restarts: 0,
             attempts: 0,
@@ -462,11 +469,12 @@ impl<'j> Engine<'j> {
                 let total = self.total();
                 // When the server holds every byte but the final Ack was lost, the last
                 // fragment is sent again: its Ack is what completes the upload.
+                let size = match (&mut self.sizes, self.job.cfg.fragment_size_max) {
+                    (Some(rng), Some(max)) => rng.random_range(self.fragment_size..=max),
+                    _ => self.fragment_size,
+                };
                 let (start, end) = if self.offset < total {
-                    (
-                        self.offset,
-                        self.offset.saturating_add(self.fragment_size).min(total),
-                    )
+                    (self.offset, self.offset.saturating_add(size).min(total))
                 } else {
                     (total.saturating_sub(self.fragment_size.min(total)), total)
                 };
@@ -534,6 +542,7 @@ impl<'j> Engine<'j> {
                             return Err(Failure::Fatal("413 at the smallest fragment size".into()));
                         }
                         self.fragment_size = (self.fragment_size / 2).max(floor);
+                        self.sizes = None;
                         tracing::info!(job = %self.job.cfg.name, fragment_size = self.fragment_size, "413: smaller fragments");
                     }
                     Reaction::Transient => return Err(Failure::Transient(describe(&ack))),
@@ -716,8 +725,8 @@ impl<'j> Engine<'j> {
         Ok(())
     }
 
-    /// Cancel-Session, resent on 5xx unless the session is gone, while the no-progress timeout
-    /// allows.
+    /// Cancel-Session, resent on a 5xx Ack unless the session is gone, while the no-progress
+    /// timeout allows; not resent when no answer comes at all.
     async fn cancel_session(&mut self) {
         let Some(id) = self.session.take() else {
             return;
@@ -735,7 +744,12 @@ impl<'j> Engine<'j> {
             {
                 Ok(ack) if !(500..600).contains(&ack.status) => return,
                 Ok(ack) if ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) => return,
-                _ => {}
+                Ok(_) => {}
+                // No answer at all (the server is down or unreachable): cancelling is done on
+                // the client's side, and the server expires the session (BITSSessionTimeout).
+                // Trying a dead server for the whole no-progress timeout would keep a
+                // cancelled job alive for days.
+                Err(_) => return,
             }
             let delay = probe::clock::secs(self.job.cfg.effective_retry_delay_s());
             if started.elapsed().saturating_add(delay)

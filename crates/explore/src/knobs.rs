@@ -48,8 +48,11 @@ pub struct FaultKnob {
     pub restart_after_s: Option<u64>,
     /// Delay or partition length.
     pub duration_s: u64,
-    /// Status for a failing application.
+    /// Status for a failing application, a proxy page or an odd Ack.
     pub status: u16,
+    /// `BITS-Error-Code` of an odd Ack.
+    #[serde(default)]
+    pub code: u32,
     /// Time of timed faults (partitions, Host-Id switches).
     pub at_s: u64,
     /// Host-Id switch direction.
@@ -85,6 +88,10 @@ pub struct Knobs {
     pub file_size_max: u64,
     /// Fragment size.
     pub fragment_size: u64,
+    /// Largest fragment (each fragment's size is drawn up to it); equal to `fragment_size`
+    /// for fixed fragments.
+    #[serde(default)]
+    pub fragment_size_max: u64,
     /// Clients start within this many seconds.
     pub start_spread_s: u64,
     /// Minimum retry delay.
@@ -155,7 +162,13 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
                     &[FaultPoint::NotificationReceived, FaultPoint::EffectRecorded],
                 ),
                 FaultKind::AppFails => FaultPoint::NotificationReceived,
-                FaultKind::Partition | FaultKind::HostIdToggle => FaultPoint::Request,
+                FaultKind::ProxyPage => {
+                    pick(&mut rng, &[FaultPoint::Request, FaultPoint::AckReady])
+                }
+                FaultKind::OddAck => pick(&mut rng, &NODE_POINTS),
+                FaultKind::Partition | FaultKind::HostIdToggle | FaultKind::Cancel => {
+                    FaultPoint::Request
+                }
             };
             FaultKnob {
                 kind,
@@ -175,12 +188,32 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
                     None
                 },
                 duration_s: pick(&mut rng, &[10, 200, 400, 1200, 5000]),
-                status: pick(&mut rng, &[403, 409, 500, 503]),
+                status: match kind {
+                    FaultKind::ProxyPage => pick(&mut rng, &[404, 500, 502, 503]),
+                    FaultKind::OddAck => pick(&mut rng, &[202, 404, 413, 500, 503]),
+                    _ => pick(&mut rng, &[403, 409, 500, 503]),
+                },
+                code: pick(
+                    &mut rng,
+                    &[
+                        0x8020_0020,
+                        0x8007_0057,
+                        0x8007_0005,
+                        0x8020_001F,
+                        0x8000_4005,
+                    ],
+                ),
                 at_s: rng.random_range(0..=3600),
                 enabled: rng.random_bool(0.5),
             }
         })
         .collect();
+    let fragment_size = pick(&mut rng, &space.fragment_sizes);
+    let fragment_size_max = if rng.random_bool(0.5) {
+        pick(&mut rng, &space.fragment_sizes).max(fragment_size)
+    } else {
+        fragment_size
+    };
     let retry_delay_s = pick(&mut rng, &space.retry_delays_s);
     let no_progress_timeout_s = if retry_delay_s < 60 {
         3600
@@ -212,7 +245,8 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
         files_per_client: rng.random_range(space.files_per_client.0..=space.files_per_client.1),
         file_size: a.min(b),
         file_size_max: a.max(b),
-        fragment_size: pick(&mut rng, &space.fragment_sizes),
+        fragment_size,
+        fragment_size_max,
         start_spread_s: pick(&mut rng, &[0, 10, 600]),
         retry_delay_s,
         no_progress_timeout_s,
@@ -246,6 +280,8 @@ impl Knobs {
         s.clients.file_size_max =
             (self.file_size_max > self.file_size).then_some(self.file_size_max);
         s.clients.fragment_size = self.fragment_size;
+        s.clients.fragment_size_max =
+            (self.fragment_size_max > self.fragment_size).then_some(self.fragment_size_max);
         s.clients.start_spread_s = self.start_spread_s as f64;
         s.clients.retry_delay_s = self.retry_delay_s;
         s.clients.no_progress_timeout_s = self.no_progress_timeout_s;
@@ -315,6 +351,28 @@ impl Knobs {
                 at_s: Some(f.at_s as f64),
                 action: Some(Action::HostId),
                 enabled: Some(f.enabled),
+                optional: true,
+                ..Fault::default()
+            },
+            FaultKind::ProxyPage => Fault {
+                point: Some(f.point),
+                node,
+                action: Some(Action::Page),
+                status: Some(f.status),
+                ..base
+            },
+            FaultKind::OddAck => Fault {
+                point: Some(f.point),
+                node,
+                action: Some(Action::Fail),
+                status: Some(f.status),
+                code: Some(format!("0x{:08X}", f.code)),
+                ..base
+            },
+            FaultKind::Cancel => Fault {
+                at_s: Some(f.at_s as f64),
+                node: Some(client_name(f.client, self.clients)),
+                action: Some(Action::Cancel),
                 optional: true,
                 ..Fault::default()
             },
@@ -415,6 +473,10 @@ impl Knobs {
         push(Knobs {
             file_size: 0,
             file_size_max: 0,
+            ..self.clone()
+        });
+        push(Knobs {
+            fragment_size_max: self.fragment_size,
             ..self.clone()
         });
         push(Knobs {

@@ -180,12 +180,16 @@ impl Property {
                         FaultKind::Crash | FaultKind::PowerCut => {
                             f.restart_after_s.is_some_and(survivable)
                         }
-                        FaultKind::DropResponse => survivable(0),
+                        FaultKind::DropResponse | FaultKind::ProxyPage => survivable(0),
                         FaultKind::Partition => survivable(f.duration_s),
+                        // An odd Ack may say the session is gone (a restart); a cancelled job
+                        // ends its session on purpose.
                         FaultKind::SlowApp
                         | FaultKind::AppFails
                         | FaultKind::AppCrash
-                        | FaultKind::HostIdToggle => false,
+                        | FaultKind::HostIdToggle
+                        | FaultKind::OddAck
+                        | FaultKind::Cancel => false,
                     })
             }
             Property::Liveness => {
@@ -387,7 +391,12 @@ fn outages_leave_a_way(k: &Knobs) -> bool {
         let outage = match f.kind {
             FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => f.restart_after_s,
             FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s),
-            FaultKind::DropResponse | FaultKind::AppFails | FaultKind::HostIdToggle => Some(0),
+            FaultKind::DropResponse
+            | FaultKind::AppFails
+            | FaultKind::HostIdToggle
+            | FaultKind::ProxyPage
+            | FaultKind::OddAck
+            | FaultKind::Cancel => Some(0),
         };
         match outage {
             Some(d) if d + slack < npt => short_total += d,
@@ -467,7 +476,12 @@ pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
                 f.restart_after_s.map(|r| r * 1000)
             }
             FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s * 1000),
-            FaultKind::DropResponse | FaultKind::AppFails | FaultKind::HostIdToggle => Some(0),
+            FaultKind::DropResponse
+            | FaultKind::AppFails
+            | FaultKind::HostIdToggle
+            | FaultKind::ProxyPage
+            | FaultKind::OddAck
+            | FaultKind::Cancel => Some(0),
         })
         .collect();
     let seen: Arc<Mutex<Seen>> = Arc::default();

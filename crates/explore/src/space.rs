@@ -23,6 +23,12 @@ pub enum FaultKind {
     Partition,
     /// BITSHostId is switched on or off at a time.
     HostIdToggle,
+    /// A proxy in front of a node answers with a plain HTTP error page (no BITS Ack).
+    ProxyPage,
+    /// A node answers with an unusual pair of HTTP status and `BITS-Error-Code`.
+    OddAck,
+    /// A client cancels its job at a time.
+    Cancel,
 }
 
 impl FaultKind {
@@ -30,17 +36,22 @@ impl FaultKind {
     pub fn names_node(self) -> bool {
         matches!(
             self,
-            FaultKind::Crash | FaultKind::PowerCut | FaultKind::DropResponse | FaultKind::Partition
+            FaultKind::Crash
+                | FaultKind::PowerCut
+                | FaultKind::DropResponse
+                | FaultKind::Partition
+                | FaultKind::ProxyPage
+                | FaultKind::OddAck
         )
     }
 
     /// Whether a fault of this kind acts on a client (its `client` knob matters).
     pub fn names_client(self) -> bool {
-        self == FaultKind::Partition
+        matches!(self, FaultKind::Partition | FaultKind::Cancel)
     }
 
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::PowerCut,
         FaultKind::DropResponse,
@@ -49,6 +60,9 @@ impl FaultKind {
         FaultKind::AppCrash,
         FaultKind::Partition,
         FaultKind::HostIdToggle,
+        FaultKind::ProxyPage,
+        FaultKind::OddAck,
+        FaultKind::Cancel,
     ];
 }
 

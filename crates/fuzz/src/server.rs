@@ -25,6 +25,10 @@ pub struct ServerConfig {
     pub max_sessions: u64,
     /// Most bytes held by open sessions.
     pub max_session_bytes: u64,
+    /// Sessions without progress expire after this long (sessions without a byte after a
+    /// fifth of it), checked this often: a long campaign opens sessions it never finishes,
+    /// and must not fill the node up for good.
+    pub session_timeout_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +37,7 @@ impl Default for ServerConfig {
             idle_timeout_s: 120,
             max_sessions: 1000,
             max_session_bytes: 256 << 20,
+            session_timeout_s: 60,
         }
     }
 }
@@ -113,6 +118,9 @@ fn node_config(cfg: &ServerConfig, app: &str) -> NodeConfig {
         idle_timeout_s: cfg.idle_timeout_s,
         max_sessions: Some(cfg.max_sessions),
         max_session_bytes: Some(cfg.max_session_bytes),
+        session_timeout_s: cfg.session_timeout_s,
+        empty_session_timeout_s: Some((cfg.session_timeout_s / 5).max(1)),
+        cleanup_interval_s: (cfg.session_timeout_s / 5).max(1),
         max_buffered_bytes: 64 << 20,
         app_token: Some("fuzz-token".into()),
         ..NodeConfig::default()

@@ -98,12 +98,20 @@ impl Node {
             session: session.as_deref(),
             file: None,
         };
-        let ack = match self.checkpoint(FaultPoint::Request, at).await {
-            Some(ack) => {
+        // Where a request enters (and below, leaves) the node, a proxy in front of it could
+        // answer with a plain error page instead.
+        let ack = match self.verdict(FaultPoint::Request, at).await {
+            Verdict::Page(status) => {
                 drain(body).await;
-                ack
+                return page(status);
             }
-            None => match packet {
+            v => instead(v, at),
+        };
+        let ack = if let Some(ack) = ack {
+            drain(body).await;
+            ack
+        } else {
+            match packet {
                 Packet::Ping => Ack::ok(),
                 Packet::CreateSession { protocols } => {
                     self.create_session(&protocols, &parts, conn).await
@@ -111,19 +119,20 @@ impl Node {
                 Packet::Fragment(f) => self.fragment(f, body, conn).await,
                 Packet::CloseSession { session_id } => self.close_session(&session_id, conn).await,
                 Packet::CancelSession { session_id } => self.cancel_session(&session_id).await,
-            },
+            }
         };
-        let ack = self
-            .checkpoint(FaultPoint::AckReady, at)
-            .await
-            .unwrap_or(ack);
+        let ack = match self.verdict(FaultPoint::AckReady, at).await {
+            Verdict::Page(status) => return page(status),
+            v => instead(v, at).unwrap_or(ack),
+        };
         tracing::debug!(node = %self.cfg.name, conn, packet = %kind, status = ack.status,
             session = session.as_deref().unwrap_or(""), "ack");
         ack.to_response().map(|()| Body::empty())
     }
 
-    /// Asks the probe what to do at a fault point; `Some` is the Ack to answer instead.
-    async fn checkpoint(&self, point: FaultPoint, at: At<'_>) -> Option<Ack> {
+    /// Asks the probe what to do at a fault point (sleeping out a delay); `Continue` or an
+    /// answer to give instead.
+    async fn verdict(&self, point: FaultPoint, at: At<'_>) -> Verdict {
         let ctx = FaultCtx {
             point,
             actor: &self.cfg.name,
@@ -133,17 +142,17 @@ impl Node {
             file: at.file,
         };
         match self.probe.fault(&ctx) {
-            Verdict::Continue => None,
             Verdict::Delay(d) => {
                 tokio::time::sleep(d).await;
-                None
+                Verdict::Continue
             }
-            Verdict::Fail(status) => {
-                let mut ack = Ack::error(status, HResult::FAIL, ErrorContext::REMOTE_FILE);
-                ack.session_id = at.session.map(str::to_owned);
-                Some(ack)
-            }
+            v => v,
         }
+    }
+
+    /// Asks the probe what to do at a fault point; `Some` is the Ack to answer instead.
+    async fn checkpoint(&self, point: FaultPoint, at: At<'_>) -> Option<Ack> {
+        instead(self.verdict(point, at).await, at)
     }
 
     /// Records a refused request and returns its Ack.
@@ -655,6 +664,31 @@ impl Node {
         });
         Ack::ok().with_session(id)
     }
+}
+
+/// The Ack a fault verdict answers with instead of carrying on (`None`: carry on).
+fn instead(v: Verdict, at: At<'_>) -> Option<Ack> {
+    let (status, code) = match v {
+        Verdict::Continue | Verdict::Delay(_) => return None,
+        Verdict::Fail(status) | Verdict::Page(status) => (status, HResult::FAIL),
+        Verdict::FailWith { status, code } => (status, HResult(code)),
+    };
+    let mut ack = Ack::error(status, code, ErrorContext::REMOTE_FILE);
+    ack.session_id = at.session.map(str::to_owned);
+    Some(ack)
+}
+
+/// A plain HTTP error page, as a proxy in front of the node would send.
+fn page(status: u16) -> Response<Body> {
+    let mut resp = Response::new(Body::from(format!(
+        "<html><body>{status} (an error page injected in front of the node)</body></html>\n"
+    )));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html"),
+    );
+    resp
 }
 
 /// The answer of a node at one of its limits: 503, which clients retry after their retry delay.

@@ -118,6 +118,18 @@ pub enum Verdict {
     /// with an error Ack (`E_FAIL`, context 0x5); the backend answers the notification with the
     /// status (context 0x7 on the client's side).
     Fail(u16),
+    /// Like [`Verdict::Fail`], with this `BITS-Error-Code` in the node's Ack (an unusual pair
+    /// of status and code, such as 413 with `BG_E_TOO_LARGE`).
+    FailWith {
+        /// The HTTP status.
+        status: u16,
+        /// The HRESULT.
+        code: u32,
+    },
+    /// Answer with a plain HTTP error page, no BITS Ack: what a proxy or load balancer in front
+    /// of the node sends. Honoured where a request enters and leaves a node (`request`,
+    /// `ack-ready`); elsewhere, and on the backend, it acts as [`Verdict::Fail`].
+    Page(u16),
 }
 
 #[cfg(test)]

@@ -140,7 +140,12 @@ struct Farm {
     backend: Option<JoinHandle<()>>,
     host_id: bool,
     ctl: mpsc::UnboundedSender<Command>,
+    /// Each client's current job, for `cancel` faults.
+    jobs: Jobs,
 }
+
+/// Each client's running job, by client name.
+type Jobs = Arc<Mutex<BTreeMap<String, client::JobControl>>>;
 
 impl Farm {
     fn node_config(&self, name: &str) -> NodeConfig {
@@ -268,6 +273,12 @@ impl Farm {
                 }
                 probe::Probe::event(&*self.harness, Event::HostIdToggled { enabled });
             }
+            Command::Cancel { client } => {
+                let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(job) = jobs.get(&client) {
+                    job.cancel();
+                }
+            }
             Command::Heal { a, b, after } => {
                 let net = self.net.clone();
                 tokio::spawn(async move {
@@ -371,7 +382,9 @@ async fn run_farm(
         backend: None,
         host_id: scenario.farm.host_id,
         ctl: ctl_tx.clone(),
+        jobs: Jobs::default(),
     };
+    let jobs = farm.jobs.clone();
     farm.start_backend();
     let node_names: Vec<String> = (1..=scenario.farm.nodes)
         .map(|i| format!("node-{i}"))
@@ -437,7 +450,7 @@ async fn run_farm(
     let mut clients = tokio::task::JoinSet::new();
     for (name, start, uploads) in plan {
         net.add_client(&name);
-        let (net, harness, c) = (net.clone(), harness.clone(), c.clone());
+        let (net, harness, c, jobs) = (net.clone(), harness.clone(), c.clone(), jobs.clone());
         let kind = if scenario.farm.upload_reply {
             JobKind::UploadReply
         } else {
@@ -451,6 +464,7 @@ async fn run_farm(
                     url: format!("http://{SHARED}{}", u.file),
                     kind,
                     fragment_size: c.fragment_size,
+                    fragment_size_max: c.fragment_size_max,
                     min_retry_delay_s: c.retry_delay_s,
                     no_progress_timeout_s: c.no_progress_timeout_s,
                     connect_timeout_s: c.connect_timeout_s,
@@ -467,7 +481,11 @@ async fn run_farm(
                 };
                 let job = Job::new(cfg, data::payload(u.offset, u.size), env)
                     .expect("scenario validation keeps job settings valid");
+                jobs.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), job.control());
                 let report = job.run().await;
+                jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
                 // Without an envelope the upload is exactly the pool slice, whose hash is cached.
                 let hash = if c.transaction_id {
                     report

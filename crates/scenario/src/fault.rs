@@ -44,6 +44,8 @@ pub(crate) enum Command {
         b: String,
         after: Duration,
     },
+    /// A client cancels its current job.
+    Cancel { client: String },
 }
 
 /// A rule's counters, reported with the run.
@@ -248,7 +250,12 @@ impl Harness {
                 }
             ),
             Action::Delay => format!("delay {} s", f.spec.duration_s.unwrap_or(0.0)),
-            Action::Fail => format!("fail with HTTP {}", f.spec.status.unwrap_or(500)),
+            Action::Fail => match &f.spec.code {
+                Some(code) => format!("fail with HTTP {} {code}", f.spec.status.unwrap_or(500)),
+                None => format!("fail with HTTP {}", f.spec.status.unwrap_or(500)),
+            },
+            Action::Page => format!("answer with an HTTP {} page", f.spec.status.unwrap_or(502)),
+            Action::Cancel => format!("{} cancels its job", f.spec.node.as_deref().unwrap_or("?")),
             Action::DropResponse => format!("drop the response on connection {conn}"),
             Action::Restart => format!("restart {}", f.spec.node.as_deref().unwrap_or(actor)),
             Action::Panic => format!("panic in {actor}"),
@@ -290,7 +297,22 @@ impl Harness {
             Action::Delay => {
                 Verdict::Delay(Duration::from_secs_f64(f.spec.duration_s.unwrap_or(0.0)))
             }
-            Action::Fail => Verdict::Fail(f.spec.status.unwrap_or(500)),
+            Action::Fail => {
+                let status = f.spec.status.unwrap_or(500);
+                match f.spec.code.as_deref().and_then(|c| c.strip_prefix("0x")) {
+                    Some(hex) => Verdict::FailWith {
+                        status,
+                        code: u32::from_str_radix(hex, 16).expect("validated when loaded"),
+                    },
+                    None => Verdict::Fail(status),
+                }
+            }
+            Action::Page => Verdict::Page(f.spec.status.unwrap_or(502)),
+            Action::Cancel => {
+                let client = f.spec.node.clone().unwrap_or_default();
+                let _ = self.ctl.send(Command::Cancel { client });
+                Verdict::Continue
+            }
             Action::Partition => {
                 let a = f.spec.node.clone().unwrap_or_else(|| actor.to_owned());
                 let b = f.spec.peer.clone().unwrap_or_default();

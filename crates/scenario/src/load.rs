@@ -307,6 +307,13 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         vec![Key("clients"), Key("fragment_size")],
         "must be 1 byte to 1 GiB",
     );
+    if let Some(max) = c.fragment_size_max {
+        check(
+            max >= c.fragment_size && max <= limits::FILE_SIZE,
+            vec![Key("clients"), Key("fragment_size_max")],
+            "must be at least fragment_size and at most 1 GiB",
+        );
+    }
     let largest = c.file_size_max.unwrap_or(c.file_size).max(c.file_size);
     if c.fragment_size > 0 && largest <= limits::FILE_SIZE {
         let per_file = largest.div_ceil(c.fragment_size).max(1);
@@ -404,7 +411,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             _ => {}
         }
         let Some(action) = r.action else {
-            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | partition | restart | host-id | panic"));
+            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | page | partition | restart | host-id | cancel | panic"));
             continue;
         };
         if let Some(t) = r.at_s
@@ -417,6 +424,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         }
         if let Some(n) = &r.node
             && !is_host(n)
+            && action != Action::Cancel
         {
             out.push(problem(
                 at("node"),
@@ -444,6 +452,20 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         }
         if r.nth == Some(0) {
             out.push(problem(at("nth"), "counts from 1"));
+        }
+        if let Some(code) = &r.code {
+            let parsed = code
+                .strip_prefix("0x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
+            if parsed.is_none() {
+                out.push(problem(
+                    at("code"),
+                    "must be an HRESULT in hex, like \"0x80200020\"",
+                ));
+            }
+            if action != Action::Fail || r.point.is_some_and(|p| p.is_backend()) {
+                out.push(problem(at("code"), "code goes with fail at a node's point"));
+            }
         }
         if r.nth.is_some() && r.probability.is_some() {
             out.push(problem(
@@ -493,7 +515,9 @@ fn validate(s: &Scenario) -> Vec<Problem> {
                     format!("a timed {} needs node = \"<name>\"", action.name()),
                 ));
             }
-            Action::DropResponse | Action::Delay | Action::Fail if r.point.is_none() => {
+            Action::DropResponse | Action::Delay | Action::Fail | Action::Page
+                if r.point.is_none() =>
+            {
                 out.push(problem(
                     at("point"),
                     format!("{} acts on a request: give a point", action.name()),
@@ -505,10 +529,21 @@ fn validate(s: &Scenario) -> Vec<Problem> {
                     "drop-response cuts a client's connection: use a node fault point",
                 ));
             }
-            Action::Fail => match r.status {
+            Action::Fail | Action::Page => match r.status {
                 Some(st) if (100..=599).contains(&st) => {}
                 Some(_) => out.push(problem(at("status"), "must be an HTTP status, 100 to 599")),
-                None => out.push(problem(at("status"), "fail needs status = <HTTP status>")),
+                None => out.push(problem(
+                    at("status"),
+                    format!("{} needs status = <HTTP status>", action.name()),
+                )),
+            },
+            Action::Cancel => match (&r.node, r.at_s) {
+                (_, None) => out.push(problem(at("at_s"), "cancel is timed: give at_s")),
+                (Some(c), _) if is_client(s, c) => {}
+                _ => out.push(problem(
+                    at("node"),
+                    "cancel needs node = \"<client>\" (c00, c01, ...)",
+                )),
             },
             Action::Partition => {
                 if r.point.is_none() && r.node.is_none() {

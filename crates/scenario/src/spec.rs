@@ -32,6 +32,7 @@
 //! files_per_client = 1
 //! file_size = 1048576                   # bytes; with file_size_max, uniform in [file_size, file_size_max]
 //! fragment_size = 1048576               # bytes per fragment
+//! fragment_size_max = 4194304           # optional: each fragment's size drawn up to this
 //! start_spread_s = 0                    # clients start uniformly within [0, start_spread_s]
 //! retry_delay_s = 600                   # MinimumRetryDelay                              [Windows]
 //! no_progress_timeout_s = 1209600       # NoProgressTimeout                              [Windows]
@@ -75,7 +76,12 @@
 //!   session state if `session_state = "durable"`). On `backend` it is the application that
 //!   dies (its ledger survives, like a database).
 //! * `drop-response`: the connection the request came on is cut; the Ack never arrives.
-//! * `delay` for `duration_s`; `fail` with HTTP `status`.
+//! * `delay` for `duration_s`; `fail` with HTTP `status` (on a node, optionally with `code`, the
+//!   `BITS-Error-Code`, e.g. `"0x80200020"`: unusual pairs like 413 with `BG_E_TOO_LARGE`).
+//! * `page` with HTTP `status`: a plain error page instead of an Ack, as a proxy in front of the
+//!   node sends (at `request` and `ack-ready`; at other points it acts as `fail`).
+//! * `cancel`: at `at_s`, the client named by `node` (`c01`) cancels its current job
+//!   (Cancel-Session).
 //! * `partition` `node` from `peer` for `duration_s`.
 //! * `restart` `node` (timed rules).
 //! * `host-id` with `enabled = true|false`: switch `BITSHostId` on every node.
@@ -282,6 +288,9 @@ pub struct Clients {
     pub file_size_max: Option<u64>,
     /// Bytes per fragment.
     pub fragment_size: u64,
+    /// With it, each fragment's size is drawn from `fragment_size..=fragment_size_max` (a
+    /// retried fragment can then overlap what the node holds).
+    pub fragment_size_max: Option<u64>,
     /// Clients start uniformly within this many seconds.
     pub start_spread_s: f64,
     /// `MinimumRetryDelay`, seconds.
@@ -305,6 +314,7 @@ impl Default for Clients {
             file_size: 1 << 20,
             file_size_max: None,
             fragment_size: win.fragment_size,
+            fragment_size_max: None,
             start_spread_s: 0.0,
             retry_delay_s: win.min_retry_delay_s,
             no_progress_timeout_s: win.no_progress_timeout_s,
@@ -365,6 +375,11 @@ pub enum Action {
     /// The actor at the point (or, for a timed rule, the harness) panics. A harness self-test:
     /// a panic anywhere in a run must fail it (`no_panics`), never pass.
     Panic,
+    /// Answer with a plain HTTP error page of `status`, no BITS Ack: a proxy or load balancer in
+    /// front of the node (at `request` and `ack-ready`; elsewhere it acts as `fail`).
+    Page,
+    /// The client `node` names (`c01`) cancels its current job (timed rules).
+    Cancel,
 }
 
 impl Action {
@@ -380,6 +395,8 @@ impl Action {
             Action::Restart => "restart",
             Action::HostId => "host-id",
             Action::Panic => "panic",
+            Action::Page => "page",
+            Action::Cancel => "cancel",
         }
     }
 }
@@ -412,8 +429,11 @@ pub struct Fault {
     pub restart_after_s: Option<f64>,
     /// Duration of a delay or partition, seconds.
     pub duration_s: Option<f64>,
-    /// Status for `fail`.
+    /// Status for `fail` and `page`.
     pub status: Option<u16>,
+    /// `BITS-Error-Code` for `fail` on a node (an HRESULT like `"0x80200020"`); default
+    /// `E_FAIL`.
+    pub code: Option<String>,
     /// Other side of a partition.
     pub peer: Option<String>,
     /// For `host-id`: on or off.

@@ -5,3 +5,4 @@
 
 mod canary;
 mod props;
+mod reach;
