@@ -59,6 +59,24 @@ pub struct FaultKnob {
     pub enabled: bool,
 }
 
+impl FaultKnob {
+    /// How long the fault keeps acting once it fires, seconds (`None`: for good): a crash
+    /// until its restart, a partition or a slow application for its duration, anything else
+    /// only at the moment it fires.
+    pub fn outage_s(&self) -> Option<u64> {
+        match self.kind {
+            FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => self.restart_after_s,
+            FaultKind::Partition | FaultKind::SlowApp => Some(self.duration_s),
+            FaultKind::DropResponse
+            | FaultKind::AppFails
+            | FaultKind::HostIdToggle
+            | FaultKind::ProxyPage
+            | FaultKind::OddAck
+            | FaultKind::Cancel => Some(0),
+        }
+    }
+}
+
 /// One generated scenario.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Knobs {

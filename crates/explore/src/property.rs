@@ -388,17 +388,7 @@ fn outages_leave_a_way(k: &Knobs) -> bool {
     let mut long_node_outages = 0;
     let mut short_total = 0;
     for f in &k.faults {
-        let outage = match f.kind {
-            FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => f.restart_after_s,
-            FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s),
-            FaultKind::DropResponse
-            | FaultKind::AppFails
-            | FaultKind::HostIdToggle
-            | FaultKind::ProxyPage
-            | FaultKind::OddAck
-            | FaultKind::Cancel => Some(0),
-        };
-        match outage {
+        match f.outage_s() {
             Some(d) if d + slack < npt => short_total += d,
             _ if matches!(f.kind, FaultKind::Crash | FaultKind::PowerCut) => long_node_outages += 1,
             _ => return false,
@@ -471,18 +461,7 @@ pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
     let lasts: Vec<Option<u64>> = knobs
         .faults
         .iter()
-        .map(|f| match f.kind {
-            FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => {
-                f.restart_after_s.map(|r| r * 1000)
-            }
-            FaultKind::Partition | FaultKind::SlowApp => Some(f.duration_s * 1000),
-            FaultKind::DropResponse
-            | FaultKind::AppFails
-            | FaultKind::HostIdToggle
-            | FaultKind::ProxyPage
-            | FaultKind::OddAck
-            | FaultKind::Cancel => Some(0),
-        })
+        .map(|f| f.outage_s().map(|s| s * 1000))
         .collect();
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let seen_in = seen.clone();

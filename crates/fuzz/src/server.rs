@@ -8,9 +8,9 @@ use node::{DiskStore, MemStore, Node, NodeConfig, NotificationType, Storage};
 use probe::Clock;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::task::JoinSet;
 use transport::{
-    Accepted, BoxFuture, BoxIo, Connect, Listen,
+    BoxFuture, BoxIo, Connect, Listen,
     tcp::{TcpConnect, TcpListen},
 };
 
@@ -39,55 +39,6 @@ impl Default for ServerConfig {
             max_session_bytes: 256 << 20,
             session_timeout_s: 60,
         }
-    }
-}
-
-/// Connections over in-memory pipes to a listener in the same runtime.
-#[derive(Clone)]
-struct MemConnect(mpsc::UnboundedSender<BoxIo>);
-
-struct MemListen {
-    rx: mpsc::UnboundedReceiver<BoxIo>,
-    next: u64,
-    name: &'static str,
-}
-
-fn mem(name: &'static str) -> (MemConnect, MemListen) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (MemConnect(tx), MemListen { rx, next: 0, name })
-}
-
-impl MemConnect {
-    fn open(&self) -> io::Result<BoxIo> {
-        let (a, b) = tokio::io::duplex(256 << 10);
-        self.0
-            .send(Box::new(b))
-            .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-        Ok(Box::new(a))
-    }
-}
-
-impl Connect for MemConnect {
-    fn connect<'a>(&'a self, _authority: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
-        Box::pin(async move { self.open() })
-    }
-}
-
-impl Listen for MemListen {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
-        Box::pin(async move {
-            let io = self.rx.recv().await.ok_or(io::ErrorKind::NotConnected)?;
-            self.next += 1;
-            Ok(Accepted {
-                io,
-                peer: "fuzz".into(),
-                conn: self.next,
-            })
-        })
-    }
-
-    fn local_addr(&self) -> String {
-        self.name.into()
     }
 }
 
@@ -174,8 +125,8 @@ impl Server {
     /// A node with in-memory storage over in-memory streams.
     pub async fn in_memory(cfg: ServerConfig) -> Server {
         let clock = Clock::starting_now();
-        let (app_connect, app_listen) = mem("app");
-        let (node_connect, node_listen) = mem("node");
+        let (app_connect, app_listen) = transport::mem::pair("app");
+        let (node_connect, node_listen) = transport::mem::pair("node");
         let store = Arc::new(MemStore::new("node"));
         let node = Node::new(
             node_config(&cfg, "app"),

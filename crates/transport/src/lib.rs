@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod client;
+pub mod mem;
 pub mod server;
 pub mod tcp;
 pub mod url;

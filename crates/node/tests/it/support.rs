@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
 use transport::{
-    Accepted, Body, BoxFuture, BoxIo, Connect, HttpConn, Listen,
+    Body, HttpConn, Listen,
     tcp::{TcpConnect, TcpListen},
 };
 
@@ -335,48 +335,7 @@ pub fn data(len: usize, seed: u8) -> Vec<u8> {
 
 // ---- in-memory transport with tokio's paused clock, for timer tests --------------------------
 
-/// Connections over `tokio::io::duplex`, for tests that advance a paused clock.
-#[derive(Clone)]
-pub struct Duplex {
-    tx: tokio::sync::mpsc::UnboundedSender<BoxIo>,
-}
-
-pub struct DuplexListen {
-    rx: tokio::sync::mpsc::UnboundedReceiver<BoxIo>,
-    next: u64,
-}
-
-pub fn duplex() -> (Duplex, DuplexListen) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (Duplex { tx }, DuplexListen { rx, next: 0 })
-}
-
-impl Connect for Duplex {
-    fn connect<'a>(&'a self, _authority: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
-        Box::pin(async move {
-            let (a, b) = tokio::io::duplex(1 << 20);
-            self.tx
-                .send(Box::new(b))
-                .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-            Ok(Box::new(a) as BoxIo)
-        })
-    }
-}
-
-impl Listen for DuplexListen {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
-        Box::pin(async move {
-            let io = self.rx.recv().await.ok_or(io::ErrorKind::NotConnected)?;
-            self.next += 1;
-            Ok(Accepted {
-                io,
-                peer: "duplex".into(),
-                conn: self.next,
-            })
-        })
-    }
-
-    fn local_addr(&self) -> String {
-        "duplex".into()
-    }
+/// Connections over in-memory pipes, for tests that advance a paused clock.
+pub fn duplex() -> (transport::mem::MemConnect, transport::mem::MemListen) {
+    transport::mem::pair("duplex")
 }
