@@ -15,7 +15,7 @@ use transport::{
 };
 
 use crate::{
-    CommitPoint, Node, NotificationType, Placement, SessionRecord, cfg_kib, notify, path, reply,
+    CommitPoint, Node, NotificationType, Placement, SessionRecord, kib, notify, path, reply,
     storage::StorageError,
 };
 
@@ -295,9 +295,9 @@ impl Node {
         // The body is read before the session is locked, within its time budget, so a client
         // whose connection stalls mid-fragment never holds the session (its retry, its
         // Close-Session, the cleanup) and its buffered bytes are freed when it times out.
-        let want = u32::try_from(cfg_kib(range.len()))
+        let want = u32::try_from(kib(range.len()))
             .unwrap_or(u32::MAX)
-            .min(u32::try_from(cfg_kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
+            .min(u32::try_from(kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
         let Ok(_buffer) = self.buffered.clone().try_acquire_many_owned(want) else {
             // The body is not read: hyper closes the connection after this answer.
             return self

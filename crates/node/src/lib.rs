@@ -83,7 +83,9 @@ impl Node {
     /// A node with these settings; fails if they cannot work together.
     pub fn new(cfg: NodeConfig, env: Env) -> Result<Arc<Node>, ConfigError> {
         cfg.validate()?;
-        let env_max_buffered = cfg.max_buffered_bytes;
+        let buffer_permits = usize::try_from(kib(cfg.max_buffered_bytes))
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Arc::new(Node {
             host_id: Mutex::new(cfg.host_id.clone()),
             cfg,
@@ -93,11 +95,7 @@ impl Node {
             rng: Mutex::new(env.rng),
             clock: env.clock,
             locks: Mutex::default(),
-            buffered: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(cfg_kib(env_max_buffered))
-                    .unwrap_or(usize::MAX)
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            buffered: Arc::new(tokio::sync::Semaphore::new(buffer_permits)),
             open_sessions: AtomicU64::new(0),
             held_bytes: AtomicU64::new(0),
         }))
@@ -277,7 +275,7 @@ impl Node {
 }
 
 /// Bytes as KiB permits, rounded up.
-fn cfg_kib(bytes: u64) -> u64 {
+fn kib(bytes: u64) -> u64 {
     bytes.div_ceil(1024)
 }
 
