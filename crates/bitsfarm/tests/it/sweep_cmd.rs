@@ -165,3 +165,39 @@ fn bad_sweep_input_exits_2() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_panic_inside_a_run_fails_the_sweep_and_the_scenario_command() {
+    // Audit D12: a run in which anything panicked counts as a failure everywhere.
+    let dir = tempdir("panic-sweep");
+    let file = dir.join("panicky.toml");
+    std::fs::write(
+        &file,
+        "[clients]\nretry_delay_s = 5\n[[fault]]\npoint = \"after-forward\"\naction = \"panic\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let o = bitsfarm(&["scenario", path, "--out", dir.join("run").to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(text.contains("FAILED no_panics"), "{text}");
+    assert!(
+        text.contains("fault #0 injected a panic in node-"),
+        "{text}"
+    );
+    assert!(text.contains("replay: bitsfarm scenario"), "{text}");
+    let o = bitsfarm(&[
+        "sweep",
+        path,
+        "--seeds",
+        "3",
+        "--vary",
+        "farm.nodes=1,2",
+        "--out",
+        dir.join("sweep").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["invariants_held"], false);
+}

@@ -133,3 +133,23 @@ fn the_hostid_domain_keeps_outages() {
         "only {with_outages} of 200 focused scenarios have a fault"
     );
 }
+
+#[test]
+fn a_run_in_which_anything_panicked_fails_no_panics() {
+    // Audit D12: the explorer counts a panicking run as a failure, never as a pass.
+    let text =
+        "[clients]\nretry_delay_s = 5\n[[fault]]\npoint = \"after-forward\"\naction = \"panic\"\n";
+    let sc = scenario::load_str(text, "panicky.toml", "panicky").unwrap();
+    let result = scenario::farm::run(&sc, 1, None);
+    let outcome = property::Outcome {
+        knobs: explore::generate(0, &Space::default()),
+        summary: scenario::check::summarize(&sc, 1, &result, String::new()),
+        jobs: Vec::new(),
+        faults_end_ms: 0,
+        replay_hash: None,
+        unexcused_duplicates: Vec::new(),
+    };
+    let why = Property::NoPanics.check(&outcome).unwrap_err();
+    assert!(why.contains("1 panic(s)"), "{why}");
+    assert!(Property::NoPanics.applies(&outcome.knobs));
+}
