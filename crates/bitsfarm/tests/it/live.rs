@@ -378,3 +378,25 @@ fn the_applications_size_limit_fails_the_upload_at_once() {
     );
     assert_eq!(ledger(&srv.app)["total_deliveries"], 0);
 }
+
+#[test]
+fn a_413_shrinks_fragments_below_the_starting_size() {
+    // Found by peer implementations: serve's fragment limit is a flag, and a job that starts
+    // with 1,000-byte fragments halves them below that instead of failing at the first 413.
+    let root = tempdir("shrink");
+    let srv = serve(&["--max-fragment-size", "400"], &root.join("up"));
+    let file = root.join("f.bin");
+    std::fs::write(&file, vec![3u8; 3000]).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{}/up/f.bin", srv.node),
+        "--fragment-size",
+        "1000",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let l = ledger(&srv.app);
+    assert_eq!(l["total_deliveries"], 1);
+    assert_eq!(l["deliveries"][0]["len"], 3000);
+}
