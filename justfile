@@ -29,9 +29,10 @@ sweep *ARGS:
 report DIR:
     cargo run --release -- report {{DIR}}
 
-# Measure the simulator against its targets; writes reports/bench.json.
-bench:
-    cargo run --release -- bench
+# Measure the simulator and serve against their targets; writes reports/bench.json
+# (`just bench --only live`: the 1 GiB upload through serve).
+bench *ARGS:
+    cargo run --release -- bench {{ARGS}}
 
 # Search generated scenarios for property failures: `just explore --runs 10000`.
 explore *ARGS:
