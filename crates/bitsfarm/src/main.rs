@@ -51,7 +51,7 @@ enum Command {
     Report(cmd::report::Args),
     /// Search generated scenarios for property failures; save each (shrunk) as a scenario.
     Explore(cmd::explore::Args),
-    /// Measure the simulator against its targets; writes reports/bench.json.
+    /// Measure the simulator and serve against their targets; writes reports/bench.json.
     Bench(cmd::bench::Args),
     /// Run one BITS server node and the server application on real sockets.
     Serve(cmd::serve::Args),
