@@ -91,8 +91,8 @@ pub struct JobReport {
     pub file: String,
     /// Final state: acknowledged, error or cancelled.
     pub state: JobState,
-    /// Why the job failed, if it did.
-    pub error: Option<String>,
+    /// Why the job failed, if it did (serialized as its text).
+    pub error: Option<JobError>,
     /// Bytes uploaded (with the transaction-id envelope, if any).
     pub total: u64,
     /// The uploaded bytes (shared, not copied); [`JobReport::hash`] hashes them.
@@ -251,23 +251,26 @@ impl Job {
                     break;
                 }
                 Failure::Fatal(why) => {
-                    engine.fail(why);
+                    engine.fail(JobError::Fatal(why));
                     break;
                 }
                 Failure::Transient(why) => {
                     let waited = tokio::select! {
                         biased;
-                        _ = cancel.wait_for(|c| *c) => Err(None),
-                        r = engine.wait_for_retry(&why) => r.map_err(Some),
+                        _ = cancel.wait_for(|c| *c) => Waited::Cancelled,
+                        r = engine.wait_for_retry(&why) => match r {
+                            Ok(()) => Waited::Retry,
+                            Err(e) => Waited::GaveUp(e),
+                        },
                     };
                     match waited {
-                        Ok(()) => {}
-                        Err(None) => {
+                        Waited::Retry => {}
+                        Waited::Cancelled => {
                             engine.cancel_session().await;
                             engine.set_state(JobState::Cancelled);
                             break;
                         }
-                        Err(Some(stop)) => {
+                        Waited::GaveUp(stop) => {
                             if engine.final_acked && engine.reply_done() {
                                 // Only Close-Session kept failing: the file is delivered.
                                 engine.set_state(JobState::Acknowledged);
@@ -282,6 +285,68 @@ impl Job {
         }
         engine.report()
     }
+}
+
+/// Why a job ended in error. Its text is what `error` says in reports and JSON; tools decide by
+/// the variant, never by the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// The server or the application refused for good (a fatal status or code), or broke the
+    /// protocol in a way no retry mends.
+    Fatal(String),
+    /// Transient errors went on for the whole no-progress timeout without progress.
+    NoProgress {
+        /// The last transient error.
+        last: String,
+        /// The no-progress timeout, seconds.
+        timeout_s: u64,
+    },
+    /// A transient error with retries off: a no-progress timeout of 0, or a retry delay longer
+    /// than it.
+    NoRetries {
+        /// The transient error.
+        last: String,
+        /// Why no retry was allowed.
+        because: &'static str,
+    },
+}
+
+impl JobError {
+    /// Whether the job gave up for lack of progress (a timeout, not a refusal).
+    pub fn is_give_up(&self) -> bool {
+        matches!(
+            self,
+            JobError::NoProgress { .. } | JobError::NoRetries { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Fatal(why) => f.write_str(why),
+            JobError::NoProgress { last, timeout_s } => {
+                write!(f, "{last} (no progress for {timeout_s} s)")
+            }
+            JobError::NoRetries { last, because } => write!(f, "{last} ({because})"),
+        }
+    }
+}
+
+impl Serialize for JobError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How waiting for a retry ended.
+enum Waited {
+    /// The retry delay passed: try again.
+    Retry,
+    /// The owner cancelled meanwhile.
+    Cancelled,
+    /// The job must give up.
+    GaveUp(JobError),
 }
 
 /// Why an attempt stopped.
@@ -337,7 +402,7 @@ struct Engine<'j> {
     /// Draws fragment sizes (`fragment_size_max`); `None` once a 413 fixed the size.
     sizes: Option<ChaCha8Rng>,
     // Report.
-    error: Option<String>,
+    error: Option<JobError>,
     restarts: u32,
     attempts: u32,
     transient_errors: u32,
@@ -427,7 +492,7 @@ impl<'j> Engine<'j> {
         });
     }
 
-    fn fail(&mut self, why: String) {
+    fn fail(&mut self, why: JobError) {
         tracing::warn!(job = %self.job.cfg.name, error = %why, "job failed");
         self.error = Some(why);
         self.set_state(JobState::Error);
@@ -764,7 +829,7 @@ impl<'j> Engine<'j> {
     /// After a transient error: start the Host-Id fallback timer if needed, wait the retry
     /// delay, fall back to the original address if the timer expired. `Err` when the job must
     /// give up (no-progress timeout).
-    async fn wait_for_retry(&mut self, why: &str) -> Result<(), String> {
+    async fn wait_for_retry(&mut self, why: &str) -> Result<(), JobError> {
         self.transient_errors += 1;
         self.idle_round_trips = 0;
         self.consecutive_errors += 1;
@@ -775,7 +840,10 @@ impl<'j> Engine<'j> {
         tracing::info!(job = %self.job.cfg.name, error = why, "transient error");
         let npt = probe::clock::secs(self.job.cfg.no_progress_timeout_s);
         if npt.is_zero() {
-            return Err(format!("{why} (no-progress timeout is 0: no retries)"));
+            return Err(JobError::NoRetries {
+                last: why.to_owned(),
+                because: "no-progress timeout is 0: no retries",
+            });
         }
         let now = Instant::now();
         let first = *self.first_error.get_or_insert(now);
@@ -784,14 +852,18 @@ impl<'j> Engine<'j> {
         }
         let delay = self.retry_delay();
         if delay > npt {
-            return Err(format!(
-                "{why} (retry delay exceeds the no-progress timeout)"
-            ));
+            return Err(JobError::NoRetries {
+                last: why.to_owned(),
+                because: "retry delay exceeds the no-progress timeout",
+            });
         }
         let give_up = first + npt;
         if now + delay > give_up {
             tokio::time::sleep_until(give_up).await;
-            return Err(format!("{why} (no progress for {} s)", npt.as_secs()));
+            return Err(JobError::NoProgress {
+                last: why.to_owned(),
+                timeout_s: npt.as_secs(),
+            });
         }
         let next = match self.fallback {
             Fallback::Running(Some(t)) if now + delay >= t => self.job.origin.clone(),

@@ -22,6 +22,7 @@ pub mod job;
 pub use config::{ConfigError, Growth, JobConfig, JobKind};
 pub use entity::Entity;
 pub use job::{
-    ACK_BODY_LIMIT, Attempt, Env, Job, JobControl, JobReport, MAX_IDLE_ROUND_TRIPS, Progress,
+    ACK_BODY_LIMIT, Attempt, Env, Job, JobControl, JobError, JobReport, MAX_IDLE_ROUND_TRIPS,
+    Progress,
 };
 pub use probe::JobState;

@@ -340,15 +340,18 @@ impl Property {
                     None => Ok(()),
                 }
             }
-            Property::NoNeedlessGiveUp => match o.jobs.iter().find(|j| {
-                j.error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("no progress"))
-            }) {
+            Property::NoNeedlessGiveUp => match o
+                .jobs
+                .iter()
+                .find(|j| matches!(j.error, Some(client::JobError::NoProgress { .. })))
+            {
                 Some(j) => Err(format!(
                     "{} gave up ({}) although every outage left the farm a way to serve it",
                     j.file,
-                    j.error.as_deref().unwrap_or_default()
+                    j.error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
                 )),
                 None => Ok(()),
             },
@@ -418,7 +421,7 @@ pub struct JobRun {
     /// End.
     pub finished_ms: u64,
     /// Why the job failed.
-    pub error: Option<String>,
+    pub error: Option<client::JobError>,
 }
 
 /// One run of generated knobs, as properties see it.

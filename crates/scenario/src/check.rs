@@ -63,7 +63,11 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
             if o.state == JobState::Error && s.failed_jobs.len() < MAX_DETAILED {
                 s.failed_jobs.push(FailedJob {
                     file: t.file.clone(),
-                    error: o.error.clone().unwrap_or_default(),
+                    error: o
+                        .error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 });
             }
         }

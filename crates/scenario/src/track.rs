@@ -49,7 +49,7 @@ pub struct JobOutcome {
     /// Transient errors.
     pub transient_errors: u32,
     /// Why the job failed.
-    pub error: Option<String>,
+    pub error: Option<client::JobError>,
     /// When its first attempt started.
     pub started_ms: u64,
     /// When it ended.

@@ -142,7 +142,12 @@ fn summary(r: &JobReport) -> String {
     let how = match r.state {
         JobState::Acknowledged => "acknowledged".to_owned(),
         JobState::Cancelled => "cancelled".to_owned(),
-        _ => format!("error: {}", r.error.as_deref().unwrap_or("unknown")),
+        _ => format!(
+            "error: {}",
+            r.error
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
+        ),
     };
     let txid = r
         .txid

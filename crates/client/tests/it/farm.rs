@@ -284,7 +284,12 @@ async fn a_403_from_the_application_stops_retries() {
     assert_eq!(report.transient_errors, 0);
     assert_eq!(report.attempts, 1);
     assert!(
-        report.error.as_deref().unwrap().contains("403"),
+        report
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap()
+            .contains("403"),
         "{:?}",
         report.error
     );
