@@ -112,6 +112,41 @@ impl JobState {
     }
 }
 
+/// How a host goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashKind {
+    /// Process killed: peers see connections reset; connects are refused.
+    Kill,
+    /// Power cut: peers see silence and learn only from their own timeouts; connects go
+    /// unanswered.
+    PowerCut,
+}
+
+impl CrashKind {
+    /// `kill` / `power-cut`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashKind::Kill => "kill",
+            CrashKind::PowerCut => "power-cut",
+        }
+    }
+}
+
+impl std::fmt::Display for CrashKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A crash kind hashes as its name, as it did when it was a string: event logs (and the
+/// determinism oracle's hashes) are the same as before it was typed.
+impl std::hash::Hash for CrashKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
 /// One thing that happened. `node`, `job` and other names are the actors' own names; `file` is
 /// the upload's URL path (`/upload/c00-f000.bin`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -375,8 +410,8 @@ pub enum Event {
     Crashed {
         /// The party.
         host: String,
-        /// `kill` (peers see a reset) or `power-cut` (peers see silence).
-        kind: String,
+        /// How it went down.
+        kind: CrashKind,
     },
     /// A crashed party started again.
     Restarted {

@@ -16,7 +16,7 @@ pub mod fault;
 pub mod recorder;
 
 pub use clock::Clock;
-pub use event::{Event, JobState};
+pub use event::{CrashKind, Event, JobState};
 pub use fault::{FaultCtx, FaultPoint, Verdict};
 pub use recorder::Recorder;
 

@@ -318,7 +318,7 @@ fn render(rec: &Record, first: bool) -> Option<String> {
             None => format!("fault #{rule} fired: {action} ({t})"),
         },
         Event::Crashed { host, kind } => {
-            if kind == "kill" {
+            if *kind == probe::CrashKind::Kill {
                 format!("{host} was killed before its Ack reached the client ({t})")
             } else {
                 format!("{host} lost power ({t})")
@@ -459,7 +459,7 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
                 Event::Crashed { host, kind } => Some((
                     format!(
                         "{host} {}",
-                        if kind == "kill" {
+                        if *kind == probe::CrashKind::Kill {
                             "was killed"
                         } else {
                             "lost power"

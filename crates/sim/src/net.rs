@@ -33,25 +33,7 @@ pub enum Policy {
     SourceAffinity,
 }
 
-/// How a host goes down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashKind {
-    /// Process killed: peers see connections reset; connects are refused.
-    Kill,
-    /// Power cut: peers see silence and learn only from their own timeouts; connects go
-    /// unanswered.
-    PowerCut,
-}
-
-impl CrashKind {
-    /// `kill` / `power-cut`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CrashKind::Kill => "kill",
-            CrashKind::PowerCut => "power-cut",
-        }
-    }
-}
+pub use probe::CrashKind;
 
 /// Link settings.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +222,7 @@ impl Net {
         }
         inner.probe.event(Event::Crashed {
             host: name.to_owned(),
-            kind: kind.name().to_owned(),
+            kind,
         });
     }
 
