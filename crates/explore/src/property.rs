@@ -7,7 +7,7 @@ use scenario::{
     check::summarize,
     farm,
     spec::{ExpectValue, SessionState},
-    summary::Summary,
+    summary::{Invariant, Summary},
 };
 
 use crate::{knobs::Knobs, space::FaultKind};
@@ -270,23 +270,16 @@ impl Property {
     /// Checks the property on a run; `Err` says how it failed.
     pub fn check(self, o: &Outcome) -> Result<(), String> {
         let s = &o.summary;
-        let inv = |name: &str| {
-            s.invariants.iter().find(|i| i.name == name).map_or(
-                Err(format!("the summary has no {name} invariant")),
-                |i| {
-                    if i.held {
-                        Ok(())
-                    } else {
-                        Err(i.detail.clone())
-                    }
-                },
-            )
+        let inv = |i: Invariant| match s.invariant(i) {
+            None => Err(format!("the summary has no {} invariant", i.name())),
+            Some(r) if r.held => Ok(()),
+            Some(r) => Err(r.detail.clone()),
         };
         match self {
-            Property::NoLoss => inv("no_lost_files"),
-            Property::Integrity => inv("integrity"),
-            Property::DuplicatesExplained => inv("duplicates_explained"),
-            Property::NoPanics => inv("no_panics"),
+            Property::NoLoss => inv(Invariant::NoLostFiles),
+            Property::Integrity => inv(Invariant::Integrity),
+            Property::DuplicatesExplained => inv(Invariant::DuplicatesExplained),
+            Property::NoPanics => inv(Invariant::NoPanics),
             Property::DedupeOneEffect => {
                 if s.duplicate_effects > 0 {
                     return Err(format!(

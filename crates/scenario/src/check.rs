@@ -14,7 +14,7 @@ use crate::{
     log::Record,
     spec::{ExpectValue, Scenario},
     summary::{
-        Chain, ChainStep, DuplicateFile, ExpectationResult, FailedJob, FaultSummary,
+        Chain, ChainStep, DuplicateFile, ExpectationResult, FailedJob, FaultSummary, Invariant,
         InvariantResult, Summary,
     },
     track::{FileTrack, Step},
@@ -130,15 +130,15 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
     } else {
         Vec::new()
     };
-    let mut inv = |name: &str, held: bool, detail: String| {
+    let mut inv = |i: Invariant, held: bool, detail: String| {
         s.invariants.push(InvariantResult {
-            name: name.into(),
+            name: i.name().into(),
             held,
             detail,
         })
     };
     inv(
-        "completed",
+        Invariant::Completed,
         run.completed,
         match (&run.harness_failure, run.completed) {
             (Some(why), _) => why.clone(),
@@ -150,7 +150,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         },
     );
     inv(
-        "no_panics",
+        Invariant::NoPanics,
         run.panics.is_empty(),
         match run.panics.messages.first() {
             None => "nothing panicked".into(),
@@ -158,7 +158,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         },
     );
     inv(
-        "no_lost_files",
+        Invariant::NoLostFiles,
         s.lost == 0,
         format!(
             "{} file(s) acknowledged to their client but never delivered",
@@ -166,7 +166,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         ),
     );
     inv(
-        "integrity",
+        Invariant::Integrity,
         s.corrupted == 0,
         format!(
             "{} delivery(ies) whose bytes differ from the client's",
@@ -174,7 +174,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         ),
     );
     inv(
-        "dedupe_one_effect_per_transaction",
+        Invariant::DedupeOneEffectPerTransaction,
         txid_over.is_empty(),
         match txid_over.first() {
             Some(t) => format!("{} had {} effects", t.file, t.effects()),
@@ -182,7 +182,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         },
     );
     inv(
-        "all_faults_fired",
+        Invariant::AllFaultsFired,
         unfired.is_empty(),
         if unfired.is_empty() {
             "every rule fired".into()
@@ -191,7 +191,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         },
     );
     inv(
-        "duplicates_explained",
+        Invariant::DuplicatesExplained,
         unexplained == 0,
         format!("{unexplained} duplicate(s) without an injected fault in their chain"),
     );

@@ -94,6 +94,51 @@ pub struct ExpectationResult {
     pub detail: String,
 }
 
+/// The invariants every run is checked against (the summary names them by [`Invariant::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// Every job ended before the deadline, within the run's event budget.
+    Completed,
+    /// Nothing inside the run panicked.
+    NoPanics,
+    /// Every upload acknowledged to its client was delivered.
+    NoLostFiles,
+    /// Every delivery's bytes equal the client's.
+    Integrity,
+    /// With transaction ids and dedupe: at most one effect per file.
+    DedupeOneEffectPerTransaction,
+    /// Every non-optional fault rule fired.
+    AllFaultsFired,
+    /// Every duplicate's causal chain starts at an injected fault.
+    DuplicatesExplained,
+}
+
+impl Invariant {
+    /// Every invariant, in the order the summary lists them.
+    pub const ALL: [Invariant; 7] = [
+        Invariant::Completed,
+        Invariant::NoPanics,
+        Invariant::NoLostFiles,
+        Invariant::Integrity,
+        Invariant::DedupeOneEffectPerTransaction,
+        Invariant::AllFaultsFired,
+        Invariant::DuplicatesExplained,
+    ];
+
+    /// The name in summaries and reports (`no_lost_files`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::Completed => "completed",
+            Invariant::NoPanics => "no_panics",
+            Invariant::NoLostFiles => "no_lost_files",
+            Invariant::Integrity => "integrity",
+            Invariant::DedupeOneEffectPerTransaction => "dedupe_one_effect_per_transaction",
+            Invariant::AllFaultsFired => "all_faults_fired",
+            Invariant::DuplicatesExplained => "duplicates_explained",
+        }
+    }
+}
+
 /// One invariant's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvariantResult {
@@ -284,6 +329,11 @@ impl Summary {
             panic_messages: Vec::new(),
             ok: false,
         }
+    }
+
+    /// An invariant's result (`None` in a summary written before the invariant existed).
+    pub fn invariant(&self, i: Invariant) -> Option<&InvariantResult> {
+        self.invariants.iter().find(|r| r.name == i.name())
     }
 
     /// A total by its expectation name.

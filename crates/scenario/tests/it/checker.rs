@@ -288,3 +288,17 @@ enabled = false
             .contains("crash node-1")
     );
 }
+
+#[test]
+fn every_run_is_checked_against_every_invariant_in_order() {
+    let s = run(&shipped("happy-path"), 1);
+    let names: Vec<&str> = s.invariants.iter().map(|i| i.name.as_str()).collect();
+    let want: Vec<&str> = scenario::summary::Invariant::ALL
+        .iter()
+        .map(|i| i.name())
+        .collect();
+    assert_eq!(names, want);
+    for i in scenario::summary::Invariant::ALL {
+        assert!(s.invariant(i).is_some_and(|r| r.held), "{i:?}");
+    }
+}
