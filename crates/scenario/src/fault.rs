@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     log::{EventLog, Sink},
+    rule::{Rule, RuleAction, Trigger, When},
     spec::{Action, Fault},
     track::Tracker,
 };
@@ -63,29 +64,17 @@ pub struct RuleReport {
     pub optional: bool,
 }
 
-struct Rule {
-    spec: Fault,
+/// A rule with its counters.
+struct Armed {
+    rule: Rule,
     hits: u64,
     fired: u64,
-}
-
-impl Rule {
-    /// Firings allowed: `times`, or 1 for nth rules and unlimited for probability rules.
-    fn limit(&self) -> u64 {
-        self.spec
-            .times
-            .unwrap_or(if self.spec.probability.is_some() {
-                0
-            } else {
-                1
-            })
-    }
 }
 
 struct Inner {
     log: EventLog,
     tracker: Tracker,
-    rules: Vec<Rule>,
+    rules: Vec<Armed>,
     rng: ChaCha8Rng,
     down: BTreeSet<String>,
 }
@@ -110,8 +99,7 @@ pub(crate) struct Harness {
 
 /// One fired rule, to apply outside the lock.
 struct Firing {
-    index: usize,
-    spec: Fault,
+    rule: Rule,
 }
 
 impl Harness {
@@ -131,8 +119,9 @@ impl Harness {
                 tracker,
                 rules: faults
                     .iter()
-                    .map(|f| Rule {
-                        spec: f.clone(),
+                    .enumerate()
+                    .map(|(i, f)| Armed {
+                        rule: Rule::parse(i, f),
                         hits: 0,
                         fired: 0,
                     })
@@ -191,10 +180,10 @@ impl Harness {
             .enumerate()
             .map(|(index, r)| RuleReport {
                 index,
-                description: describe(&r.spec),
+                description: r.rule.description.clone(),
                 hits: r.hits,
                 fired: r.fired,
-                optional: r.spec.optional,
+                optional: r.rule.optional,
             })
             .collect()
     }
@@ -223,65 +212,27 @@ impl Harness {
         session: Option<&str>,
         file: Option<&str>,
     ) -> Verdict {
-        let action = f.spec.action.expect("validated: every rule has an action");
-        let text = match action {
-            Action::Crash | Action::PowerCut => {
-                let target = f
-                    .spec
-                    .node
-                    .as_deref()
-                    .filter(|_| f.spec.point.is_none())
-                    .unwrap_or(actor);
-                format!("{} {target}", action.name())
-            }
-            Action::Partition => {
-                format!(
-                    "partition {} from {}",
-                    f.spec.node.as_deref().unwrap_or(actor),
-                    f.spec.peer.as_deref().unwrap_or("?")
-                )
-            }
-            Action::HostId => format!(
-                "BITSHostId {}",
-                if f.spec.enabled == Some(true) {
-                    "on"
-                } else {
-                    "off"
-                }
-            ),
-            Action::Delay => format!("delay {} s", f.spec.duration_s.unwrap_or(0.0)),
-            Action::Fail => match &f.spec.code {
-                Some(code) => format!("fail with HTTP {} {code}", f.spec.status.unwrap_or(500)),
-                None => format!("fail with HTTP {}", f.spec.status.unwrap_or(500)),
-            },
-            Action::Page => format!("answer with an HTTP {} page", f.spec.status.unwrap_or(502)),
-            Action::Cancel => format!("{} cancels its job", f.spec.node.as_deref().unwrap_or("?")),
-            Action::DropResponse => format!("drop the response on connection {conn}"),
-            Action::Restart => format!("restart {}", f.spec.node.as_deref().unwrap_or(actor)),
-            Action::Panic => format!("panic in {actor}"),
+        let rule = &f.rule;
+        let point = match &rule.trigger {
+            Trigger::Point { point, .. } => Some(*point),
+            Trigger::At { .. } => None,
         };
         self.event(Event::FaultFired {
-            rule: f.index,
-            point: f.spec.point,
+            rule: rule.index,
+            point,
             actor: actor.to_owned(),
-            action: text,
+            action: rule.fired_text(actor, conn),
             session: session.map(str::to_owned),
             file: file.map(str::to_owned),
         });
-        match action {
-            Action::Crash | Action::PowerCut => {
-                let kind = if action == Action::Crash {
-                    CrashKind::Kill
-                } else {
-                    CrashKind::PowerCut
-                };
-                let target = f
-                    .spec
-                    .node
-                    .as_deref()
-                    .filter(|_| f.spec.point.is_none())
-                    .unwrap_or(actor);
-                self.crash(target, kind, f.spec.restart_after_s);
+        match &rule.action {
+            RuleAction::Crash {
+                kind,
+                target,
+                restart_after_s,
+            } => {
+                let target = target.resolve(actor);
+                self.crash(target, *kind, *restart_after_s);
                 // The crashed actor stops right here: nothing after the point happens.
                 if target == actor {
                     Verdict::Fail(500)
@@ -289,64 +240,64 @@ impl Harness {
                     Verdict::Continue
                 }
             }
-            Action::DropResponse => {
+            RuleAction::DropResponse => {
                 self.net()
-                    .cut(conn, &format!("fault #{} drop-response", f.index));
+                    .cut(conn, &format!("fault #{} drop-response", rule.index));
                 Verdict::Continue
             }
-            Action::Delay => {
-                Verdict::Delay(Duration::from_secs_f64(f.spec.duration_s.unwrap_or(0.0)))
-            }
-            Action::Fail => {
-                let status = f.spec.status.unwrap_or(500);
-                match f.spec.code.as_deref().and_then(|c| c.strip_prefix("0x")) {
-                    Some(hex) => Verdict::FailWith {
-                        status,
-                        code: u32::from_str_radix(hex, 16).expect("validated when loaded"),
-                    },
-                    None => Verdict::Fail(status),
-                }
-            }
-            Action::Page => Verdict::Page(f.spec.status.unwrap_or(502)),
-            Action::Cancel => {
-                let client = f.spec.node.clone().unwrap_or_default();
-                let _ = self.ctl.send(Command::Cancel { client });
-                Verdict::Continue
-            }
-            Action::Partition => {
-                let a = f.spec.node.clone().unwrap_or_else(|| actor.to_owned());
-                let b = f.spec.peer.clone().unwrap_or_default();
-                self.net().partition(&a, &b);
-                let after = Duration::from_secs_f64(f.spec.duration_s.unwrap_or(0.0));
-                let _ = self.ctl.send(Command::Heal { a, b, after });
-                Verdict::Continue
-            }
-            Action::Restart => {
-                let host = f.spec.node.clone().unwrap_or_else(|| actor.to_owned());
-                let _ = self.ctl.send(Command::Restart { host });
-                Verdict::Continue
-            }
-            Action::HostId => {
-                let _ = self.ctl.send(Command::HostId {
-                    enabled: f.spec.enabled == Some(true),
+            RuleAction::Delay(secs) => Verdict::Delay(Duration::from_secs_f64(*secs)),
+            RuleAction::Fail { status, code } => match code {
+                Some(code) => Verdict::FailWith {
+                    status: *status,
+                    code: *code,
+                },
+                None => Verdict::Fail(*status),
+            },
+            RuleAction::Page(status) => Verdict::Page(*status),
+            RuleAction::Cancel(client) => {
+                let _ = self.ctl.send(Command::Cancel {
+                    client: client.clone(),
                 });
                 Verdict::Continue
             }
-            Action::Panic => panic!("fault #{} injected a panic in {actor}", f.index),
+            RuleAction::Partition { a, peer, duration } => {
+                let a = a.resolve(actor).to_owned();
+                self.net().partition(&a, peer);
+                let _ = self.ctl.send(Command::Heal {
+                    a,
+                    b: peer.clone(),
+                    after: *duration,
+                });
+                Verdict::Continue
+            }
+            RuleAction::Restart(host) => {
+                let _ = self.ctl.send(Command::Restart {
+                    host: host.resolve(actor).to_owned(),
+                });
+                Verdict::Continue
+            }
+            RuleAction::HostId(enabled) => {
+                let _ = self.ctl.send(Command::HostId { enabled: *enabled });
+                Verdict::Continue
+            }
+            RuleAction::Panic => panic!("fault #{} injected a panic in {actor}", rule.index),
         }
     }
 
     /// Fires timed rule `index` (its time has come).
     pub(crate) fn fire_timed(&self, index: usize) {
-        let spec = {
+        let rule = {
             let mut inner = self.lock();
             let r = &mut inner.rules[index];
             r.hits += 1;
             r.fired += 1;
-            r.spec.clone()
+            r.rule.clone()
         };
-        let actor = spec.node.clone().unwrap_or_else(|| "farm".to_owned());
-        self.apply(&Firing { index, spec }, &actor, 0, None, None);
+        let actor = match &rule.trigger {
+            Trigger::At { actor, .. } => actor.clone(),
+            Trigger::Point { .. } => unreachable!("only timed rules are fired by time"),
+        };
+        self.apply(&Firing { rule }, &actor, 0, None, None);
     }
 }
 
@@ -371,31 +322,28 @@ impl Probe for Harness {
             let mut inner = self.lock();
             let inner = &mut *inner;
             let mut out = Vec::new();
-            for (index, r) in inner.rules.iter_mut().enumerate() {
-                let s = &r.spec;
-                if s.point != Some(ctx.point)
-                    || s.node
-                        .as_deref()
-                        .is_some_and(|n| n != ctx.actor && s.action != Some(Action::Partition))
-                    || s.packet.is_some_and(|p| Some(p) != ctx.packet)
-                    || s.file.as_deref().is_some_and(|f| Some(f) != ctx.file)
-                {
+            for r in inner.rules.iter_mut() {
+                if !r.rule.matches(ctx.point, ctx.actor, ctx.packet, ctx.file) {
                     continue;
                 }
                 r.hits += 1;
-                let limit = r.limit();
-                if limit != 0 && r.fired >= limit {
+                if r.rule.limit != 0 && r.fired >= r.rule.limit {
                     continue;
                 }
-                let fire = match s.probability {
-                    Some(p) => inner.rng.random_bool(p),
-                    None => r.hits >= s.nth.unwrap_or(1),
+                let fire = match &r.rule.trigger {
+                    Trigger::Point {
+                        when: When::Probability(p),
+                        ..
+                    } => inner.rng.random_bool(*p),
+                    Trigger::Point {
+                        when: When::Nth(n), ..
+                    } => r.hits >= *n,
+                    Trigger::At { .. } => false,
                 };
                 if fire {
                     r.fired += 1;
                     out.push(Firing {
-                        index,
-                        spec: s.clone(),
+                        rule: r.rule.clone(),
                     });
                 }
             }

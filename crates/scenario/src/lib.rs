@@ -11,6 +11,7 @@ pub mod fault;
 pub mod load;
 pub mod log;
 pub mod overrides;
+pub mod rule;
 pub mod spec;
 pub mod summary;
 pub mod track;
