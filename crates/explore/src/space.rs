@@ -112,12 +112,41 @@ impl Default for Space {
 }
 
 /// Why a space cannot be used.
-pub fn validate(s: &Space) -> Result<(), String> {
-    let range = |name: &str, (a, b): (u64, u64), lo: u64, hi: u64| {
-        if a > b || a < lo || b > hi {
-            Err(format!(
-                "{name} = [{a}, {b}] must be an increasing range within [{lo}, {hi}]"
-            ))
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpaceError {
+    /// A `(min, max)` pair out of order or out of bounds.
+    #[error("{name} = [{min}, {max}] must be an increasing range within [{lo}, {hi}]")]
+    Range {
+        /// The key.
+        name: &'static str,
+        /// Its first value.
+        min: u64,
+        /// Its second value.
+        max: u64,
+        /// The lowest allowed.
+        lo: u64,
+        /// The highest allowed.
+        hi: u64,
+    },
+    /// A list that is empty or holds a zero.
+    #[error("{0} must list positive values")]
+    NotPositive(&'static str),
+    /// Faults allowed but no kind to draw them from.
+    #[error("fault_kinds is empty but faults allows some")]
+    NoFaultKinds,
+}
+
+/// Checks that a space can be drawn from.
+pub fn validate(s: &Space) -> Result<(), SpaceError> {
+    let range = |name: &'static str, (min, max): (u64, u64), lo: u64, hi: u64| {
+        if min > max || min < lo || max > hi {
+            Err(SpaceError::Range {
+                name,
+                min,
+                max,
+                lo,
+                hi,
+            })
         } else {
             Ok(())
         }
@@ -138,11 +167,11 @@ pub fn validate(s: &Space) -> Result<(), String> {
         ("fallback_timeouts_s", &s.fallback_timeouts_s),
     ] {
         if v.is_empty() || v.contains(&0) {
-            return Err(format!("{name} must list positive values"));
+            return Err(SpaceError::NotPositive(name));
         }
     }
     if s.faults.1 > 0 && s.fault_kinds.is_empty() {
-        return Err("fault_kinds is empty but faults allows some".into());
+        return Err(SpaceError::NoFaultKinds);
     }
     Ok(())
 }

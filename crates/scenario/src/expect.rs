@@ -40,6 +40,17 @@ impl Op {
     }
 }
 
+/// Why an expectation does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// Not an operator followed by a number.
+    #[error("{0:?} is not \"<op> <number>\" (ops: >=, >, <=, <, ==, !=)")]
+    NotAnExpression(String),
+    /// The number is infinite or not a number.
+    #[error("{0:?}: the number must be finite")]
+    NotFinite(String),
+}
+
 /// A parsed expectation: `op value`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Expr {
@@ -51,7 +62,7 @@ pub struct Expr {
 
 impl Expr {
     /// Reads `">= 1"`, `"== 0"`, `"< 2.5"`, or a bare number (`==`).
-    pub fn parse(s: &str) -> Result<Expr, String> {
+    pub fn parse(s: &str) -> Result<Expr, ExprError> {
         let s = s.trim();
         let ops = [
             (">=", Op::Ge),
@@ -69,9 +80,9 @@ impl Expr {
         let value: f64 = rest
             .trim()
             .parse()
-            .map_err(|_| format!("{s:?} is not \"<op> <number>\" (ops: >=, >, <=, <, ==, !=)"))?;
+            .map_err(|_| ExprError::NotAnExpression(s.to_owned()))?;
         if !value.is_finite() {
-            return Err(format!("{s:?}: the number must be finite"));
+            return Err(ExprError::NotFinite(s.to_owned()));
         }
         Ok(Expr { op, value })
     }

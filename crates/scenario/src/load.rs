@@ -585,7 +585,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         if let ExpectValue::Expr(e) = v
             && let Err(why) = Expr::parse(e)
         {
-            out.push(problem(path, why));
+            out.push(problem(path, why.to_string()));
         }
     }
     out

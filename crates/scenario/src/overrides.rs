@@ -7,6 +7,67 @@ use toml::{Table, Value};
 
 use crate::{LoadError, Scenario};
 
+/// Why an override cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    /// No `=`.
+    #[error("{0:?} is not KEY=VALUE")]
+    NotKeyValue(String),
+    /// A key segment is empty (`farm..nodes`).
+    #[error("{0:?}: empty key")]
+    EmptyKey(String),
+    /// A `[` without its `]`.
+    #[error("{0:?}: unclosed [")]
+    Unclosed(String),
+    /// What is in brackets is not a number.
+    #[error("{key:?}: {index:?} is not an index")]
+    NotAnIndex {
+        /// The key.
+        key: String,
+        /// The text in brackets.
+        index: String,
+    },
+    /// Text after a `]` that is not `.`.
+    #[error("{key:?}: unexpected {rest:?}")]
+    Unexpected {
+        /// The key.
+        key: String,
+        /// What follows.
+        rest: String,
+    },
+    /// An index with no key before it (`[0].x`).
+    #[error("{0:?}: an index needs a key before it")]
+    IndexWithoutKey(String),
+    /// A key below a value that is not a table.
+    #[error("{key:?}: {name} is not a table")]
+    NotATable {
+        /// The key.
+        key: String,
+        /// The value that is not a table.
+        name: String,
+    },
+    /// An index into a list the scenario does not have.
+    #[error("{key:?}: the scenario has no {name} list")]
+    NoList {
+        /// The key.
+        key: String,
+        /// The list.
+        name: String,
+    },
+    /// An index past the list's end.
+    #[error("{key:?}: {name}[{index}] does not exist ({len} entries)")]
+    NoEntry {
+        /// The key.
+        key: String,
+        /// The list.
+        name: String,
+        /// The index.
+        index: usize,
+        /// Entries in the list.
+        len: usize,
+    },
+}
+
 /// One `key=value` override.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -18,10 +79,10 @@ pub struct Override {
 
 impl Override {
     /// Reads `key=value`.
-    pub fn parse(s: &str) -> Result<Override, String> {
+    pub fn parse(s: &str) -> Result<Override, OverrideError> {
         let (key, value) = s
             .split_once('=')
-            .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+            .ok_or_else(|| OverrideError::NotKeyValue(s.to_owned()))?;
         Ok(Override {
             key: key.trim().to_owned(),
             value: parse_value(value.trim()),
@@ -57,7 +118,7 @@ enum Seg {
     Index(usize),
 }
 
-fn segments(key: &str) -> Result<Vec<Seg>, String> {
+fn segments(key: &str) -> Result<Vec<Seg>, OverrideError> {
     let mut out = Vec::new();
     for part in key.split('.') {
         let (name, rest) = match part.find('[') {
@@ -65,33 +126,38 @@ fn segments(key: &str) -> Result<Vec<Seg>, String> {
             None => (part, ""),
         };
         if name.is_empty() {
-            return Err(format!("{key:?}: empty key"));
+            return Err(OverrideError::EmptyKey(key.to_owned()));
         }
         out.push(Seg::Key(name.to_owned()));
         let mut rest = rest;
         while let Some(r) = rest.strip_prefix('[') {
             let (idx, after) = r
                 .split_once(']')
-                .ok_or_else(|| format!("{key:?}: unclosed ["))?;
-            out.push(Seg::Index(
-                idx.parse()
-                    .map_err(|_| format!("{key:?}: {idx:?} is not an index"))?,
-            ));
+                .ok_or_else(|| OverrideError::Unclosed(key.to_owned()))?;
+            out.push(Seg::Index(idx.parse().map_err(|_| {
+                OverrideError::NotAnIndex {
+                    key: key.to_owned(),
+                    index: idx.to_owned(),
+                }
+            })?));
             rest = after;
         }
         if !rest.is_empty() {
-            return Err(format!("{key:?}: unexpected {rest:?}"));
+            return Err(OverrideError::Unexpected {
+                key: key.to_owned(),
+                rest: rest.to_owned(),
+            });
         }
     }
     Ok(out)
 }
 
-fn set(table: &mut Table, segs: &[Seg], value: Value, key: &str) -> Result<(), String> {
+fn set(table: &mut Table, segs: &[Seg], value: Value, key: &str) -> Result<(), OverrideError> {
     let (first, rest) = segs
         .split_first()
-        .ok_or_else(|| format!("{key:?}: empty key"))?;
+        .ok_or_else(|| OverrideError::EmptyKey(key.to_owned()))?;
     let Seg::Key(name) = first else {
-        return Err(format!("{key:?}: an index needs a key before it"));
+        return Err(OverrideError::IndexWithoutKey(key.to_owned()));
     };
     if rest.is_empty() {
         table.insert(name.clone(), value);
@@ -103,19 +169,28 @@ fn set(table: &mut Table, segs: &[Seg], value: Value, key: &str) -> Result<(), S
                 .entry(name.clone())
                 .or_insert_with(|| Value::Table(Table::new()));
             let Value::Table(t) = entry else {
-                return Err(format!("{key:?}: {name} is not a table"));
+                return Err(OverrideError::NotATable {
+                    key: key.to_owned(),
+                    name: name.clone(),
+                });
             };
             set(t, rest, value, key)
         }
         Seg::Index(i) => {
             let Some(Value::Array(items)) = table.get_mut(name) else {
-                return Err(format!("{key:?}: the scenario has no {name} list"));
+                return Err(OverrideError::NoList {
+                    key: key.to_owned(),
+                    name: name.clone(),
+                });
             };
             let len = items.len();
             let Some(Value::Table(t)) = items.get_mut(*i) else {
-                return Err(format!(
-                    "{key:?}: {name}[{i}] does not exist ({len} entries)"
-                ));
+                return Err(OverrideError::NoEntry {
+                    key: key.to_owned(),
+                    name: name.clone(),
+                    index: *i,
+                    len,
+                });
             };
             set(t, &rest[1..], value, key)
         }
@@ -145,8 +220,8 @@ pub fn apply(
         .parse()
         .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
     for o in overrides {
-        let segs = segments(&o.key).map_err(err)?;
-        set(&mut table, &segs, o.value.clone(), &o.key).map_err(err)?;
+        let segs = segments(&o.key).map_err(|e| err(e.to_string()))?;
+        set(&mut table, &segs, o.value.clone(), &o.key).map_err(|e| err(e.to_string()))?;
     }
     let label = format!(
         "{origin} with {}",
