@@ -58,7 +58,7 @@ action = "panic"
 }
 
 #[test]
-fn a_panicking_client_job_fails_the_run_even_when_every_other_check_holds() {
+fn a_panicking_application_fails_the_run_even_when_every_other_check_holds() {
     // The application panics while handling the notification: the node sees a broken
     // connection, the client retries, and the file is still delivered once. Only the panic
     // says something went wrong.
