@@ -15,7 +15,8 @@ use transport::{
 };
 
 use crate::{
-    CommitPoint, Node, NotificationType, Placement, SessionRecord, kib, notify, path, reply,
+    CommitPoint, Node, NotificationType, Placement, kib, notify, path, reply,
+    session::{self, CachedAck, Limits, Phase, SessionRecord, Step, Take, busy},
     storage::StorageError,
 };
 
@@ -41,57 +42,15 @@ impl Node {
         let (parts, body) = req.into_parts();
         let timing = self.timing();
         let drain = |body| drain_body(body, DRAIN_LIMIT, &timing);
-        if parts.method == Method::GET || parts.method == Method::HEAD {
-            drain(body).await;
-            return reply::serve(self, &parts);
-        }
-        if !is_bits_request(&parts.method, &parts.headers) {
-            drain(body).await;
-            let mut resp = Response::new(Body::empty());
-            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            resp.headers_mut().insert(
-                http::header::ALLOW,
-                http::HeaderValue::from_static("BITS_POST, GET, HEAD"),
-            );
-            return resp;
-        }
-        if !self.cfg.uploads_enabled {
-            drain(body).await;
-            let ack = Ack::error(501, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE);
-            return self
-                .reject(None, ack, "uploads are disabled on this virtual directory")
-                .to_response()
-                .map(|()| Body::empty());
-        }
-        let packet = match Packet::parse(&parts.method, &parts.headers) {
-            Ok(p) => p,
-            Err(e) => {
+        let packet = match self.admit(&parts, &body) {
+            Ok(packet) => packet,
+            Err(turned) => {
                 drain(body).await;
-                let mut ack = self.reject(None, Ack::invalid_arg(), &e.to_string());
-                // Echo a readable session id, as MC-BUP allows on errors.
-                ack.session_id = parts
-                    .headers
-                    .get(header::SESSION_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|s| s.len() <= 100)
-                    .map(str::to_owned);
-                return ack.to_response().map(|()| Body::empty());
+                return self.turn_away(turned, &parts);
             }
         };
         let kind = packet.packet_type();
         let session = packet.session_id().map(str::to_owned);
-        // Only a Fragment carries a body (MC-BUP 2.2.2.3, 2.2.4.3): another packet with one is
-        // malformed, not something to ignore.
-        if kind != PacketType::Fragment && http_body::Body::size_hint(&body).upper() != Some(0) {
-            drain(body).await;
-            let mut ack = self.reject(
-                Some(kind),
-                Ack::invalid_arg(),
-                &format!("{kind} must not have a body"),
-            );
-            ack.session_id = session;
-            return ack.to_response().map(|()| Body::empty());
-        }
         let at = At {
             conn,
             packet: Some(kind),
@@ -127,6 +86,72 @@ impl Node {
         };
         tracing::debug!(node = %self.cfg.name, conn, packet = %kind, status = ack.status,
             session = session.as_deref().unwrap_or(""), "ack");
+        ack.to_response().map(|()| Body::empty())
+    }
+
+    /// The BITS packet a request carries, or why the node turns it away before looking further.
+    fn admit(&self, parts: &Parts, body: &Incoming) -> Result<Packet, Turned> {
+        if parts.method == Method::GET || parts.method == Method::HEAD {
+            return Err(Turned::Get);
+        }
+        if !is_bits_request(&parts.method, &parts.headers) {
+            return Err(Turned::NotBits);
+        }
+        if !self.cfg.uploads_enabled {
+            return Err(Turned::Disabled);
+        }
+        let packet = Packet::parse(&parts.method, &parts.headers).map_err(Turned::Malformed)?;
+        // Only a Fragment carries a body (MC-BUP 2.2.2.3, 2.2.4.3): another packet with one is
+        // malformed, not something to ignore.
+        let kind = packet.packet_type();
+        if kind != PacketType::Fragment && http_body::Body::size_hint(body).upper() != Some(0) {
+            return Err(Turned::BodyNotAllowed(
+                kind,
+                packet.session_id().map(str::to_owned),
+            ));
+        }
+        Ok(packet)
+    }
+
+    /// The answer to a request turned away (its body drained).
+    fn turn_away(self: &Arc<Self>, turned: Turned, parts: &Parts) -> Response<Body> {
+        let ack = match turned {
+            Turned::Get => return reply::serve(self, parts),
+            Turned::NotBits => {
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                resp.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("BITS_POST, GET, HEAD"),
+                );
+                return resp;
+            }
+            Turned::Disabled => self.reject(
+                None,
+                Ack::error(501, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE),
+                "uploads are disabled on this virtual directory",
+            ),
+            Turned::Malformed(e) => {
+                let mut ack = self.reject(None, Ack::invalid_arg(), &e.to_string());
+                // Echo a readable session id, as MC-BUP allows on errors.
+                ack.session_id = parts
+                    .headers
+                    .get(header::SESSION_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|s| s.len() <= 100)
+                    .map(str::to_owned);
+                ack
+            }
+            Turned::BodyNotAllowed(kind, session) => {
+                let mut ack = self.reject(
+                    Some(kind),
+                    Ack::invalid_arg(),
+                    &format!("{kind} must not have a body"),
+                );
+                ack.session_id = session;
+                ack
+            }
+        };
         ack.to_response().map(|()| Body::empty())
     }
 
@@ -224,19 +249,13 @@ impl Node {
             }
         }
         let id = self.new_session_id();
-        let rec = SessionRecord {
-            id: id.clone(),
+        let rec = SessionRecord::new(
+            id.clone(),
             path,
-            original_url: original_url(parts, &self.cfg.name),
-            query: parts.uri.query().map(str::to_owned),
-            content_name: None,
-            total: None,
-            received: 0,
-            upload_complete: false,
-            notified: None,
-            committed: false,
-            touched_ms: self.clock.now_ms(),
-        };
+            original_url(parts, &self.cfg.name),
+            parts.uri.query().map(str::to_owned),
+            self.clock.now_ms(),
+        );
         if let Err(e) = self.store.save(&rec) {
             // Leave nothing behind: no client knows this session.
             let _ = self.store.remove(&id);
@@ -270,93 +289,61 @@ impl Node {
     async fn fragment(&self, f: Fragment, body: Incoming, conn: u64) -> Ack {
         const P: PacketType = PacketType::Fragment;
         let id = f.session_id.as_str();
-        let range = f.range;
         let timing = self.timing();
         // First what needs no lock and no body: the session's state as it stands.
-        let peek = match self.store.get(id) {
-            Ok(Some(rec)) => rec,
-            Ok(None) => {
+        let peek = match self.fragment_step(id, &f) {
+            Ok((rec, _)) => rec,
+            Err(early) => {
                 drain_body(body, DRAIN_LIMIT, &timing).await;
-                return self.not_found(P, id);
-            }
-            Err(e) => {
-                drain_body(body, DRAIN_LIMIT, &timing).await;
-                return self.storage_failed(P, id, &e);
+                return self.answer_early(id, early);
             }
         };
-        if let Some(ack) = self.replay_cached(&peek) {
-            drain_body(body, DRAIN_LIMIT, &timing).await;
-            return ack;
-        }
-        if let Some(ack) = self.refuse_fragment(&peek, &f) {
-            drain_body(body, DRAIN_LIMIT, &timing).await;
-            return ack;
-        }
         // The body is read before the session is locked, within its time budget, so a client
         // whose connection stalls mid-fragment never holds the session (its retry, its
         // Close-Session, the cleanup) and its buffered bytes are freed when it times out.
-        let want = u32::try_from(kib(range.len()))
-            .unwrap_or(u32::MAX)
-            .min(u32::try_from(kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
-        let Ok(_buffer) = self.buffered.clone().try_acquire_many_owned(want) else {
-            // The body is not read: hyper closes the connection after this answer.
-            return self
-                .reject(
-                    Some(P),
-                    busy(),
-                    "too many fragment bytes in memory already (max_buffered_bytes)",
-                )
-                .with_session(id)
-                .with_received(peek.received);
+        let (chunks, _buffer) = match self.read_fragment(&f, body, peek.received).await {
+            Ok(read) => read,
+            Err(ack) => return ack,
         };
-        let chunks = match read_body(body, range.len(), &timing).await {
-            Ok(c) => c,
-            Err(e) => {
-                // The client is gone, too slow, or sent more than it declared; nothing is
-                // stored.
-                let ack = match e {
-                    BodyError::TooSlow => Ack::error(
-                        408,
-                        HResult::from_http_status(408),
-                        ErrorContext::REMOTE_FILE,
-                    ),
-                    BodyError::TooLong | BodyError::Broken(_) => Ack::invalid_arg(),
-                };
-                return self
-                    .reject(Some(P), ack, &format!("fragment body: {e}"))
-                    .with_session(id)
-                    .with_received(peek.received);
-            }
-        };
-        let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        if got != range.len() {
-            return self
-                .reject(
-                    Some(P),
-                    Ack::invalid_arg(),
-                    "fragment body shorter than Content-Length",
-                )
-                .with_session(id)
-                .with_received(peek.received);
-        }
-
-        let _guard = self.lock_session(id).await;
+        let guard = self.lock_session(id).await;
         // Again under the lock: another request may have moved the session on meanwhile.
-        let mut rec = match self.store.get(id) {
-            Ok(Some(rec)) => rec,
-            Ok(None) => {
-                drop(_guard);
-                self.forget_lock(id);
-                return self.not_found(P, id);
+        let (mut rec, take) = match self.fragment_step(id, &f) {
+            Ok(step) => step,
+            Err(early) => {
+                if matches!(early, Early::NotFound) {
+                    drop(guard);
+                    self.forget_lock(id);
+                }
+                return self.answer_early(id, early);
             }
-            Err(e) => return self.storage_failed(P, id, &e),
         };
-        if let Some(ack) = self.replay_cached(&rec) {
-            return ack;
+        if let Some(skip) = take.append_from {
+            let held = rec.received;
+            if let Err(e) = self
+                .store
+                .append(id, held, &skip_prefix(&chunks, skip as usize))
+            {
+                return self.storage_failed(P, id, &e);
+            }
+            self.held_bytes
+                .fetch_add(take.received - held, Ordering::Relaxed);
         }
-        if let Some(ack) = self.refuse_fragment(&rec, &f) {
-            return ack;
+        session::apply(&mut rec, &f, &take, self.clock.now_ms());
+        if let Err(e) = self.store.save(&rec) {
+            return self.storage_failed(P, id, &e);
         }
+        let range = f.range;
+        probe::emit(&*self.probe, || Event::FragmentAcked {
+            node: self.cfg.name.clone(),
+            session: id.to_owned(),
+            file: rec.path.clone(),
+            start: range.start,
+            end: range.end,
+            total: range.total,
+            status: take.status,
+            received: rec.received,
+        });
+        tracing::debug!(node = %self.cfg.name, session = id, range = %range, status = take.status, received = rec.received, "fragment");
         let file = rec.path.clone();
         let at = At {
             conn,
@@ -364,64 +351,102 @@ impl Node {
             session: Some(id),
             file: Some(&file),
         };
-
-        let held = rec.received;
-        if rec.total.is_none() {
-            rec.total = Some(range.total);
-            rec.content_name = f.content_name.clone();
-            rec.upload_complete = range.total == 0;
-        }
-        let status = if range.start > held {
-            // A gap: the node keeps no non-contiguous ranges.
-            416
-        } else if range.end > held {
-            // Contiguous or overlapping: append only the bytes past what is held; existing
-            // bytes are never rewritten.
-            let tail = skip_prefix(&chunks, (held - range.start) as usize);
-            if let Err(e) = self.store.append(id, held, &tail) {
-                return self.storage_failed(P, id, &e);
-            }
-            self.held_bytes
-                .fetch_add(range.end - held, Ordering::Relaxed);
-            rec.received = range.end;
-            rec.touched_ms = self.clock.now_ms();
-            200
-        } else if range.is_final() && rec.upload_complete {
-            // The final fragment again, after the application was not reached: notify again.
-            200
-        } else {
-            // Nothing new: tell the client where the node is.
-            416
-        };
-        if rec.received == range.total {
-            rec.upload_complete = true;
-        }
-        if let Err(e) = self.store.save(&rec) {
-            return self.storage_failed(P, id, &e);
-        }
-        probe::emit(&*self.probe, || Event::FragmentAcked {
-            node: self.cfg.name.clone(),
-            session: id.to_owned(),
-            file: file.clone(),
-            start: range.start,
-            end: range.end,
-            total: range.total,
-            status,
-            received: rec.received,
-        });
-        tracing::debug!(node = %self.cfg.name, session = id, range = %range, status, received = rec.received, "fragment");
-        if status == 200 && rec.upload_complete {
+        if take.notifies() {
             return self.complete(rec, at).await;
         }
         if let Some(ack) = self.checkpoint(FaultPoint::FragmentStored, at).await {
             return ack;
         }
-        fragment_ack(status, id, rec.received)
+        fragment_ack(take.status, id, rec.received)
+    }
+
+    /// The session a fragment names and what its state machine makes of the fragment (its
+    /// body not looked at), or why the fragment ends early.
+    fn fragment_step(&self, id: &str, f: &Fragment) -> Result<(SessionRecord, Take), Early> {
+        let rec = match self.store.get(id) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Err(Early::NotFound),
+            Err(e) => return Err(Early::Storage(e)),
+        };
+        let limits = Limits {
+            max_upload_size: self.cfg.max_upload_size,
+            max_fragment_size: self.cfg.max_fragment_size,
+            max_session_bytes: self.cfg.max_session_bytes,
+        };
+        let held = self.held_bytes.load(Ordering::Relaxed);
+        match session::on_fragment(&rec, f.range, &limits, held) {
+            Step::Take(take) => Ok((rec, take)),
+            Step::Replay(cached) => Err(Early::Replay(Box::new(rec), cached)),
+            Step::Refuse(why) => Err(Early::Refuse(Box::new(rec), why)),
+        }
+    }
+
+    /// The Ack of a fragment that ends early (recorded as it goes out).
+    fn answer_early(&self, id: &str, early: Early) -> Ack {
+        const P: PacketType = PacketType::Fragment;
+        match early {
+            Early::NotFound => self.not_found(P, id),
+            Early::Storage(e) => self.storage_failed(P, id, &e),
+            Early::Replay(rec, cached) => self.replay(&rec, cached),
+            Early::Refuse(rec, why) => {
+                self.reject(Some(P), why.ack(&rec.id, rec.received), &why.reason())
+            }
+        }
+    }
+
+    /// Reads a fragment's body within the node's time and memory budgets; the chunks and the
+    /// permit that holds their room, or the Ack to answer.
+    async fn read_fragment(
+        &self,
+        f: &Fragment,
+        body: Incoming,
+        received: u64,
+    ) -> Result<(Vec<bytes::Bytes>, tokio::sync::OwnedSemaphorePermit), Ack> {
+        const P: Option<PacketType> = Some(PacketType::Fragment);
+        let (id, range) = (f.session_id.as_str(), f.range);
+        let refuse = |ack: Ack, why: &str| {
+            Err(self
+                .reject(P, ack, why)
+                .with_session(id)
+                .with_received(received))
+        };
+        let want = u32::try_from(kib(range.len()))
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
+        let Ok(permit) = self.buffered.clone().try_acquire_many_owned(want) else {
+            // The body is not read: hyper closes the connection after this answer.
+            return refuse(
+                busy(),
+                "too many fragment bytes in memory already (max_buffered_bytes)",
+            );
+        };
+        let chunks = match read_body(body, range.len(), &self.timing()).await {
+            Ok(c) => c,
+            // The client is gone, too slow, or sent more than it declared; nothing is stored.
+            Err(e @ BodyError::TooSlow) => {
+                let ack = Ack::error(
+                    408,
+                    HResult::from_http_status(408),
+                    ErrorContext::REMOTE_FILE,
+                );
+                return refuse(ack, &format!("fragment body: {e}"));
+            }
+            Err(e @ (BodyError::TooLong | BodyError::Broken(_))) => {
+                return refuse(Ack::invalid_arg(), &format!("fragment body: {e}"));
+            }
+        };
+        let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        if got != range.len() {
+            return refuse(
+                Ack::invalid_arg(),
+                "fragment body shorter than Content-Length",
+            );
+        }
+        Ok((chunks, permit))
     }
 
     /// NotifyCache: the application already has this upload; the final Ack, replayed.
-    fn replay_cached(&self, rec: &SessionRecord) -> Option<Ack> {
-        let cached = rec.notified.as_ref()?;
+    fn replay(&self, rec: &SessionRecord, cached: CachedAck) -> Ack {
         tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "final ack replayed from cache");
         probe::emit(&*self.probe, || Event::CachedAckReplayed {
             node: self.cfg.name.clone(),
@@ -429,71 +454,8 @@ impl Node {
             file: rec.path.clone(),
         });
         let mut ack = Ack::ok().with_session(&rec.id).with_received(rec.received);
-        ack.reply_url = cached.reply_url.clone();
-        Some(ack)
-    }
-
-    /// A fragment the session cannot take, whatever its body: its Ack.
-    fn refuse_fragment(&self, rec: &SessionRecord, f: &Fragment) -> Option<Ack> {
-        const P: Option<PacketType> = Some(PacketType::Fragment);
-        let (id, range) = (rec.id.as_str(), f.range);
-        if rec.total.is_some_and(|t| t != range.total) {
-            return Some(
-                self.reject(
-                    P,
-                    Ack::invalid_arg(),
-                    "Content-Range total differs from the session's",
-                )
-                .with_session(id)
-                .with_received(rec.received),
-            );
-        }
-        if range.total > self.cfg.max_upload_size {
-            // Never 413: that tells the client to shrink its fragments, which cannot help.
-            return Some(
-                self.reject(
-                    P,
-                    Ack::error(400, HResult::TOO_LARGE, ErrorContext::REMOTE_FILE),
-                    "upload larger than BITSMaximumUploadSize",
-                )
-                .with_session(id),
-            );
-        }
-        if range.len() > self.cfg.max_fragment_size {
-            return Some(
-                self.reject(
-                    P,
-                    Ack::error(
-                        413,
-                        HResult::from_http_status(413),
-                        ErrorContext::REMOTE_FILE,
-                    ),
-                    "fragment larger than the node accepts",
-                )
-                .with_session(id)
-                .with_received(rec.received),
-            );
-        }
-        let new_bytes = range.end.saturating_sub(rec.received);
-        if let Some(max) = self.cfg.max_session_bytes
-            && new_bytes > 0
-            && self
-                .held_bytes
-                .load(Ordering::Relaxed)
-                .saturating_add(new_bytes)
-                > max
-        {
-            return Some(
-                self.reject(
-                    P,
-                    busy(),
-                    &format!("open sessions hold {max} bytes, the most this node keeps (--max-session-bytes)"),
-                )
-                .with_session(id)
-                .with_received(rec.received),
-            );
-        }
-        None
+        ack.reply_url = cached.reply_url;
+        ack
     }
 
     /// STATE_NOTIFY: the upload is complete; hand it to the application (or commit it) and
@@ -512,7 +474,7 @@ impl Node {
                 {
                     return ack;
                 }
-                crate::storage::CachedAck { reply_url: None }
+                CachedAck { reply_url: None }
             }
             NotificationType::ByReference | NotificationType::ByValue => {
                 match notify::notify(self, &rec).await {
@@ -522,7 +484,7 @@ impl Node {
                         {
                             return ack;
                         }
-                        crate::storage::CachedAck {
+                        CachedAck {
                             reply_url: accepted.reply_url,
                         }
                     }
@@ -537,7 +499,7 @@ impl Node {
         if let Some(ack) = self.checkpoint(FaultPoint::AfterForward, at).await {
             return ack;
         }
-        rec.notified = Some(cached.clone());
+        rec.phase = Phase::Notified(cached.clone());
         if let Err(e) = self.store.save(&rec) {
             return self.storage_failed(P, &id, &e);
         }
@@ -602,7 +564,7 @@ impl Node {
             }
             Err(e) => return self.storage_failed(P, id, &e),
         };
-        let complete = rec.notified.is_some();
+        let complete = rec.notified().is_some();
         if complete
             && self.cfg.notification == NotificationType::None
             && self.cfg.commit_point == CommitPoint::Close
@@ -666,6 +628,32 @@ impl Node {
     }
 }
 
+/// Why a request is answered before it reaches a packet handler.
+enum Turned {
+    /// GET or HEAD: a reply download.
+    Get,
+    /// Not a BITS request at all.
+    NotBits,
+    /// Uploads are off on this virtual directory.
+    Disabled,
+    /// The packet's headers do not parse.
+    Malformed(protocol::ParseError),
+    /// A packet other than Fragment came with a body.
+    BodyNotAllowed(PacketType, Option<String>),
+}
+
+/// Why a fragment ends before its bytes are taken.
+enum Early {
+    /// No such session.
+    NotFound,
+    /// The session's state could not be read.
+    Storage(StorageError),
+    /// The application has the upload already: replay its final Ack.
+    Replay(Box<SessionRecord>, CachedAck),
+    /// The session cannot take the fragment.
+    Refuse(Box<SessionRecord>, session::Refusal),
+}
+
 /// The Ack a fault verdict answers with instead of carrying on (`None`: carry on).
 fn instead(v: Verdict, at: At<'_>) -> Option<Ack> {
     let (status, code) = match v {
@@ -689,15 +677,6 @@ fn page(status: u16) -> Response<Body> {
         http::HeaderValue::from_static("text/html"),
     );
     resp
-}
-
-/// The answer of a node at one of its limits: 503, which clients retry after their retry delay.
-fn busy() -> Ack {
-    Ack::error(
-        503,
-        HResult::from_http_status(503),
-        ErrorContext::REMOTE_FILE,
-    )
 }
 
 /// A 200 or 416 Fragment Ack; a 416 carries code 0 ("out of sync") with context 0x5.

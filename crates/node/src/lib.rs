@@ -21,6 +21,7 @@ mod handler;
 mod notify;
 pub mod path;
 mod reply;
+pub mod session;
 pub mod storage;
 
 use std::{
@@ -43,7 +44,8 @@ use transport::{
 
 pub use config::{CommitPoint, ConfigError, NodeConfig, NotificationType};
 pub use disk::DiskStore;
-pub use storage::{MemStore, Placement, SessionRecord, Storage, StorageError};
+pub use session::{CachedAck, Phase, SessionRecord};
+pub use storage::{MemStore, Placement, Storage, StorageError};
 
 /// What a node is given rather than reaching for itself.
 pub struct Env {

@@ -215,8 +215,7 @@ mod tests {
             content_name: None,
             total: Some(0),
             received: 0,
-            upload_complete: true,
-            notified: None,
+            phase: crate::Phase::Complete,
             committed: false,
             touched_ms: 0,
         }

@@ -14,44 +14,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use transport::ChunkSource;
 
-/// The Ack a node replays when a final fragment arrives again after the application was
-/// notified (MC-BUP's `NotifyCache`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedAck {
-    /// `BITS-Reply-URL` of the final Ack, for upload-reply.
-    pub reply_url: Option<String>,
-}
-
-/// A session's state (MC-BUP 3.2.1.4), as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    /// `BITS-Session-Id`.
-    pub id: String,
-    /// The upload's decoded URL path (`/upload/a.bin`): the file's identity.
-    pub path: String,
-    /// The job's remote URL as the client sent it (`http://farm/upload/a.bin?x=1`).
-    pub original_url: String,
-    /// The query string of the remote URL, appended to the notification URL.
-    pub query: Option<String>,
-    /// `Content-Name` of the first fragment.
-    pub content_name: Option<String>,
-    /// Upload size, known from the first fragment.
-    pub total: Option<u64>,
-    /// Bytes held: the next byte the node wants.
-    pub received: u64,
-    /// `UploadComplete`: every byte is here.
-    pub upload_complete: bool,
-    /// `NotifyCache`: the application accepted the upload (or the file was committed); the
-    /// final Ack to replay.
-    pub notified: Option<CachedAck>,
-    /// Whether the upload was placed at its destination.
-    pub committed: bool,
-    /// Last progress, milliseconds on the node's clock.
-    pub touched_ms: u64,
-}
+pub use crate::session::{CachedAck, Phase, SessionRecord};
 
 /// A storage failure. The node answers it with a 500 Ack (`E_FAIL`) and keeps the session as it
 /// was before the failed step.
@@ -381,8 +346,7 @@ mod tests {
             content_name: None,
             total: Some(6),
             received: 0,
-            upload_complete: false,
-            notified: None,
+            phase: Phase::Receiving,
             committed: false,
             touched_ms: 0,
         }

@@ -52,8 +52,7 @@ fn record(id: &str) -> SessionRecord {
         content_name: None,
         total: Some(10),
         received: 0,
-        upload_complete: false,
-        notified: None,
+        phase: node::Phase::Receiving,
         committed: false,
         touched_ms: 0,
     }
