@@ -1,12 +1,12 @@
 //! The job engine: one upload job from Create-Session to Close-Session, with Windows BITS'
 //! states, recovery rules, Host-Id handling and timers.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use probe::{Clock, Event, JobState, SharedProbe};
 use protocol::{Ack, ByteRange, Packet, PacketType, header, packet::Fragment};
-use rand::{Rng as _, RngExt as _};
+use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::{sync::watch, time::Instant};
@@ -14,8 +14,10 @@ use transport::{Body, Connect, HttpConn};
 
 use crate::{
     Entity,
-    classify::{Reaction, reaction, status_is_transient},
-    config::{ConfigError, Growth, JobConfig, JobKind},
+    classify::status_is_transient,
+    config::{ConfigError, JobConfig, JobKind},
+    state::{Failure, Next, Step, Upload, describe},
+    timers::{Retry, Timers},
 };
 
 /// What a job is given rather than reaching for itself.
@@ -219,67 +221,40 @@ impl Job {
         let mut engine = Engine::new(&self);
         engine.set_state(JobState::Connecting);
         loop {
-            let attempt = async {
-                engine.attempts += 1;
-                let at_ms = engine.job.env.clock.now_ms();
-                let target = engine.target.clone();
-                let result = engine.advance().await;
-                let outcome = match &result {
-                    Ok(()) => "acknowledged".to_owned(),
-                    Err(f) => f.to_string(),
-                };
-                engine.record(Attempt {
-                    at_ms,
-                    target,
-                    outcome,
-                });
-                result
-            };
             let result = tokio::select! {
                 biased;
                 _ = cancel.wait_for(|c| *c) => Err(Failure::Cancelled),
-                r = attempt => r,
+                r = engine.attempt() => r,
             };
-            let failure = match result {
+            let why = match result {
                 Ok(()) => break,
-                Err(f) => f,
-            };
-            match failure {
-                Failure::Cancelled => {
-                    engine.cancel_session().await;
-                    engine.set_state(JobState::Cancelled);
+                Err(Failure::Cancelled) => {
+                    engine.cancelled().await;
                     break;
                 }
-                Failure::Fatal(why) => {
+                Err(Failure::Fatal(why)) => {
                     engine.fail(JobError::Fatal(why));
                     break;
                 }
-                Failure::Transient(why) => {
-                    let waited = tokio::select! {
-                        biased;
-                        _ = cancel.wait_for(|c| *c) => Waited::Cancelled,
-                        r = engine.wait_for_retry(&why) => match r {
-                            Ok(()) => Waited::Retry,
-                            Err(e) => Waited::GaveUp(e),
-                        },
-                    };
-                    match waited {
-                        Waited::Retry => {}
-                        Waited::Cancelled => {
-                            engine.cancel_session().await;
-                            engine.set_state(JobState::Cancelled);
-                            break;
-                        }
-                        Waited::GaveUp(stop) => {
-                            if engine.final_acked && engine.reply_done() {
-                                // Only Close-Session kept failing: the file is delivered.
-                                engine.set_state(JobState::Acknowledged);
-                            } else {
-                                engine.fail(stop);
-                            }
-                            break;
-                        }
-                    }
+                Err(Failure::Transient(why)) => why,
+            };
+            let waited = tokio::select! {
+                biased;
+                _ = cancel.wait_for(|c| *c) => Waited::Cancelled,
+                r = engine.wait_for_retry(&why) => match r {
+                    Ok(()) => Waited::Retry,
+                    Err(e) => Waited::GaveUp(e),
+                },
+            };
+            match waited {
+                Waited::Retry => {}
+                Waited::Cancelled => {
+                    engine.cancelled().await;
+                    break;
+                }
+                Waited::GaveUp(stop) => {
+                    engine.give_up(stop);
+                    break;
                 }
             }
         }
@@ -349,60 +324,9 @@ enum Waited {
     GaveUp(JobError),
 }
 
-/// Why an attempt stopped.
-#[derive(Debug)]
-enum Failure {
-    /// Retry after the retry delay.
-    Transient(String),
-    /// Give up.
-    Fatal(String),
-    /// The owner cancelled.
-    Cancelled,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Transient(w) => write!(f, "transient error: {w}"),
-            Failure::Fatal(w) => write!(f, "fatal error: {w}"),
-            Failure::Cancelled => f.write_str("cancelled"),
-        }
-    }
-}
-
-/// The Host-Id fallback timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fallback {
-    /// Not running.
-    Idle,
-    /// Running; `None` is infinite (no `BITS-Host-Id-Fallback-Timeout` was sent).
-    Running(Option<Instant>),
-}
-
-struct Engine<'j> {
-    job: &'j Job,
-    state: JobState,
-    target: String,
-    session: Option<String>,
-    host_id: Option<String>,
-    fallback_timeout: Option<Duration>,
-    fallback: Fallback,
-    need_ping: bool,
-    offset: u64,
-    acknowledged: u64,
-    fragment_size: u64,
-    final_acked: bool,
-    reply_url: Option<String>,
-    reply: Option<Bytes>,
-    conn: Option<(String, HttpConn)>,
-    first_error: Option<Instant>,
-    consecutive_errors: u32,
-    /// Answers in a row that moved the upload nowhere (see [`Engine::idle_round_trip`]).
-    idle_round_trips: u32,
-    /// Draws fragment sizes (`fragment_size_max`); `None` once a 413 fixed the size.
-    sizes: Option<ChaCha8Rng>,
-    // Report.
-    error: Option<JobError>,
+/// What a job counts for its report.
+#[derive(Debug, Default)]
+struct Counters {
     restarts: u32,
     attempts: u32,
     transient_errors: u32,
@@ -414,56 +338,41 @@ struct Engine<'j> {
     history: Vec<Attempt>,
 }
 
+/// The job engine: carries out what the protocol state asks (send, wait), keeps the timers
+/// and the counters.
+struct Engine<'j> {
+    job: &'j Job,
+    state: JobState,
+    up: Upload,
+    timers: Timers,
+    conn: Option<(String, HttpConn)>,
+    reply: Option<Bytes>,
+    error: Option<JobError>,
+    counts: Counters,
+}
+
 impl<'j> Engine<'j> {
     fn new(job: &'j Job) -> Engine<'j> {
         Engine {
             job,
             state: JobState::Queued,
-            target: job.origin.clone(),
-            session: None,
-            host_id: None,
-            fallback_timeout: None,
-            fallback: Fallback::Idle,
-            need_ping: false,
-            offset: 0,
-            acknowledged: 0,
-            fragment_size: job.cfg.fragment_size,
-            final_acked: false,
-            reply_url: None,
-            reply: None,
+            up: Upload::new(&job.cfg, job.origin.clone(), job.entity.len(), &job.env.rng),
+            timers: Timers::new(),
             conn: None,
-            first_error: None,
-            consecutive_errors: 0,
-            idle_round_trips: 0,
-            sizes: job
-                .cfg
-                .fragment_size_max
-                .filter(|&m| m > job.cfg.fragment_size)
-                .map(|_| job.env.rng.clone()),
+            reply: None,
             error: None,
-            restarts: 0,
-            attempts: 0,
-            transient_errors: 0,
-            host_fallbacks: 0,
-            bytes_sent: 0,
-            sessions: Vec::new(),
-            closed: false,
-            transferred_ms: None,
-            history: Vec::new(),
+            counts: Counters::default(),
         }
-    }
-
-    fn total(&self) -> u64 {
-        self.job.entity.len()
     }
 
     /// Keeps an attempt in the history: the first and the last [`HISTORY_KEPT`]` / 2` of them
     /// (a job that retries for weeks must not grow without bound; `attempts` counts them all).
     fn record(&mut self, a: Attempt) {
-        if self.history.len() == HISTORY_KEPT {
-            self.history.remove(HISTORY_KEPT / 2);
+        let history = &mut self.counts.history;
+        if history.len() == HISTORY_KEPT {
+            history.remove(HISTORY_KEPT / 2);
         }
-        self.history.push(a);
+        history.push(a);
     }
 
     fn event(&self, e: Event) {
@@ -475,7 +384,7 @@ impl<'j> Engine<'j> {
             return;
         }
         self.state = state;
-        tracing::info!(job = %self.job.cfg.name, state = state.name(), target = %self.target, "job state");
+        tracing::info!(job = %self.job.cfg.name, state = state.name(), target = %self.up.target, "job state");
         self.event(Event::JobState {
             job: self.job.cfg.name.clone(),
             file: self.job.file.clone(),
@@ -487,8 +396,8 @@ impl<'j> Engine<'j> {
     fn publish(&self) {
         self.job.progress.send_replace(Progress {
             state: self.state,
-            acknowledged: self.acknowledged,
-            total: self.total(),
+            acknowledged: self.up.acknowledged,
+            total: self.up.total,
         });
     }
 
@@ -498,13 +407,47 @@ impl<'j> Engine<'j> {
         self.set_state(JobState::Error);
     }
 
+    /// The job gave up retrying.
+    fn give_up(&mut self, why: JobError) {
+        if self.up.final_acked && self.reply_done() {
+            // Only Close-Session kept failing: the file is delivered.
+            self.set_state(JobState::Acknowledged);
+        } else {
+            self.fail(why);
+        }
+    }
+
+    /// The owner cancelled: Cancel-Session, then the cancelled state.
+    async fn cancelled(&mut self) {
+        self.cancel_session().await;
+        self.set_state(JobState::Cancelled);
+    }
+
     fn reply_done(&self) -> bool {
         self.job.cfg.kind == JobKind::Upload || self.reply.is_some()
     }
 
+    /// One attempt: does what is left of the job, and records it in the history.
+    async fn attempt(&mut self) -> Result<(), Failure> {
+        self.counts.attempts += 1;
+        let at_ms = self.job.env.clock.now_ms();
+        let target = self.up.target.clone();
+        let result = self.advance().await;
+        let outcome = match &result {
+            Ok(()) => "acknowledged".to_owned(),
+            Err(f) => f.to_string(),
+        };
+        self.record(Attempt {
+            at_ms,
+            target,
+            outcome,
+        });
+        result
+    }
+
     /// Does what is left of the job: upload, reply download, Close-Session.
     async fn advance(&mut self) -> Result<(), Failure> {
-        if !self.final_acked {
+        if !self.up.final_acked {
             self.upload().await?;
         }
         if !self.reply_done() {
@@ -518,103 +461,81 @@ impl<'j> Engine<'j> {
 
     /// Create-Session (if needed), Ping to the Host-Id, then fragments until the final Ack.
     async fn upload(&mut self) -> Result<(), Failure> {
-        'session: loop {
-            if self.session.is_none() {
-                self.set_state(JobState::Connecting);
-                self.create_session().await?;
-            }
-            if self.need_ping {
-                let ack = self.send(Packet::Ping, Bytes::new()).await?;
-                if !ack.is_success() {
-                    return Err(self.react(&ack, PacketType::Ping));
+        loop {
+            match self.up.next_request() {
+                Next::CreateSession => {
+                    self.set_state(JobState::Connecting);
+                    self.create_session().await?;
                 }
-                self.need_ping = false;
-            }
-            loop {
-                let total = self.total();
-                // When the server holds every byte but the final Ack was lost, the last
-                // fragment is sent again: its Ack is what completes the upload.
-                let size = match (&mut self.sizes, self.job.cfg.fragment_size_max) {
-                    (Some(rng), Some(max)) => rng.random_range(self.fragment_size..=max),
-                    _ => self.fragment_size,
-                };
-                let (start, end) = if self.offset < total {
-                    (self.offset, self.offset.saturating_add(size).min(total))
-                } else {
-                    (total.saturating_sub(self.fragment_size.min(total)), total)
-                };
-                let range = ByteRange::new(start, end, total).expect("start < end <= total");
-                let fragment = Fragment {
-                    session_id: self.session.clone().expect("session exists"),
-                    range,
-                    content_name: if start == 0 {
-                        self.job.cfg.content_name.clone()
-                    } else {
-                        None
-                    },
-                };
-                let body = self.job.entity.range(start, end).map_err(|e| {
-                    Failure::Fatal(format!(
-                        "cannot read bytes {start}-{end} of the upload: {e}"
-                    ))
-                })?;
-                let ack = self.send(Packet::Fragment(fragment), body).await?;
-                // A fragment got an answer: the job is transferring (a retry whose connect fails
-                // goes from connecting straight back to transient error, as on Windows).
-                self.set_state(JobState::Transferring);
-                if ack.is_success() || ack.status == 416 {
-                    let Some(received) = ack.received else {
-                        return Err(Failure::Fatal(
-                            "Fragment Ack without BITS-Received-Content-Range".into(),
-                        ));
-                    };
-                    if received > total {
-                        return Err(Failure::Fatal(format!(
-                            "server claims {received} bytes of a {total}-byte upload"
-                        )));
-                    }
-                    let advanced = received > self.acknowledged;
-                    self.progress(received);
-                    self.offset = received;
-                    if ack.is_success() && end == total && received == total {
-                        self.final_acked = true;
-                        self.reply_url = ack.reply_url.clone();
-                        self.transferred_ms = Some(self.job.env.clock.now_ms());
-                        if self.job.cfg.kind == JobKind::UploadReply && self.reply_url.is_none() {
-                            return Err(Failure::Fatal(
-                                "upload-reply final Ack without BITS-Reply-URL".into(),
-                            ));
-                        }
+                Next::Ping => {
+                    let ack = self.send(Packet::Ping, Bytes::new()).await?;
+                    self.up.on_ping_ack(&ack)?;
+                }
+                Next::Fragment(range) => {
+                    if self.fragment(range).await? == Step::Done {
                         return Ok(());
                     }
-                    if !advanced {
-                        self.idle_round_trip(&format!(
-                            "the server acknowledged no new bytes (HTTP {}, BITS-Received-Content-Range {received})",
-                            ack.status
-                        ))?;
-                    }
-                    continue;
-                }
-                match reaction(&ack) {
-                    Reaction::Restart => {
-                        self.restart();
-                        self.idle_round_trip("the server lost the session again")?;
-                        continue 'session;
-                    }
-                    Reaction::Shrink => {
-                        let floor = self.job.cfg.fragment_floor();
-                        if self.fragment_size <= floor {
-                            return Err(Failure::Fatal("413 at the smallest fragment size".into()));
-                        }
-                        self.fragment_size = (self.fragment_size / 2).max(floor);
-                        self.sizes = None;
-                        tracing::info!(job = %self.job.cfg.name, fragment_size = self.fragment_size, "413: smaller fragments");
-                    }
-                    Reaction::Transient => return Err(Failure::Transient(describe(&ack))),
-                    Reaction::Fatal => return Err(Failure::Fatal(describe(&ack))),
                 }
             }
         }
+    }
+
+    /// Sends one fragment and takes its Ack.
+    async fn fragment(&mut self, range: ByteRange) -> Result<Step, Failure> {
+        let (start, end) = (range.start, range.end);
+        let fragment = Fragment {
+            session_id: self.up.session.clone().expect("session exists"),
+            range,
+            content_name: if start == 0 {
+                self.job.cfg.content_name.clone()
+            } else {
+                None
+            },
+        };
+        let body = self.job.entity.range(start, end).map_err(|e| {
+            Failure::Fatal(format!(
+                "cannot read bytes {start}-{end} of the upload: {e}"
+            ))
+        })?;
+        let ack = self.send(Packet::Fragment(fragment), body).await?;
+        // A fragment got an answer: the job is transferring (a retry whose connect fails goes
+        // from connecting straight back to transient error, as on Windows).
+        self.set_state(JobState::Transferring);
+        let before = self.up.acknowledged;
+        let step = self.up.on_fragment_ack(range, &ack);
+        if self.up.acknowledged > before {
+            self.timers.on_progress();
+            self.publish();
+        }
+        if self.up.final_acked && self.counts.transferred_ms.is_none() {
+            self.counts.transferred_ms = Some(self.job.env.clock.now_ms());
+        }
+        let step = step?;
+        match &step {
+            Step::Restart {
+                lost,
+                acknowledged,
+                stalled,
+            } => {
+                self.counts.restarts += 1;
+                tracing::info!(job = %self.job.cfg.name, session = %lost, acknowledged, "session not found: restarting from byte 0");
+                self.event(Event::UploadRestart {
+                    job: self.job.cfg.name.clone(),
+                    file: self.job.file.clone(),
+                    session: lost.clone(),
+                    acknowledged: *acknowledged,
+                });
+                self.publish();
+                if let Some(f) = stalled {
+                    return Err(f.clone());
+                }
+            }
+            Step::Shrunk(size) => {
+                tracing::info!(job = %self.job.cfg.name, fragment_size = size, "413: smaller fragments");
+            }
+            Step::Next | Step::Done => {}
+        }
+        Ok(step)
     }
 
     async fn create_session(&mut self) -> Result<(), Failure> {
@@ -626,102 +547,23 @@ impl<'j> Engine<'j> {
                 Bytes::new(),
             )
             .await?;
-        if !ack.is_success() {
-            return Err(self.react(&ack, PacketType::CreateSession));
-        }
-        let Some(id) = ack.session_id.clone() else {
-            return Err(Failure::Fatal(
-                "Create-Session Ack without BITS-Session-Id".into(),
-            ));
-        };
-        if ack
-            .protocol
-            .as_deref()
-            .is_some_and(|p| !header::is_upload_protocol(p))
-        {
-            return Err(Failure::Fatal(format!(
-                "server chose an unknown protocol ({})",
-                protocol::HResult::PROTOCOL_MISMATCH
-            )));
-        }
-        tracing::info!(job = %self.job.cfg.name, session = %id, target = %self.target, "session created");
-        self.session = Some(id.clone());
-        self.sessions.push(id);
-        self.offset = 0;
-        self.acknowledged = 0;
-        if let Some(host) = ack.host_id.clone().filter(|h| !h.is_empty()) {
-            self.fallback_timeout = ack.host_id_fallback_timeout_s.map(probe::clock::secs);
+        let created = self.up.on_create_ack(&ack)?;
+        tracing::info!(job = %self.job.cfg.name, session = %created.session, target = %self.up.target, "session created");
+        self.counts.sessions.push(created.session);
+        if let Some((host_id, fallback_timeout_s)) = created.host_id {
+            self.timers.on_host_id(fallback_timeout_s);
             self.event(Event::HostIdLearned {
                 job: self.job.cfg.name.clone(),
-                host_id: host.clone(),
-                fallback_timeout_s: ack.host_id_fallback_timeout_s,
+                host_id,
+                fallback_timeout_s,
             });
-            self.target = transport::url::with_host(&self.job.origin, &host);
-            self.host_id = Some(host);
-            self.fallback = Fallback::Idle;
-            self.need_ping = true;
         }
         Ok(())
-    }
-
-    /// The server lost the session: start over from byte 0 with a new Create-Session (which
-    /// goes to the Host-Id if one is known).
-    fn restart(&mut self) {
-        let lost = self.session.take().unwrap_or_default();
-        self.restarts += 1;
-        tracing::info!(job = %self.job.cfg.name, session = %lost, acknowledged = self.acknowledged, "session not found: restarting from byte 0");
-        self.event(Event::UploadRestart {
-            job: self.job.cfg.name.clone(),
-            file: self.job.file.clone(),
-            session: lost,
-            acknowledged: self.acknowledged,
-        });
-        self.offset = 0;
-        self.acknowledged = 0;
-        self.publish();
-    }
-
-    fn progress(&mut self, received: u64) {
-        if received > self.acknowledged {
-            self.acknowledged = received;
-            self.first_error = None;
-            self.consecutive_errors = 0;
-            self.idle_round_trips = 0;
-            self.publish();
-        }
-    }
-
-    /// Counts an answer that moved the upload nowhere (a Fragment Ack whose
-    /// `BITS-Received-Content-Range` did not advance, a lost session). A few are normal (a
-    /// resync, a reconnect landing on another node); more in a row make a transient error, so
-    /// the retry delay and the no-progress timeout apply instead of a tight loop against a
-    /// server that never moves.
-    fn idle_round_trip(&mut self, why: &str) -> Result<(), Failure> {
-        self.idle_round_trips += 1;
-        if self.idle_round_trips >= MAX_IDLE_ROUND_TRIPS {
-            return Err(Failure::Transient(format!(
-                "{why}: {} answers in a row without progress",
-                self.idle_round_trips
-            )));
-        }
-        Ok(())
-    }
-
-    fn react(&mut self, ack: &Ack, packet: PacketType) -> Failure {
-        match reaction(ack) {
-            Reaction::Fatal | Reaction::Shrink => {
-                Failure::Fatal(format!("{packet}: {}", describe(ack)))
-            }
-            // A lost session outside a fragment (Ping after Create-Session): retry later.
-            Reaction::Restart | Reaction::Transient => {
-                Failure::Transient(format!("{packet}: {}", describe(ack)))
-            }
-        }
     }
 
     /// The reply of an upload-reply job, fetched with an ordinary GET.
     async fn download_reply(&mut self) -> Result<(), Failure> {
-        let url = self.reply_url.clone().unwrap_or_default();
+        let url = self.up.reply_url.clone().unwrap_or_default();
         let target = transport::url::parse(&url)
             .map_err(|e| Failure::Fatal(format!("BITS-Reply-URL {url:?}: {e}")))?;
         let mut req = http::Request::new(Body::empty());
@@ -769,14 +611,14 @@ impl<'j> Engine<'j> {
 
     /// Close-Session: resent on 5xx unless the session is already gone; never on 1xx–4xx.
     async fn close_session(&mut self) -> Result<(), Failure> {
-        let Some(id) = self.session.clone() else {
+        let Some(id) = self.up.session.clone() else {
             return Ok(());
         };
         let ack = self
             .send(Packet::CloseSession { session_id: id }, Bytes::new())
             .await?;
         if ack.is_success() || ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) {
-            self.closed = true;
+            self.counts.closed = true;
         } else if (500..600).contains(&ack.status) {
             return Err(Failure::Transient(format!(
                 "Close-Session: {}",
@@ -785,7 +627,7 @@ impl<'j> Engine<'j> {
         } else {
             tracing::warn!(job = %self.job.cfg.name, status = ack.status, "Close-Session refused; not resent");
         }
-        self.session = None;
+        self.up.session = None;
         self.conn = None;
         Ok(())
     }
@@ -793,7 +635,7 @@ impl<'j> Engine<'j> {
     /// Cancel-Session, resent on a 5xx Ack unless the session is gone, while the no-progress
     /// timeout allows; not resent when no answer comes at all.
     async fn cancel_session(&mut self) {
-        let Some(id) = self.session.take() else {
+        let Some(id) = self.up.session.take() else {
             return;
         };
         let started = Instant::now();
@@ -830,92 +672,69 @@ impl<'j> Engine<'j> {
     /// delay, fall back to the original address if the timer expired. `Err` when the job must
     /// give up (no-progress timeout).
     async fn wait_for_retry(&mut self, why: &str) -> Result<(), JobError> {
-        self.transient_errors += 1;
-        self.idle_round_trips = 0;
-        self.consecutive_errors += 1;
+        self.counts.transient_errors += 1;
+        self.up.idle_round_trips = 0;
         self.conn = None;
-        if !self.final_acked || !self.reply_done() {
+        if !self.up.final_acked || !self.reply_done() {
             self.set_state(JobState::TransientError);
         }
         tracing::info!(job = %self.job.cfg.name, error = why, "transient error");
-        let npt = probe::clock::secs(self.job.cfg.no_progress_timeout_s);
-        if npt.is_zero() {
-            return Err(JobError::NoRetries {
-                last: why.to_owned(),
-                because: "no-progress timeout is 0: no retries",
-            });
-        }
-        let now = Instant::now();
-        let first = *self.first_error.get_or_insert(now);
-        if self.host_id.is_some() && self.fallback == Fallback::Idle {
-            self.fallback = Fallback::Running(self.fallback_timeout.map(|t| now + t));
-        }
-        let delay = self.retry_delay();
-        if delay > npt {
-            return Err(JobError::NoRetries {
-                last: why.to_owned(),
-                because: "retry delay exceeds the no-progress timeout",
-            });
-        }
-        let give_up = first + npt;
-        if now + delay > give_up {
-            tokio::time::sleep_until(give_up).await;
-            return Err(JobError::NoProgress {
-                last: why.to_owned(),
-                timeout_s: npt.as_secs(),
-            });
-        }
-        let next = match self.fallback {
-            Fallback::Running(Some(t)) if now + delay >= t => self.job.origin.clone(),
-            _ => self.target.clone(),
-        };
+        let host_id = self.up.host_id.is_some();
+        let (delay, fall_back) =
+            match self
+                .timers
+                .on_transient(Instant::now(), &self.job.cfg, host_id)
+            {
+                Retry::After { delay, fall_back } => (delay, fall_back),
+                Retry::NoRetries(because) => {
+                    return Err(JobError::NoRetries {
+                        last: why.to_owned(),
+                        because,
+                    });
+                }
+                Retry::GiveUpAt(at) => {
+                    tokio::time::sleep_until(at).await;
+                    return Err(JobError::NoProgress {
+                        last: why.to_owned(),
+                        timeout_s: probe::clock::secs(self.job.cfg.no_progress_timeout_s).as_secs(),
+                    });
+                }
+            };
         self.event(Event::RetryScheduled {
             job: self.job.cfg.name.clone(),
             delay_ms: delay.as_millis() as u64,
-            target: next,
+            target: if fall_back {
+                self.up.origin.clone()
+            } else {
+                self.up.target.clone()
+            },
         });
         tokio::time::sleep(delay).await;
-        if let Fallback::Running(Some(t)) = self.fallback
-            && Instant::now() >= t
-        {
-            let from = self.host_id.take().unwrap_or_default();
-            self.host_fallbacks += 1;
-            tracing::info!(job = %self.job.cfg.name, from = %from, to = %self.job.origin, "Host-Id fallback timer expired");
+        if self.timers.fallback_expired(Instant::now()) {
+            let from = self.up.fall_back();
+            self.counts.host_fallbacks += 1;
+            tracing::info!(job = %self.job.cfg.name, from = %from, to = %self.up.origin, "Host-Id fallback timer expired");
             self.event(Event::HostFallback {
                 job: self.job.cfg.name.clone(),
                 from,
-                to: self.job.origin.clone(),
+                to: self.up.origin.clone(),
             });
-            self.target = self.job.origin.clone();
-            self.fallback = Fallback::Idle;
-            self.need_ping = false;
+            self.timers.stop_fallback();
         }
-        if !self.final_acked {
+        if !self.up.final_acked {
             self.set_state(JobState::Connecting);
         }
         Ok(())
     }
 
-    fn retry_delay(&self) -> Duration {
-        let min = self.job.cfg.effective_retry_delay_s();
-        let secs = match self.job.cfg.retry_growth {
-            Growth::Fixed => min,
-            Growth::Doubling { max_delay_s } => {
-                let shift = self.consecutive_errors.saturating_sub(1).min(32);
-                min.saturating_mul(1u64 << shift).min(max_delay_s.max(min))
-            }
-        };
-        probe::clock::secs(secs)
-    }
-
     /// Sends one packet to the current target and reads its Ack.
     async fn send(&mut self, packet: Packet, body: Bytes) -> Result<Ack, Failure> {
         let kind = packet.packet_type();
-        let target = self.target.clone();
+        let target = self.up.target.clone();
         let job = self.job;
         self.connection(&target, kind).await?;
         // Counted once a connection carries them: a fragment whose Ack is lost was still sent.
-        self.bytes_sent += body.len() as u64;
+        self.counts.bytes_sent += body.len() as u64;
         let conn = &mut self.conn.as_mut().expect("connection just ensured").1;
         let mut req = packet
             .to_request(job.path.parse().expect("validated URL path"))
@@ -936,7 +755,7 @@ impl<'j> Engine<'j> {
                 });
                 return Err(Failure::Transient(format!(
                     "{kind} to {}: {e}",
-                    self.target
+                    self.up.target
                 )));
             }
         };
@@ -998,8 +817,8 @@ impl<'j> Engine<'j> {
             match HttpConn::open(self.job.env.connector.as_ref(), target, timeout).await {
                 Ok(c) => {
                     // A connection to the Host-Id succeeded: the fallback timer resets.
-                    if self.host_id.is_some() {
-                        self.fallback = Fallback::Idle;
+                    if self.up.host_id.is_some() {
+                        self.timers.stop_fallback();
                     }
                     self.conn = Some((target.to_owned(), c));
                 }
@@ -1019,36 +838,29 @@ impl<'j> Engine<'j> {
     }
 
     fn report(self) -> JobReport {
-        let total = self.total();
+        let c = self.counts;
         JobReport {
             name: self.job.cfg.name.clone(),
             file: self.job.file.clone(),
             state: self.state,
             error: self.error,
-            total,
+            total: self.up.total,
             entity: self.job.entity.clone(),
             txid: self.job.txid.clone(),
-            final_acked: self.final_acked,
-            acknowledged: self.acknowledged,
-            restarts: self.restarts,
-            attempts: self.attempts,
-            transient_errors: self.transient_errors,
-            host_fallbacks: self.host_fallbacks,
-            bytes_sent: self.bytes_sent,
-            sessions: self.sessions,
-            closed: self.closed,
-            transferred_ms: self.transferred_ms,
+            final_acked: self.up.final_acked,
+            acknowledged: self.up.acknowledged,
+            restarts: c.restarts,
+            attempts: c.attempts,
+            transient_errors: c.transient_errors,
+            host_fallbacks: c.host_fallbacks,
+            bytes_sent: c.bytes_sent,
+            sessions: c.sessions,
+            closed: c.closed,
+            transferred_ms: c.transferred_ms,
             finished_ms: self.job.env.clock.now_ms(),
             reply: self.reply,
-            history: self.history,
+            history: c.history,
         }
-    }
-}
-
-fn describe(ack: &Ack) -> String {
-    match ack.error {
-        Some(e) => format!("HTTP {} {} (context {})", ack.status, e.code, e.context),
-        None => format!("HTTP {}", ack.status),
     }
 }
 

@@ -18,6 +18,8 @@ pub mod classify;
 pub mod config;
 pub mod entity;
 pub mod job;
+mod state;
+mod timers;
 
 pub use config::{ConfigError, Growth, JobConfig, JobKind};
 pub use entity::Entity;
