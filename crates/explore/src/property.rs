@@ -281,10 +281,10 @@ impl Property {
             Property::DuplicatesExplained => inv(Invariant::DuplicatesExplained),
             Property::NoPanics => inv(Invariant::NoPanics),
             Property::DedupeOneEffect => {
-                if s.duplicate_effects > 0 {
+                if s.metrics.duplicate_effects > 0 {
                     return Err(format!(
                         "{} duplicate effect(s) despite transaction ids and dedupe",
-                        s.duplicate_effects
+                        s.metrics.duplicate_effects
                     ));
                 }
                 match o.jobs.iter().find(|j| j.acknowledged && j.effects != 1) {
@@ -303,8 +303,8 @@ impl Property {
                 None => Ok(()),
             },
             Property::HostIdDurableResumes => {
-                if s.restarts > 0 {
-                    Err(format!("{} restart(s) from byte 0", s.restarts))
+                if s.metrics.restarts > 0 {
+                    Err(format!("{} restart(s) from byte 0", s.metrics.restarts))
                 } else if let Some(why) = o.unexcused_duplicates.first() {
                     Err(format!(
                         "{} duplicate deliveries without a node death in the forwarding window; first: {why}",
@@ -355,10 +355,10 @@ impl Property {
                 _ => Ok(()),
             },
             Property::Canary => {
-                if s.duplicate_deliveries > 0 {
+                if s.metrics.duplicate_deliveries > 0 {
                     Err(format!(
                         "{} duplicate deliveries without dedupe",
-                        s.duplicate_deliveries
+                        s.metrics.duplicate_deliveries
                     ))
                 } else {
                     Ok(())

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use scenario::{check::secs, summary::Summary};
+use scenario::{summary::Summary, text::secs};
 
 use crate::{
     escape,
@@ -73,39 +73,59 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
         escape(&s.replay)
     );
     o += r#"<div class="cards">"#;
-    card(&mut o, "files", &s.files.to_string(), false);
-    card(&mut o, "acknowledged", &s.acknowledged.to_string(), false);
-    card(&mut o, "deliveries", &s.deliveries.to_string(), false);
+    card(&mut o, "files", &s.metrics.files.to_string(), false);
+    card(
+        &mut o,
+        "acknowledged",
+        &s.metrics.acknowledged.to_string(),
+        false,
+    );
+    card(
+        &mut o,
+        "deliveries",
+        &s.metrics.deliveries.to_string(),
+        false,
+    );
     card(
         &mut o,
         "duplicate deliveries",
-        &s.duplicate_deliveries.to_string(),
-        s.duplicate_deliveries > 0,
+        &s.metrics.duplicate_deliveries.to_string(),
+        s.metrics.duplicate_deliveries > 0,
     );
     card(
         &mut o,
         "duplicate effects",
-        &s.duplicate_effects.to_string(),
-        s.duplicate_effects > 0,
+        &s.metrics.duplicate_effects.to_string(),
+        s.metrics.duplicate_effects > 0,
     );
-    card(&mut o, "lost", &s.lost.to_string(), s.lost > 0);
+    card(
+        &mut o,
+        "lost",
+        &s.metrics.lost.to_string(),
+        s.metrics.lost > 0,
+    );
     card(
         &mut o,
         "restarts from byte 0",
-        &s.restarts.to_string(),
+        &s.metrics.restarts.to_string(),
         false,
     );
     card(
         &mut o,
         "Host-Id fallbacks",
-        &s.host_fallbacks.to_string(),
+        &s.metrics.host_fallbacks.to_string(),
         false,
     );
-    card(&mut o, "bytes re-sent", &s.bytes_resent.to_string(), false);
+    card(
+        &mut o,
+        "bytes re-sent",
+        &s.metrics.bytes_resent.to_string(),
+        false,
+    );
     card(
         &mut o,
         "virtual time",
-        &short_time((s.virtual_time_s * 1000.0) as u64),
+        &short_time((s.metrics.virtual_time_s * 1000.0) as u64),
         false,
     );
     o += "</div>";

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use scenario::{
-    check::secs,
-    summary::{Aggregate, Summary, ordinal},
+    summary::{Aggregate, Summary},
+    text::{ordinal, secs},
 };
 
 use crate::sweep::{Rate, SweepSummary};
@@ -43,22 +43,34 @@ pub fn run(s: &Summary) -> String {
     );
     o += "## Totals\n\n| metric | value |\n|---|---:|\n";
     for (k, v) in [
-        ("files (uploads)", s.files.to_string()),
-        ("acknowledged to their client", s.acknowledged.to_string()),
-        ("failed jobs", s.failed.to_string()),
-        ("deliveries to the application", s.deliveries.to_string()),
-        ("duplicate deliveries", s.duplicate_deliveries.to_string()),
+        ("files (uploads)", s.metrics.files.to_string()),
+        (
+            "acknowledged to their client",
+            s.metrics.acknowledged.to_string(),
+        ),
+        ("failed jobs", s.metrics.failed.to_string()),
+        (
+            "deliveries to the application",
+            s.metrics.deliveries.to_string(),
+        ),
+        (
+            "duplicate deliveries",
+            s.metrics.duplicate_deliveries.to_string(),
+        ),
         (
             "files delivered more than once",
-            s.files_duplicated.to_string(),
+            s.metrics.files_duplicated.to_string(),
         ),
-        ("effects", s.effects.to_string()),
-        ("duplicate effects", s.duplicate_effects.to_string()),
-        ("lost (acknowledged, never delivered)", s.lost.to_string()),
-        ("corrupted deliveries", s.corrupted.to_string()),
-        ("restarts from byte 0", s.restarts.to_string()),
-        ("Host-Id fallbacks", s.host_fallbacks.to_string()),
-        ("bytes re-sent", s.bytes_resent.to_string()),
+        ("effects", s.metrics.effects.to_string()),
+        ("duplicate effects", s.metrics.duplicate_effects.to_string()),
+        (
+            "lost (acknowledged, never delivered)",
+            s.metrics.lost.to_string(),
+        ),
+        ("corrupted deliveries", s.metrics.corrupted.to_string()),
+        ("restarts from byte 0", s.metrics.restarts.to_string()),
+        ("Host-Id fallbacks", s.metrics.host_fallbacks.to_string()),
+        ("bytes re-sent", s.metrics.bytes_resent.to_string()),
         (
             "upload time p50 / p99",
             format!(
@@ -71,8 +83,8 @@ pub fn run(s: &Summary) -> String {
             "virtual time",
             format!(
                 "{} ({})",
-                secs((s.virtual_time_s * 1000.0).round() as u64),
-                short_time((s.virtual_time_s * 1000.0) as u64)
+                secs((s.metrics.virtual_time_s * 1000.0).round() as u64),
+                short_time((s.metrics.virtual_time_s * 1000.0) as u64)
             ),
         ),
         (
@@ -147,11 +159,11 @@ pub fn run(s: &Summary) -> String {
                 d.bytes_resent
             );
         }
-        if s.files_duplicated > s.duplicates.len() as u64 {
+        if s.metrics.files_duplicated > s.duplicates.len() as u64 {
             let _ = writeln!(
                 o,
                 "\n({} more duplicated files are counted but not detailed.)",
-                s.files_duplicated - s.duplicates.len() as u64
+                s.metrics.files_duplicated - s.duplicates.len() as u64
             );
         }
         for d in &s.duplicates {

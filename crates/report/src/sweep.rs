@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use scenario::summary::{Durations, Summary};
+use scenario::{
+    metrics::Metrics,
+    summary::{Durations, Summary},
+};
 use serde::{Deserialize, Serialize};
 
 /// Version of `sweep.json`, `results.jsonl` and the sweep `summary.json`.
@@ -118,34 +121,9 @@ pub struct RunLine {
     pub expectations_held: bool,
     /// Invariants that failed.
     pub failed_invariants: Vec<String>,
-    /// Files.
-    pub files: u64,
-    /// Acknowledged jobs.
-    pub acknowledged: u64,
-    /// Failed jobs.
-    pub failed: u64,
-    /// Deliveries.
-    pub deliveries: u64,
-    /// Duplicate deliveries.
-    pub duplicate_deliveries: u64,
-    /// Files delivered more than once.
-    pub files_duplicated: u64,
-    /// Effects.
-    pub effects: u64,
-    /// Duplicate effects.
-    pub duplicate_effects: u64,
-    /// Lost files.
-    pub lost: u64,
-    /// Corrupted deliveries.
-    pub corrupted: u64,
-    /// Restarts from byte 0.
-    pub restarts: u64,
-    /// Host-Id fallbacks.
-    pub host_fallbacks: u64,
-    /// Bytes re-sent.
-    pub bytes_resent: u64,
-    /// Virtual time, seconds.
-    pub virtual_time_s: f64,
+    /// The run's totals (each a field of its own in the line).
+    #[serde(flatten)]
+    pub metrics: Metrics,
     /// Upload completion times.
     pub durations: Durations,
 }
@@ -166,20 +144,7 @@ impl RunLine {
                 .filter(|i| !i.held)
                 .map(|i| format!("{}: {}", i.name, i.detail))
                 .collect(),
-            files: s.files,
-            acknowledged: s.acknowledged,
-            failed: s.failed,
-            deliveries: s.deliveries,
-            duplicate_deliveries: s.duplicate_deliveries,
-            files_duplicated: s.files_duplicated,
-            effects: s.effects,
-            duplicate_effects: s.duplicate_effects,
-            lost: s.lost,
-            corrupted: s.corrupted,
-            restarts: s.restarts,
-            host_fallbacks: s.host_fallbacks,
-            bytes_resent: s.bytes_resent,
-            virtual_time_s: s.virtual_time_s,
+            metrics: s.metrics.clone(),
             durations: s.durations.clone(),
         }
     }
@@ -316,7 +281,7 @@ pub fn summarize(plan: &Plan, lines: &[RunLine]) -> SweepSummary {
             .iter()
             .filter(|l| l.setting == setting.index)
             .collect();
-        let files: Vec<u64> = mine.iter().map(|l| l.files).collect();
+        let files: Vec<u64> = mine.iter().map(|l| l.metrics.files).collect();
         let rate = |f: fn(&RunLine) -> u64| {
             Rate::of(&mine.iter().map(|l| f(l)).collect::<Vec<_>>(), &files)
         };
@@ -325,23 +290,23 @@ pub fn summarize(plan: &Plan, lines: &[RunLine]) -> SweepSummary {
         for l in &mine {
             durations.merge(&l.durations);
         }
-        let uploads = sum(|l| l.files);
-        let bytes_resent = sum(|l| l.bytes_resent);
+        let uploads = sum(|l| l.metrics.files);
+        let bytes_resent = sum(|l| l.metrics.bytes_resent);
         settings.push(SettingSummary {
             index: setting.index,
             label: setting.label(),
             values: setting.values.iter().cloned().collect(),
             runs: mine.len() as u64,
             uploads,
-            duplicate_deliveries: sum(|l| l.duplicate_deliveries),
-            duplicate_deliveries_rate: rate(|l| l.duplicate_deliveries),
-            duplicate_effects: sum(|l| l.duplicate_effects),
-            duplicate_effects_rate: rate(|l| l.duplicate_effects),
-            lost: sum(|l| l.lost),
-            failed: sum(|l| l.failed),
-            restarts: sum(|l| l.restarts),
-            restarts_rate: rate(|l| l.restarts),
-            host_fallbacks: sum(|l| l.host_fallbacks),
+            duplicate_deliveries: sum(|l| l.metrics.duplicate_deliveries),
+            duplicate_deliveries_rate: rate(|l| l.metrics.duplicate_deliveries),
+            duplicate_effects: sum(|l| l.metrics.duplicate_effects),
+            duplicate_effects_rate: rate(|l| l.metrics.duplicate_effects),
+            lost: sum(|l| l.metrics.lost),
+            failed: sum(|l| l.metrics.failed),
+            restarts: sum(|l| l.metrics.restarts),
+            restarts_rate: rate(|l| l.metrics.restarts),
+            host_fallbacks: sum(|l| l.metrics.host_fallbacks),
             bytes_resent,
             bytes_resent_per_upload: if uploads == 0 {
                 0.0

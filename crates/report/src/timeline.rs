@@ -156,7 +156,7 @@ impl Builder {
             lanes,
             faults: Vec::new(),
             times: Vec::new(),
-            end_ms: (summary.virtual_time_s * 1000.0) as u64,
+            end_ms: (summary.metrics.virtual_time_s * 1000.0) as u64,
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::{
     log::{EventLog, Sink},
     rule::{Rule, RuleAction, Trigger, When},
-    spec::{Action, Fault},
+    spec::Fault,
     track::Tracker,
 };
 
@@ -358,45 +358,4 @@ impl Probe for Harness {
         }
         verdict
     }
-}
-
-/// A rule in words: `crash at after-forward on node-2 (1st hit)`.
-pub fn describe(f: &Fault) -> String {
-    let action = f.action.map_or("?", Action::name);
-    let mut s = action.to_owned();
-    if let Some(p) = f.point {
-        s.push_str(&format!(" at {p}"));
-        if let Some(n) = &f.node {
-            s.push_str(&format!(" on {n}"));
-        }
-        if let Some(pk) = f.packet {
-            s.push_str(&format!(" for {pk}"));
-        }
-        if let Some(file) = &f.file {
-            s.push_str(&format!(" for {file}"));
-        }
-        match (f.probability, f.nth) {
-            (Some(p), _) => s.push_str(&format!(" (probability {p})")),
-            (None, Some(n)) if n > 1 => {
-                s.push_str(&format!(" ({} hit)", crate::summary::ordinal(n)))
-            }
-            _ => {}
-        }
-    }
-    if let Some(t) = f.at_s {
-        s.push_str(&format!(" at {t} s"));
-        if let Some(n) = &f.node {
-            s.push_str(&format!(" on {n}"));
-        }
-    }
-    if let Some(p) = &f.peer {
-        s.push_str(&format!(" / {p}"));
-    }
-    if let Some(d) = f.duration_s {
-        s.push_str(&format!(" for {d} s"));
-    }
-    if let Some(r) = f.restart_after_s {
-        s.push_str(&format!(", restart after {r} s"));
-    }
-    s
 }

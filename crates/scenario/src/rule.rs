@@ -193,7 +193,7 @@ impl Rule {
                 .times
                 .unwrap_or(if f.probability.is_some() { 0 } else { 1 }),
             optional: f.optional,
-            description: crate::fault::describe(f),
+            description: describe(f),
         }
     }
 
@@ -256,6 +256,45 @@ impl Rule {
             RuleAction::Panic => format!("panic in {actor}"),
         }
     }
+}
+
+/// A rule in words: `crash at after-forward on node-2 (1st hit)`.
+pub fn describe(f: &Fault) -> String {
+    let action = f.action.map_or("?", Action::name);
+    let mut s = action.to_owned();
+    if let Some(p) = f.point {
+        s.push_str(&format!(" at {p}"));
+        if let Some(n) = &f.node {
+            s.push_str(&format!(" on {n}"));
+        }
+        if let Some(pk) = f.packet {
+            s.push_str(&format!(" for {pk}"));
+        }
+        if let Some(file) = &f.file {
+            s.push_str(&format!(" for {file}"));
+        }
+        match (f.probability, f.nth) {
+            (Some(p), _) => s.push_str(&format!(" (probability {p})")),
+            (None, Some(n)) if n > 1 => s.push_str(&format!(" ({} hit)", crate::text::ordinal(n))),
+            _ => {}
+        }
+    }
+    if let Some(t) = f.at_s {
+        s.push_str(&format!(" at {t} s"));
+        if let Some(n) = &f.node {
+            s.push_str(&format!(" on {n}"));
+        }
+    }
+    if let Some(p) = &f.peer {
+        s.push_str(&format!(" / {p}"));
+    }
+    if let Some(d) = f.duration_s {
+        s.push_str(&format!(" for {d} s"));
+    }
+    if let Some(r) = f.restart_after_s {
+        s.push_str(&format!(", restart after {r} s"));
+    }
+    s
 }
 
 #[cfg(test)]

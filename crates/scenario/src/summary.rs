@@ -14,7 +14,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Scenario, check::secs};
+use crate::{
+    Scenario,
+    metrics::Metrics,
+    text::{ordinal, secs},
+};
 
 /// Version of the summary's JSON format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -231,39 +235,13 @@ pub struct Summary {
     pub replay: String,
     /// The scenario as run, every default filled in.
     pub resolved: Scenario,
-    /// Files (one job each).
-    pub files: u64,
-    /// Jobs whose final fragment was acknowledged to the client.
-    pub acknowledged: u64,
-    /// Jobs that ended in error.
-    pub failed: u64,
-    /// Deliveries to the application (type 0: commits to the destination).
-    pub deliveries: u64,
-    /// Deliveries beyond the first, over all files.
-    pub duplicate_deliveries: u64,
-    /// Files delivered more than once.
-    pub files_duplicated: u64,
-    /// Deliveries that had an effect.
-    pub effects: u64,
-    /// Effects beyond the first, over all files: what the application did twice (0 when it
-    /// deduplicates every repeated transaction id).
-    pub duplicate_effects: u64,
+    /// The run's totals (each a field of its own in JSON).
+    #[serde(flatten)]
+    pub metrics: Metrics,
     /// Upload completion times.
     pub durations: Durations,
-    /// Files acknowledged to their client and never delivered.
-    pub lost: u64,
-    /// Their paths.
+    /// Paths of the files acknowledged to their client and never delivered.
     pub lost_files: Vec<String>,
-    /// Deliveries whose bytes differ from the client's.
-    pub corrupted: u64,
-    /// Uploads restarted from byte 0.
-    pub restarts: u64,
-    /// Host-Id fallbacks.
-    pub host_fallbacks: u64,
-    /// Bytes sent beyond one copy of each file.
-    pub bytes_resent: u64,
-    /// Virtual time of the run, seconds.
-    pub virtual_time_s: f64,
     /// Wall time of the run, milliseconds (set by the caller).
     pub wall_time_ms: f64,
     /// Whether every job ended before the deadline.
@@ -300,22 +278,9 @@ impl Summary {
             seed,
             replay,
             resolved: scenario.clone(),
-            files: 0,
-            acknowledged: 0,
-            failed: 0,
-            deliveries: 0,
-            duplicate_deliveries: 0,
-            files_duplicated: 0,
-            effects: 0,
-            duplicate_effects: 0,
+            metrics: Metrics::default(),
             durations: Durations::default(),
-            lost: 0,
             lost_files: Vec::new(),
-            corrupted: 0,
-            restarts: 0,
-            host_fallbacks: 0,
-            bytes_resent: 0,
-            virtual_time_s: 0.0,
             wall_time_ms: 0.0,
             completed: false,
             events: 0,
@@ -336,29 +301,9 @@ impl Summary {
         self.invariants.iter().find(|r| r.name == i.name())
     }
 
-    /// A total by its expectation name.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        Some(match name {
-            "files" => self.files as f64,
-            "acknowledged" => self.acknowledged as f64,
-            "failed" => self.failed as f64,
-            "deliveries" => self.deliveries as f64,
-            "duplicate_deliveries" => self.duplicate_deliveries as f64,
-            "files_duplicated" => self.files_duplicated as f64,
-            "effects" => self.effects as f64,
-            "duplicate_effects" => self.duplicate_effects as f64,
-            "lost" => self.lost as f64,
-            "corrupted" => self.corrupted as f64,
-            "restarts" => self.restarts as f64,
-            "host_fallbacks" => self.host_fallbacks as f64,
-            "bytes_resent" => self.bytes_resent as f64,
-            "virtual_time_s" => self.virtual_time_s,
-            _ => return None,
-        })
-    }
-
     /// The summary for a terminal.
     pub fn to_text(&self) -> String {
+        let m = &self.metrics;
         let mut o = String::new();
         let p = |o: &mut String, s: String| {
             o.push_str(&s);
@@ -372,33 +317,33 @@ impl Summary {
             &mut o,
             format!(
                 "  files {}   acknowledged {}   failed {}",
-                self.files, self.acknowledged, self.failed
+                m.files, m.acknowledged, m.failed
             ),
         );
         p(
             &mut o,
             format!(
                 "  deliveries {}   duplicate deliveries {}   files duplicated {}   effects {}   duplicate effects {}",
-                self.deliveries,
-                self.duplicate_deliveries,
-                self.files_duplicated,
-                self.effects,
-                self.duplicate_effects
+                m.deliveries,
+                m.duplicate_deliveries,
+                m.files_duplicated,
+                m.effects,
+                m.duplicate_effects
             ),
         );
         p(
             &mut o,
-            format!("  lost {}   corrupted {}", self.lost, self.corrupted),
+            format!("  lost {}   corrupted {}", m.lost, m.corrupted),
         );
         p(
             &mut o,
             format!(
                 "  restarts from byte 0 {}   Host-Id fallbacks {}   bytes re-sent {}",
-                self.restarts, self.host_fallbacks, self.bytes_resent
+                m.restarts, m.host_fallbacks, m.bytes_resent
             ),
         );
         let speed = if self.wall_time_ms > 0.0 {
-            self.virtual_time_s * 1000.0 / self.wall_time_ms
+            m.virtual_time_s * 1000.0 / self.wall_time_ms
         } else {
             0.0
         };
@@ -406,8 +351,8 @@ impl Summary {
             &mut o,
             format!(
                 "  virtual time {} ({:.2} days) in {:.1} ms of wall time ({:.1e}× real time); {} events, log hash {}",
-                secs((self.virtual_time_s * 1000.0).round() as u64),
-                self.virtual_time_s / 86_400.0,
+                secs((m.virtual_time_s * 1000.0).round() as u64),
+                m.virtual_time_s / 86_400.0,
                 self.wall_time_ms,
                 speed,
                 self.events,
@@ -540,71 +485,21 @@ impl Summary {
     }
 }
 
-/// `1st`, `2nd`, `3rd`, `11th`, `22nd`.
-pub fn ordinal(n: u64) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
 /// Totals over several runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Files.
-    pub files: u64,
-    /// Acknowledged jobs.
-    pub acknowledged: u64,
-    /// Failed jobs.
-    pub failed: u64,
-    /// Deliveries.
-    pub deliveries: u64,
-    /// Duplicate deliveries.
-    pub duplicate_deliveries: u64,
-    /// Files delivered more than once.
-    pub files_duplicated: u64,
-    /// Effects.
-    pub effects: u64,
-    /// Effects beyond the first per file.
-    pub duplicate_effects: u64,
+    /// Sums of the runs' metrics (virtual time too).
+    #[serde(flatten)]
+    pub metrics: Metrics,
     /// Upload completion times.
     pub durations: Durations,
-    /// Lost files.
-    pub lost: u64,
-    /// Corrupted deliveries.
-    pub corrupted: u64,
-    /// Restarts from byte 0.
-    pub restarts: u64,
-    /// Host-Id fallbacks.
-    pub host_fallbacks: u64,
-    /// Bytes re-sent.
-    pub bytes_resent: u64,
-    /// Virtual time, seconds, summed over runs.
-    pub virtual_time_s: f64,
 }
 
 impl Totals {
     /// Adds one run.
     pub fn add(&mut self, s: &Summary) {
-        self.files += s.files;
-        self.acknowledged += s.acknowledged;
-        self.failed += s.failed;
-        self.deliveries += s.deliveries;
-        self.duplicate_deliveries += s.duplicate_deliveries;
-        self.files_duplicated += s.files_duplicated;
-        self.effects += s.effects;
-        self.duplicate_effects += s.duplicate_effects;
+        self.metrics.add(&s.metrics);
         self.durations.merge(&s.durations);
-        self.lost += s.lost;
-        self.corrupted += s.corrupted;
-        self.restarts += s.restarts;
-        self.host_fallbacks += s.host_fallbacks;
-        self.bytes_resent += s.bytes_resent;
-        self.virtual_time_s += s.virtual_time_s;
     }
 }
 
@@ -709,7 +604,10 @@ impl Aggregate {
             seed: first.seed,
             runs: runs.len() as u64,
             passed,
-            runs_with_duplicates: runs.iter().filter(|s| s.duplicate_deliveries > 0).count() as u64,
+            runs_with_duplicates: runs
+                .iter()
+                .filter(|s| s.metrics.duplicate_deliveries > 0)
+                .count() as u64,
             totals,
             wall_time_ms,
             expectations: tallies,
@@ -722,10 +620,10 @@ impl Aggregate {
     pub fn to_text(&self) -> String {
         let t = &self.totals;
         let per_k = |n: u64| {
-            if t.files == 0 {
+            if t.metrics.files == 0 {
                 0.0
             } else {
-                n as f64 * 1000.0 / t.files as f64
+                n as f64 * 1000.0 / t.metrics.files as f64
             }
         };
         let mut o = format!(
@@ -743,16 +641,21 @@ impl Aggregate {
         );
         o += &format!(
             "  files {}   acknowledged {}   failed {}   deliveries {}   duplicate deliveries {} ({:.1} per 1,000 uploads)\n",
-            t.files,
-            t.acknowledged,
-            t.failed,
-            t.deliveries,
-            t.duplicate_deliveries,
-            per_k(t.duplicate_deliveries)
+            t.metrics.files,
+            t.metrics.acknowledged,
+            t.metrics.failed,
+            t.metrics.deliveries,
+            t.metrics.duplicate_deliveries,
+            per_k(t.metrics.duplicate_deliveries)
         );
         o += &format!(
             "  effects {}   lost {}   corrupted {}   restarts {}   Host-Id fallbacks {}   bytes re-sent {}\n",
-            t.effects, t.lost, t.corrupted, t.restarts, t.host_fallbacks, t.bytes_resent
+            t.metrics.effects,
+            t.metrics.lost,
+            t.metrics.corrupted,
+            t.metrics.restarts,
+            t.metrics.host_fallbacks,
+            t.metrics.bytes_resent
         );
         o += "expectations\n";
         for e in &self.expectations {

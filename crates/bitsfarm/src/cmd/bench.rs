@@ -560,11 +560,11 @@ fn memory_here() -> anyhow::Result<Memory> {
         summary.to_text()
     );
     Ok(Memory {
-        files: summary.files,
+        files: summary.metrics.files,
         nodes: sc.farm.nodes,
         wall_ms: wall,
         peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
-        deliveries: summary.deliveries,
+        deliveries: summary.metrics.deliveries,
         target: "< 256 MiB peak RSS".into(),
     })
 }
@@ -627,7 +627,7 @@ fn report_size() -> anyhow::Result<ReportSize> {
         .sum();
     let browser_open_s = browser_open(&dir.join("report.html"));
     let out = ReportSize {
-        files: summary.files,
+        files: summary.metrics.files,
         events: summary.events,
         html_bytes: html.len() as u64,
         markdown_bytes: std::fs::metadata(dir.join("report.md"))?.len(),

@@ -42,7 +42,7 @@ fn the_canary_is_falsified_and_shrinks_to_a_replayable_duplicate_chain() {
     let run = farm::run(&sc, sc.seed, None);
     let s = summarize(&sc, sc.seed, &run, String::new());
     assert!(
-        s.duplicate_deliveries > 0,
+        s.metrics.duplicate_deliveries > 0,
         "the replay has no duplicate:\n{}",
         s.to_text()
     );

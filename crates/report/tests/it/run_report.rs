@@ -35,10 +35,10 @@ fn a_run_report_tells_the_run() {
     let back = report::write_run_reports(&dir).unwrap();
     assert_eq!(back, summary, "the report is made from the saved summary");
     assert_eq!(
-        summary.deliveries, ledger_deliveries,
+        summary.metrics.deliveries, ledger_deliveries,
         "the application's ledger and the report agree"
     );
-    assert!(summary.duplicate_deliveries >= 1);
+    assert!(summary.metrics.duplicate_deliveries >= 1);
 
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     for section in [
@@ -53,11 +53,11 @@ fn a_run_report_tells_the_run() {
     }
     assert!(md.contains(&format!(
         "| deliveries to the application | {} |",
-        summary.deliveries
+        summary.metrics.deliveries
     )));
     assert!(md.contains(&format!(
         "| duplicate effects | {} |",
-        summary.duplicate_effects
+        summary.metrics.duplicate_effects
     )));
     assert!(md.contains(&summary.replay));
     // The resolved scenario is valid TOML that loads back to the same scenario.
@@ -102,7 +102,7 @@ fn a_run_report_tells_the_run() {
     }
     assert_eq!(
         html.matches(r#"<div class="chain""#).count() as u64,
-        summary.duplicate_deliveries
+        summary.metrics.duplicate_deliveries
     );
     assert!(html.contains(r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline""#));
     for lane in ["farm", "node-1", "node-3", "backend", "c00"] {

@@ -32,11 +32,14 @@ fn chains(s: &Summary) -> Vec<&Chain> {
 fn duplicate_effects_count_what_the_application_did_twice() {
     // K1: crash-after-forward applies the file twice; with transaction ids and dedupe, once.
     let s = run(&shipped("crash-after-forward"), 1);
-    assert_eq!((s.duplicate_deliveries, s.duplicate_effects), (1, 1));
+    assert_eq!(
+        (s.metrics.duplicate_deliveries, s.metrics.duplicate_effects),
+        (1, 1)
+    );
     let s = run(&shipped("transaction-id-dedup"), 1);
-    assert!(s.duplicate_deliveries >= 1);
-    assert_eq!(s.duplicate_effects, 0);
-    assert_eq!(s.effects, s.files);
+    assert!(s.metrics.duplicate_deliveries >= 1);
+    assert_eq!(s.metrics.duplicate_effects, 0);
+    assert_eq!(s.metrics.effects, s.metrics.files);
 }
 
 #[test]
@@ -44,7 +47,7 @@ fn durations_are_counted_in_seconds() {
     // K2: every file ends within a second except the duplicated one, which waited a day for
     // the Host-Id fallback.
     let s = run(&shipped("crash-after-forward"), 1);
-    assert_eq!(s.durations.count(), s.files);
+    assert_eq!(s.durations.count(), s.metrics.files);
     assert_eq!(s.durations.quantile(0.5), 1.0);
     assert!(s.durations.quantile(1.0) >= 86_400.0, "{:?}", s.durations);
 }
@@ -57,7 +60,10 @@ fn exactly_one_of_dedupe_and_transaction_ids_is_not_a_broken_invariant() {
         sc.clients.transaction_id = txid;
         sc.backend.dedupe = dedupe;
         let s = run(&sc, 1);
-        assert_eq!(s.duplicate_effects, 1, "txid {txid}, dedupe {dedupe}");
+        assert_eq!(
+            s.metrics.duplicate_effects, 1,
+            "txid {txid}, dedupe {dedupe}"
+        );
         assert!(invariant_held(&s, "dedupe_one_effect_per_transaction"));
     }
 }
@@ -123,12 +129,12 @@ fn hand_made(delivered_hash: u64, delivered_len: u64) -> Summary {
 fn a_delivery_whose_bytes_differ_is_counted_corrupted() {
     // K3: the integrity count and invariant on a positive case.
     let s = hand_made(0x1234, 100);
-    assert_eq!(s.corrupted, 1);
+    assert_eq!(s.metrics.corrupted, 1);
     assert!(!invariant_held(&s, "integrity"));
     let s = hand_made(0xABCD, 99);
-    assert_eq!(s.corrupted, 1, "a short delivery is corrupted too");
+    assert_eq!(s.metrics.corrupted, 1, "a short delivery is corrupted too");
     let s = hand_made(0xABCD, 100);
-    assert_eq!(s.corrupted, 0);
+    assert_eq!(s.metrics.corrupted, 0);
     assert!(invariant_held(&s, "integrity"));
 }
 
@@ -151,7 +157,7 @@ action = "crash"
         ),
         1,
     );
-    assert_eq!(s.duplicate_deliveries, 1, "{}", s.to_text());
+    assert_eq!(s.metrics.duplicate_deliveries, 1, "{}", s.to_text());
     let texts: Vec<&str> = chains(&s)[0]
         .steps
         .iter()
@@ -189,7 +195,7 @@ status = 500
         ),
         1,
     );
-    assert_eq!(s.duplicate_deliveries, 1, "{}", s.to_text());
+    assert_eq!(s.metrics.duplicate_deliveries, 1, "{}", s.to_text());
     let chain = chains(&s)[0];
     assert!(
         chain.steps.iter().any(|x| x
@@ -234,7 +240,7 @@ latency_ms = 2000
         )),
         1,
     );
-    assert_eq!(s.duplicate_deliveries, 1, "{}", s.to_text());
+    assert_eq!(s.metrics.duplicate_deliveries, 1, "{}", s.to_text());
     let chain = chains(&s)[0];
     assert_eq!(chain.rule, Some(0), "{chain:?}");
     assert_eq!(
@@ -270,7 +276,7 @@ enabled = false
         ),
         1,
     );
-    assert_eq!(s.duplicate_deliveries, 1, "{}", s.to_text());
+    assert_eq!(s.metrics.duplicate_deliveries, 1, "{}", s.to_text());
     let chain = chains(&s)[0];
     assert!(
         chain

@@ -19,18 +19,18 @@ fn same_seed_same_event_log() {
             assert_eq!(a.events, b.events);
             assert_eq!(
                 (
-                    a.deliveries,
-                    a.duplicate_deliveries,
-                    a.restarts,
-                    a.bytes_resent,
-                    a.virtual_time_s
+                    a.metrics.deliveries,
+                    a.metrics.duplicate_deliveries,
+                    a.metrics.restarts,
+                    a.metrics.bytes_resent,
+                    a.metrics.virtual_time_s
                 ),
                 (
-                    b.deliveries,
-                    b.duplicate_deliveries,
-                    b.restarts,
-                    b.bytes_resent,
-                    b.virtual_time_s
+                    b.metrics.deliveries,
+                    b.metrics.duplicate_deliveries,
+                    b.metrics.restarts,
+                    b.metrics.bytes_resent,
+                    b.metrics.virtual_time_s
                 ),
                 "{name} seed {seed}"
             );

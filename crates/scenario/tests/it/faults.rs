@@ -43,7 +43,7 @@ fn fail_answers_with_the_status_and_the_client_retries() {
     let summary = run(&s, 1);
     assert!(summary.ok, "{}", summary.to_text());
     assert!(
-        summary.virtual_time_s >= 600.0,
+        summary.metrics.virtual_time_s >= 600.0,
         "the 503 was retried after the 600 s delay"
     );
 }

@@ -74,7 +74,7 @@ action = "panic"
 "#,
     );
     let s = run(&sc, 3);
-    assert_eq!(s.acknowledged, 1);
+    assert_eq!(s.metrics.acknowledged, 1);
     assert!(invariant(&s, "completed").held);
     assert!(invariant(&s, "no_lost_files").held);
     assert!(!invariant(&s, "no_panics").held);

@@ -1,5 +1,6 @@
 //! Scenario engine tests: shipped scenarios, determinism, fault mechanics, loading.
 
+mod chains;
 mod checker;
 mod determinism;
 mod faults;

@@ -47,25 +47,32 @@ fn every_shipped_scenario_is_tested_here() {
 #[test]
 fn happy_path_delivers_every_file_once() {
     let s = check_passes("happy-path");
-    assert_eq!((s.files, s.deliveries, s.duplicate_deliveries), (40, 40, 0));
+    assert_eq!(
+        (
+            s.metrics.files,
+            s.metrics.deliveries,
+            s.metrics.duplicate_deliveries
+        ),
+        (40, 40, 0)
+    );
 }
 
 #[test]
 fn no_hostid_reconnect_restarts_on_another_node() {
     let s = check_passes("no-hostid-reconnect");
-    assert_eq!((s.restarts, s.duplicate_deliveries), (1, 0));
+    assert_eq!((s.metrics.restarts, s.metrics.duplicate_deliveries), (1, 0));
 }
 
 #[test]
 fn hostid_resume_resumes_on_the_same_node() {
     let s = check_passes("hostid-resume");
-    assert_eq!(s.restarts, 0);
+    assert_eq!(s.metrics.restarts, 0);
 }
 
 #[test]
 fn crash_after_forward_delivers_again_after_the_fallback() {
     let s = check_passes("crash-after-forward");
-    assert_eq!(s.files_duplicated, 1);
+    assert_eq!(s.metrics.files_duplicated, 1);
     let d = &s.duplicates[0];
     assert_ne!(
         d.nodes[0], d.nodes[1],
@@ -126,15 +133,15 @@ fn slow_backend_is_posted_again() {
 #[test]
 fn transaction_id_dedup_has_one_effect_per_file() {
     let s = check_passes("transaction-id-dedup");
-    assert!(s.deliveries > s.files);
-    assert_eq!(s.effects, s.files);
+    assert!(s.metrics.deliveries > s.metrics.files);
+    assert_eq!(s.metrics.effects, s.metrics.files);
     assert!(s.duplicates.iter().all(|d| d.effects == 1));
 }
 
 #[test]
 fn hostid_toggle_restarts_only_before_the_switch() {
     let s = check_passes("hostid-toggle");
-    assert_eq!(s.restarts, 1);
+    assert_eq!(s.metrics.restarts, 1);
     // All three rules fired, including the timed switch.
     assert!(s.faults.iter().all(|f| f.fired == 1), "{:?}", s.faults);
 }

@@ -1,90 +1,30 @@
-//! The checker: from a run's tracked files to metrics, invariants, expectations and, for every
-//! duplicate delivery, the chain of events that caused it.
-//!
-//! A checker finding (a duplicate, a lost file) is data in the summary, not an error.
+//! Causal chains: for every delivery after a file's first, the events that led to it, from the
+//! injected fault at its root, in words.
 
 use std::collections::BTreeMap;
 
 use client::JobState;
 use probe::Event;
 
+use super::MAX_DETAILED;
 use crate::{
-    expect::{Expr, PER_FILE},
     farm::RunResult,
     log::Record,
-    spec::{ExpectValue, Scenario},
-    summary::{
-        Chain, ChainStep, DuplicateFile, ExpectationResult, FailedJob, FaultSummary, Invariant,
-        InvariantResult, Summary,
-    },
+    summary::{Chain, ChainStep, DuplicateFile, Summary},
+    text::{secs, short},
     track::{FileTrack, Step},
 };
 
-/// How many duplicated files the summary details (all are counted).
-pub const MAX_DETAILED: usize = 100;
-
-/// Summarises a run. `replay` is the command that replays it.
-pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String) -> Summary {
-    let files = run.tracker.files();
-    let mut s = Summary::empty(scenario, seed, replay);
-    s.files = files.len() as u64;
-    s.completed = run.completed;
-    s.virtual_time_s = run.virtual_time_ms as f64 / 1000.0;
-    s.events = run.events;
-    s.event_log_hash = run.event_hash.clone();
-    let mut delivered_events = 0u64;
-    for t in files.values() {
-        let n = t.deliveries.len() as u64;
-        delivered_events += t.deliveries.iter().filter(|d| d.hash.is_some()).count() as u64;
-        s.deliveries += n;
-        s.effects += t.effects();
-        s.duplicate_effects += t.effects().saturating_sub(1);
-        if n > 1 {
-            s.duplicate_deliveries += n - 1;
-            s.files_duplicated += 1;
-        }
-        if let Some(o) = &t.outcome {
-            s.durations
-                .add(o.finished_ms.saturating_sub(o.started_ms) as f64 / 1000.0);
-            s.acknowledged += u64::from(o.final_acked);
-            s.failed += u64::from(o.state == JobState::Error);
-            s.restarts += u64::from(o.restarts);
-            s.host_fallbacks += u64::from(o.host_fallbacks);
-            s.bytes_resent += o.bytes_resent;
-            if o.final_acked && n == 0 {
-                s.lost += 1;
-                s.lost_files.push(t.file.clone());
-            }
-            for d in &t.deliveries {
-                if d.hash.is_some_and(|h| h != o.hash) || d.len.is_some_and(|l| l != o.total) {
-                    s.corrupted += 1;
-                }
-            }
-            if o.state == JobState::Error && s.failed_jobs.len() < MAX_DETAILED {
-                s.failed_jobs.push(FailedJob {
-                    file: t.file.clone(),
-                    error: o
-                        .error
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                });
-            }
-        }
-    }
-    s.panics = run.panics.count;
-    s.panic_messages = run.panics.messages.clone();
-    // Harness invariant: the application's ledger and the event log agree (a run the harness
-    // could not finish has no ledger to compare).
-    if scenario.farm.notification != node::NotificationType::None && run.harness_failure.is_none() {
-        assert_eq!(
-            run.ledger_deliveries, delivered_events,
-            "the ledger and the Delivered events disagree"
-        );
-    }
-
+/// Details the duplicated files (at most [`MAX_DETAILED`]) with a chain per extra delivery;
+/// returns how many extra deliveries have no injected fault at their root.
+pub(super) fn duplicates(run: &RunResult, s: &mut Summary) -> u64 {
     let mut unexplained = 0u64;
-    for t in files.values().filter(|t| t.deliveries.len() > 1) {
+    for t in run
+        .tracker
+        .files()
+        .values()
+        .filter(|t| t.deliveries.len() > 1)
+    {
         let chains = chains(t, &run.tracker.global);
         unexplained += chains.iter().filter(|c| c.cause.is_none()).count() as u64;
         if s.duplicates.len() < MAX_DETAILED {
@@ -107,175 +47,7 @@ pub fn summarize(scenario: &Scenario, seed: u64, run: &RunResult, replay: String
         }
     }
 
-    s.faults = run
-        .rules
-        .iter()
-        .map(|r| FaultSummary {
-            index: r.index,
-            description: r.description.clone(),
-            hits: r.hits,
-            fired: r.fired,
-            optional: r.optional,
-        })
-        .collect();
-
-    let unfired: Vec<String> = run
-        .rules
-        .iter()
-        .filter(|r| r.fired == 0 && !r.optional)
-        .map(|r| format!("#{} {}", r.index, r.description))
-        .collect();
-    let txid_over: Vec<&FileTrack> = if scenario.backend.dedupe && scenario.clients.transaction_id {
-        files.values().filter(|t| t.effects() > 1).collect()
-    } else {
-        Vec::new()
-    };
-    let mut inv = |i: Invariant, held: bool, detail: String| {
-        s.invariants.push(InvariantResult {
-            name: i.name().into(),
-            held,
-            detail,
-        })
-    };
-    inv(
-        Invariant::Completed,
-        run.completed,
-        match (&run.harness_failure, run.completed) {
-            (Some(why), _) => why.clone(),
-            (None, true) => "every job ended".into(),
-            (None, false) => format!(
-                "jobs still running at the {}-day deadline",
-                scenario.deadline_days
-            ),
-        },
-    );
-    inv(
-        Invariant::NoPanics,
-        run.panics.is_empty(),
-        match run.panics.messages.first() {
-            None => "nothing panicked".into(),
-            Some(first) => format!("{} panic(s); first: {first}", run.panics.count),
-        },
-    );
-    inv(
-        Invariant::NoLostFiles,
-        s.lost == 0,
-        format!(
-            "{} file(s) acknowledged to their client but never delivered",
-            s.lost
-        ),
-    );
-    inv(
-        Invariant::Integrity,
-        s.corrupted == 0,
-        format!(
-            "{} delivery(ies) whose bytes differ from the client's",
-            s.corrupted
-        ),
-    );
-    inv(
-        Invariant::DedupeOneEffectPerTransaction,
-        txid_over.is_empty(),
-        match txid_over.first() {
-            Some(t) => format!("{} had {} effects", t.file, t.effects()),
-            None => "at most one effect per transaction id".into(),
-        },
-    );
-    inv(
-        Invariant::AllFaultsFired,
-        unfired.is_empty(),
-        if unfired.is_empty() {
-            "every rule fired".into()
-        } else {
-            format!("never fired: {}", unfired.join("; "))
-        },
-    );
-    inv(
-        Invariant::DuplicatesExplained,
-        unexplained == 0,
-        format!("{unexplained} duplicate(s) without an injected fault in their chain"),
-    );
-
-    for (name, value) in &scenario.expect {
-        let expr = match value {
-            ExpectValue::Number(n) => Expr {
-                op: crate::expect::Op::Eq,
-                value: *n,
-            },
-            ExpectValue::Expr(e) => Expr::parse(e).expect("validated when loaded"),
-        };
-        let result = if PER_FILE.contains(&name.as_str()) {
-            let failing: Vec<String> = files
-                .values()
-                .filter(|t| {
-                    let v = if name == "effects_per_file" {
-                        t.effects()
-                    } else {
-                        t.deliveries.len() as u64
-                    };
-                    !expr.holds(v as f64)
-                })
-                .map(|t| t.file.clone())
-                .collect();
-            ExpectationResult {
-                name: name.clone(),
-                expected: expr.to_string(),
-                actual: (s.files - failing.len() as u64) as f64,
-                held: failing.is_empty(),
-                detail: if failing.is_empty() {
-                    format!("all {} files", s.files)
-                } else {
-                    format!(
-                        "{} of {} files do not: {}",
-                        failing.len(),
-                        s.files,
-                        failing
-                            .iter()
-                            .take(5)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                },
-            }
-        } else {
-            let actual = s.metric(name).expect("validated metric name");
-            ExpectationResult {
-                name: name.clone(),
-                expected: expr.to_string(),
-                actual,
-                held: expr.holds(actual),
-                detail: String::new(),
-            }
-        };
-        s.expectations.push(result);
-    }
-    s.ok = s.expectations.iter().all(|e| e.held) && s.invariants.iter().all(|i| i.held);
-    s
-}
-
-/// Formats milliseconds as seconds with thousands separators: `87,013.5 s`.
-pub fn secs(ms: u64) -> String {
-    let whole = ms / 1000;
-    let frac = ms % 1000;
-    let mut digits = whole.to_string();
-    let mut out = String::new();
-    while digits.len() > 3 {
-        let tail = digits.split_off(digits.len() - 3);
-        out = format!(",{tail}{out}");
-    }
-    out = format!("{digits}{out}");
-    if frac != 0 {
-        let f = format!("{frac:03}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
-    }
-    out.push_str(" s");
-    out
-}
-
-fn short(session: &str) -> String {
-    session.trim_matches(['{', '}']).chars().take(8).collect()
+    unexplained
 }
 
 /// Words for one event of a chain; `None` for events that add nothing.
@@ -563,15 +335,6 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_read_well() {
-        assert_eq!(secs(12_300), "12.3 s");
-        assert_eq!(secs(87_013_500), "87,013.5 s");
-        assert_eq!(secs(600_000), "600 s");
-        assert_eq!(secs(1_234_567_890), "1,234,567.89 s");
-        assert_eq!(secs(5), "0.005 s");
-    }
 
     fn rec(event: Event) -> Record {
         Record {
