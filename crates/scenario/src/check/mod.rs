@@ -1,6 +1,6 @@
-//! The checker: from a run's tracked files to metrics ([`count`]), the chain of events behind
-//! every duplicate delivery ([`chain`]), invariants ([`invariants`]) and the scenario's
-//! expectations ([`expectations`]).
+//! The checker: from a run's tracked files to metrics (`count`), the chain of events behind
+//! every duplicate delivery (`chain`), invariants (`invariants`) and the scenario's expectations
+//! (`expectations`).
 //!
 //! A checker finding (a duplicate, a lost file) is data in the summary, not an error.
 
