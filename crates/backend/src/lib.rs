@@ -145,7 +145,7 @@ impl Backend {
             file,
         };
         match self.probe.fault(&ctx) {
-            Verdict::Continue => None,
+            Verdict::Continue | Verdict::DiskFull => None,
             Verdict::Delay(d) => {
                 tokio::time::sleep(d).await;
                 None

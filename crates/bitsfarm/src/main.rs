@@ -71,15 +71,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    // A simulation's actors log every step; its summary is the output, so only errors show
-    // unless RUST_LOG asks for more.
+    // A simulation's actors log every step, injected failures as errors; its event log and
+    // summary are the output, so only bitsfarm's own errors show unless RUST_LOG asks for more.
     let default_level = match cli.command {
         Command::Scenario(_)
         | Command::Scenarios
         | Command::Sweep(_)
         | Command::Report(_)
         | Command::Explore(_)
-        | Command::Bench(_) => "error",
+        | Command::Bench(_) => "error,node=off,client=off,backend=off",
         _ => "info",
     };
     init_tracing(cli.log_json, default_level);

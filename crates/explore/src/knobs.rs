@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::space::{FaultKind, Space};
 
 /// Node points a node fault can hit.
-pub const NODE_POINTS: [FaultPoint; 8] = [
+pub const NODE_POINTS: [FaultPoint; 9] = [
     FaultPoint::Request,
     FaultPoint::SessionCreated,
     FaultPoint::FragmentStored,
@@ -24,6 +24,7 @@ pub const NODE_POINTS: [FaultPoint; 8] = [
     FaultPoint::FinalAckReady,
     FaultPoint::AckReady,
     FaultPoint::SessionClosed,
+    FaultPoint::StorageWrite,
 ];
 
 /// The virtual time limit of a generated scenario: every fault schedule the default space draws
@@ -66,13 +67,16 @@ impl FaultKnob {
     pub fn outage_s(&self) -> Option<u64> {
         match self.kind {
             FaultKind::Crash | FaultKind::PowerCut | FaultKind::AppCrash => self.restart_after_s,
-            FaultKind::Partition | FaultKind::SlowApp => Some(self.duration_s),
+            FaultKind::Partition | FaultKind::SlowApp | FaultKind::DiskFull => {
+                Some(self.duration_s)
+            }
             FaultKind::DropResponse
             | FaultKind::AppFails
             | FaultKind::HostIdToggle
             | FaultKind::ProxyPage
             | FaultKind::OddAck
-            | FaultKind::Cancel => Some(0),
+            | FaultKind::Cancel
+            | FaultKind::IoError => Some(0),
         }
     }
 }
@@ -184,9 +188,11 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
                     pick(&mut rng, &[FaultPoint::Request, FaultPoint::AckReady])
                 }
                 FaultKind::OddAck => pick(&mut rng, &NODE_POINTS),
-                FaultKind::Partition | FaultKind::HostIdToggle | FaultKind::Cancel => {
-                    FaultPoint::Request
-                }
+                FaultKind::IoError => FaultPoint::StorageWrite,
+                FaultKind::Partition
+                | FaultKind::HostIdToggle
+                | FaultKind::Cancel
+                | FaultKind::DiskFull => FaultPoint::Request,
             };
             FaultKnob {
                 kind,
@@ -391,6 +397,20 @@ impl Knobs {
                 at_s: Some(f.at_s as f64),
                 node: Some(client_name(f.client, self.clients)),
                 action: Some(Action::Cancel),
+                optional: true,
+                ..Fault::default()
+            },
+            FaultKind::IoError => Fault {
+                point: Some(FaultPoint::StorageWrite),
+                node,
+                action: Some(Action::IoError),
+                ..base
+            },
+            FaultKind::DiskFull => Fault {
+                at_s: Some(f.at_s as f64),
+                node,
+                action: Some(Action::DiskFull),
+                duration_s: Some(f.duration_s as f64),
                 optional: true,
                 ..Fault::default()
             },

@@ -183,13 +183,17 @@ impl Property {
                         FaultKind::DropResponse | FaultKind::ProxyPage => survivable(0),
                         FaultKind::Partition => survivable(f.duration_s),
                         // An odd Ack may say the session is gone (a restart); a cancelled job
-                        // ends its session on purpose.
+                        // ends its session on purpose; a failed storage write after the
+                        // delivery loses NotifyCache, so the retried final fragment notifies
+                        // again.
                         FaultKind::SlowApp
                         | FaultKind::AppFails
                         | FaultKind::AppCrash
                         | FaultKind::HostIdToggle
                         | FaultKind::OddAck
-                        | FaultKind::Cancel => false,
+                        | FaultKind::Cancel
+                        | FaultKind::IoError
+                        | FaultKind::DiskFull => false,
                     })
             }
             Property::Liveness => {

@@ -29,6 +29,10 @@ pub enum FaultKind {
     OddAck,
     /// A client cancels its job at a time.
     Cancel,
+    /// A node's storage write fails with an I/O error (an append is torn).
+    IoError,
+    /// A node's disk is full for a while, from a time on.
+    DiskFull,
 }
 
 impl FaultKind {
@@ -42,6 +46,8 @@ impl FaultKind {
                 | FaultKind::Partition
                 | FaultKind::ProxyPage
                 | FaultKind::OddAck
+                | FaultKind::IoError
+                | FaultKind::DiskFull
         )
     }
 
@@ -51,7 +57,7 @@ impl FaultKind {
     }
 
     /// Every kind.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Crash,
         FaultKind::PowerCut,
         FaultKind::DropResponse,
@@ -63,6 +69,8 @@ impl FaultKind {
         FaultKind::ProxyPage,
         FaultKind::OddAck,
         FaultKind::Cancel,
+        FaultKind::IoError,
+        FaultKind::DiskFull,
     ];
 }
 

@@ -657,7 +657,7 @@ enum Early {
 /// The Ack a fault verdict answers with instead of carrying on (`None`: carry on).
 fn instead(v: Verdict, at: At<'_>) -> Option<Ack> {
     let (status, code) = match v {
-        Verdict::Continue | Verdict::Delay(_) => return None,
+        Verdict::Continue | Verdict::Delay(_) | Verdict::DiskFull => return None,
         Verdict::Fail(status) | Verdict::Page(status) => (status, HResult::FAIL),
         Verdict::FailWith { status, code } => (status, HResult(code)),
     };

@@ -20,6 +20,7 @@ pub mod disk;
 mod handler;
 mod notify;
 pub mod path;
+mod probed;
 mod reply;
 pub mod session;
 pub mod storage;
@@ -90,8 +91,8 @@ impl Node {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Arc::new(Node {
             host_id: Mutex::new(cfg.host_id.clone()),
-            cfg,
-            store: env.store,
+            // Every write passes the `storage-write` fault point.
+            store: Arc::new(probed::Probed::new(env.store, env.probe.clone(), &cfg.name)),
             connector: env.connector,
             probe: env.probe,
             rng: Mutex::new(env.rng),
@@ -100,6 +101,7 @@ impl Node {
             buffered: Arc::new(tokio::sync::Semaphore::new(buffer_permits)),
             open_sessions: AtomicU64::new(0),
             held_bytes: AtomicU64::new(0),
+            cfg,
         }))
     }
 

@@ -63,8 +63,9 @@ pub trait Storage: Send + Sync + 'static {
     fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError>;
     /// Creates or replaces a session's state, atomically.
     fn save(&self, rec: &SessionRecord) -> Result<(), StorageError>;
-    /// Appends bytes to a session's entity; `at` must equal the bytes stored so far according
-    /// to its saved state (bytes a crash left beyond that are discarded).
+    /// Appends bytes to a session's entity at `at`, the bytes stored so far according to its
+    /// saved state; bytes a failed write or a crash left beyond `at` are discarded first. `at`
+    /// beyond the stored bytes is [`StorageError::NotContiguous`].
     fn append(&self, id: &str, at: u64, data: &[Bytes]) -> Result<(), StorageError>;
     /// The first `len` bytes of a session's entity, read as they are consumed (a large upload
     /// is never held in memory whole).
@@ -235,8 +236,14 @@ impl Storage for MemStore {
             .sessions
             .get_mut(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
-        if at != s.len {
+        if at > s.len {
             return Err(StorageError::NotContiguous { at, len: s.len });
+        }
+        // Bytes past `at` were written before a failure or a crash and never counted: drop
+        // them (as the disk store does).
+        if at < s.len {
+            s.data = take_prefix(&s.data, at);
+            s.len = at;
         }
         for d in data {
             s.len += d.len() as u64;
@@ -357,10 +364,15 @@ mod tests {
         let s = MemStore::new("node-1");
         s.save(&rec("{a}")).unwrap();
         s.append("{a}", 0, &[Bytes::from_static(b"abc")]).unwrap();
+        // Past the stored bytes: refused.
         assert!(matches!(
-            s.append("{a}", 2, &[Bytes::from_static(b"x")]),
-            Err(StorageError::NotContiguous { .. })
+            s.append("{a}", 4, &[Bytes::from_static(b"x")]),
+            Err(StorageError::NotContiguous { at: 4, len: 3 })
         ));
+        // Before them: what lies past `at` was never counted (a torn or failed write) and
+        // goes, as on the disk store.
+        s.append("{a}", 2, &[Bytes::from_static(b"X")]).unwrap();
+        s.append("{a}", 2, &[Bytes::from_static(b"c")]).unwrap();
         s.append("{a}", 3, &[Bytes::from_static(b"def")]).unwrap();
         let e: Vec<u8> = s
             .entity("{a}", 4)

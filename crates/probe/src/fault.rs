@@ -39,11 +39,16 @@ pub enum FaultPoint {
     NotificationReceived,
     /// Backend: the delivery and its effect are recorded, the answer is about to be written.
     EffectRecorded,
+    /// Node: a write to its storage (session state, entity bytes, reply, placement, removal)
+    /// is about to happen. `fail` (and `io-error`) make the write fail with an I/O error; a
+    /// failed append may leave the first half of its bytes on the disk (a torn write).
+    /// (Last in the enum: event-log hashes hash a point by its position.)
+    StorageWrite,
 }
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 10] = [
+    pub const ALL: [FaultPoint; 11] = [
         FaultPoint::Request,
         FaultPoint::SessionCreated,
         FaultPoint::FragmentStored,
@@ -52,6 +57,7 @@ impl FaultPoint {
         FaultPoint::FinalAckReady,
         FaultPoint::AckReady,
         FaultPoint::SessionClosed,
+        FaultPoint::StorageWrite,
         FaultPoint::NotificationReceived,
         FaultPoint::EffectRecorded,
     ];
@@ -67,6 +73,7 @@ impl FaultPoint {
             FaultPoint::FinalAckReady => "final-ack-ready",
             FaultPoint::AckReady => "ack-ready",
             FaultPoint::SessionClosed => "session-closed",
+            FaultPoint::StorageWrite => "storage-write",
             FaultPoint::NotificationReceived => "notification-received",
             FaultPoint::EffectRecorded => "effect-recorded",
         }
@@ -130,6 +137,9 @@ pub enum Verdict {
     /// of the node sends. Honoured where a request enters and leaves a node (`request`,
     /// `ack-ready`); elsewhere, and on the backend, it acts as [`Verdict::Fail`].
     Page(u16),
+    /// The disk is full: a storage write that adds bytes fails with `StorageFull` (removals
+    /// still work). Only at `storage-write`; elsewhere it acts as [`Verdict::Continue`].
+    DiskFull,
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@
 //! tasks are stopped by the farm controller.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use probe::{Clock, Event, FaultCtx, Probe, Verdict};
+use probe::{Clock, Event, FaultCtx, FaultPoint, Probe, Verdict};
 use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
 use sim::{CrashKind, Net};
@@ -77,6 +77,8 @@ struct Inner {
     rules: Vec<Armed>,
     rng: ChaCha8Rng,
     down: BTreeSet<String>,
+    /// Nodes whose disk is full, until this virtual time (ms).
+    full: BTreeMap<String, u64>,
 }
 
 /// Most events one run may record. A run that gets there is stopped and fails (`completed`):
@@ -128,6 +130,7 @@ impl Harness {
                     .collect(),
                 rng,
                 down: BTreeSet::new(),
+                full: BTreeMap::new(),
             }),
             net: Mutex::new(None),
             ctl,
@@ -281,6 +284,20 @@ impl Harness {
                 Verdict::Continue
             }
             RuleAction::Panic => panic!("fault #{} injected a panic in {actor}", rule.index),
+            RuleAction::DiskFull { target, duration } => {
+                let until = self
+                    .clock
+                    .now_ms()
+                    .saturating_add(duration.as_millis() as u64);
+                let mut inner = self.lock();
+                let slot = inner
+                    .full
+                    .entry(target.resolve(actor).to_owned())
+                    .or_default();
+                *slot = (*slot).max(until);
+                Verdict::Continue
+            }
+            RuleAction::IoError => Verdict::Fail(500),
         }
     }
 
@@ -355,6 +372,16 @@ impl Probe for Harness {
             if verdict == Verdict::Continue {
                 verdict = v;
             }
+        }
+        if verdict == Verdict::Continue
+            && ctx.point == FaultPoint::StorageWrite
+            && self
+                .lock()
+                .full
+                .get(ctx.actor)
+                .is_some_and(|&until| self.clock.now_ms() < until)
+        {
+            return Verdict::DiskFull;
         }
         verdict
     }

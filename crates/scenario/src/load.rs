@@ -411,7 +411,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             _ => {}
         }
         let Some(action) = r.action else {
-            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | page | partition | restart | host-id | cancel | panic"));
+            out.push(problem(here, "needs action = crash | power-cut | drop-response | delay | fail | page | partition | restart | host-id | cancel | panic | disk-full | io-error"));
             continue;
         };
         if let Some(t) = r.at_s
@@ -486,7 +486,7 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         {
             out.push(problem(here.clone(), "nth, probability, packet and file filter fault-point hits; a timed rule fires once"));
         }
-        let needs_duration = matches!(action, Action::Delay | Action::Partition);
+        let needs_duration = matches!(action, Action::Delay | Action::Partition | Action::DiskFull);
         match r.duration_s {
             Some(d) if !(d > 0.0 && d <= deadline_s) => out.push(problem(
                 at("duration_s"),
@@ -562,6 +562,27 @@ fn validate(s: &Scenario) -> Vec<Problem> {
                     }
                     _ => {}
                 }
+            }
+            Action::DiskFull => match (r.point, &r.node) {
+                (Some(p), _) if p.is_backend() => out.push(problem(
+                    at("point"),
+                    "disk-full fills a node's disk: use a node fault point",
+                )),
+                (None, None) => out.push(problem(
+                    at("node"),
+                    "a timed disk-full needs node = \"<name>\"",
+                )),
+                (None, Some(n)) if n == "backend" => out.push(problem(
+                    at("node"),
+                    "disk-full fills a node's disk, not the backend's",
+                )),
+                _ => {}
+            },
+            Action::IoError if r.point != Some(probe::FaultPoint::StorageWrite) => {
+                out.push(problem(
+                    at("point"),
+                    "io-error fails a storage write: point = \"storage-write\"",
+                ))
             }
             Action::HostId if r.enabled.is_none() => out.push(problem(
                 at("enabled"),

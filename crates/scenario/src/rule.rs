@@ -105,6 +105,15 @@ pub enum RuleAction {
     Cancel(String),
     /// The actor panics.
     Panic,
+    /// A node's disk is full for a while.
+    DiskFull {
+        /// Whose disk.
+        target: Target,
+        /// For how long.
+        duration: Duration,
+    },
+    /// The storage write at hand fails.
+    IoError,
 }
 
 /// A fault rule, ready to match and fire.
@@ -184,6 +193,11 @@ impl Rule {
             Action::HostId => RuleAction::HostId(f.enabled == Some(true)),
             Action::Cancel => RuleAction::Cancel(f.node.clone().unwrap_or_default()),
             Action::Panic => RuleAction::Panic,
+            Action::DiskFull => RuleAction::DiskFull {
+                target: named_or_actor(timed),
+                duration: seconds(f.duration_s),
+            },
+            Action::IoError => RuleAction::IoError,
         };
         Rule {
             index,
@@ -254,6 +268,12 @@ impl Rule {
             RuleAction::DropResponse => format!("drop the response on connection {conn}"),
             RuleAction::Restart(host) => format!("restart {}", host.resolve(actor)),
             RuleAction::Panic => format!("panic in {actor}"),
+            RuleAction::DiskFull { target, duration } => format!(
+                "fill the disk of {} for {} s",
+                target.resolve(actor),
+                duration.as_secs_f64()
+            ),
+            RuleAction::IoError => "fail the storage write with an I/O error".to_owned(),
         }
     }
 }

@@ -63,8 +63,9 @@
 //!
 //! **Triggers.** `point = "<fault point>"` fires when an actor reaches that protocol step
 //! (`request`, `session-created`, `fragment-stored`, `before-forward`, `after-forward`,
-//! `final-ack-ready`, `ack-ready`, `session-closed` on nodes; `notification-received`, `effect-recorded` on the
-//! backend), optionally filtered by `node` (an actor name: `node-2`, `backend`), `packet`
+//! `final-ack-ready`, `ack-ready`, `session-closed`, `storage-write` (every write to the node's
+//! storage: state, entity bytes, reply, placement, removal) on nodes; `notification-received`,
+//! `effect-recorded` on the backend), optionally filtered by `node` (an actor name: `node-2`, `backend`), `packet`
 //! (`Create-Session`, `Fragment`, ...) and `file` (`/upload/c00-f000.bin`). It fires on the
 //! `nth` matching hit (default 1), or on each hit with `probability` (seeded), at most `times`
 //! times (default 1; `0` means unlimited). `at_s = <seconds>` fires once at that virtual time
@@ -85,6 +86,11 @@
 //! * `partition` `node` from `peer` for `duration_s`.
 //! * `restart` `node` (timed rules).
 //! * `host-id` with `enabled = true|false`: switch `BITSHostId` on every node.
+//! * `io-error` (at `storage-write` only): the write fails with an I/O error; an append leaves
+//!   the first half of its bytes on the disk, uncounted (a torn write). `crash` or `power-cut`
+//!   at `storage-write` stop the node in the middle of a write, the same way.
+//! * `disk-full` for `duration_s`: the disk of the node at the point (or of `node`, timed) is
+//!   full; every write that adds bytes fails ("no space left"), removals work.
 //! * `panic`: the actor panics at the point (a timed rule: the harness does). A self-test of
 //!   the harness: a run in which anything panicked fails (`no_panics`), whatever else it shows.
 //!
@@ -380,6 +386,12 @@ pub enum Action {
     Page,
     /// The client `node` names (`c01`) cancels its current job (timed rules).
     Cancel,
+    /// The disk of `node` (or of the node at the point) is full for `duration_s`: every
+    /// storage write that adds bytes fails with "no space left"; removals work.
+    DiskFull,
+    /// The storage write at `storage-write` fails with an I/O error (an append leaves the first
+    /// half of its bytes: a torn write).
+    IoError,
 }
 
 impl Action {
@@ -397,6 +409,8 @@ impl Action {
             Action::Panic => "panic",
             Action::Page => "page",
             Action::Cancel => "cancel",
+            Action::DiskFull => "disk-full",
+            Action::IoError => "io-error",
         }
     }
 }

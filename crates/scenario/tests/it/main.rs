@@ -7,6 +7,7 @@ mod faults;
 mod hardening;
 mod loading;
 mod shipped;
+mod storage;
 
 use scenario::{Scenario, check::summarize, farm, summary::Summary};
 

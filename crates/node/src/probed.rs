@@ -1,0 +1,144 @@
+//! A storage whose writes pass a fault point first: the failing disk of simulations and fault
+//! rules (`storage-write`), in front of any [`Storage`].
+//!
+//! Every write (`save`, `append`, `put_reply`, `commit`, `remove`) asks the probe at
+//! [`FaultPoint::StorageWrite`]. A failing verdict makes the write fail with an I/O error before
+//! it changes anything, except an append, which first writes the first half of its bytes (a
+//! torn write: what a disk holds after a write that failed or lost its power midway). A full
+//! disk ([`Verdict::DiskFull`]) fails every write that adds bytes with `StorageFull`, and lets
+//! removals through. Reads pass untouched. The node wraps its store in this at start, so the
+//! live modes have the same points (their probe answers `Continue`).
+
+use std::io;
+
+use bytes::Bytes;
+use probe::{FaultCtx, FaultPoint, SharedProbe, Verdict};
+use transport::ChunkSource;
+
+use crate::{Placement, SessionRecord, Storage, StorageError};
+
+/// A write, as the fault point sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Adds bytes (state, entity, reply, placement).
+    Grows,
+    /// Frees bytes.
+    Frees,
+}
+
+/// A [`Storage`] that asks a probe before each write.
+pub(crate) struct Probed {
+    inner: std::sync::Arc<dyn Storage>,
+    probe: SharedProbe,
+    node: String,
+}
+
+impl Probed {
+    pub(crate) fn new(
+        inner: std::sync::Arc<dyn Storage>,
+        probe: SharedProbe,
+        node: &str,
+    ) -> Probed {
+        Probed {
+            inner,
+            probe,
+            node: node.to_owned(),
+        }
+    }
+
+    /// The probe's answer for a write to `session` (of `file`): `Ok` to go on, or the error.
+    fn ask(&self, write: Write, session: &str, file: Option<&str>) -> Result<(), StorageError> {
+        let ctx = FaultCtx {
+            point: FaultPoint::StorageWrite,
+            actor: &self.node,
+            conn: 0,
+            packet: None,
+            session: Some(session),
+            file,
+        };
+        match self.probe.fault(&ctx) {
+            Verdict::Continue | Verdict::Delay(_) => Ok(()),
+            Verdict::DiskFull if write == Write::Frees => Ok(()),
+            Verdict::DiskFull => Err(StorageError::Io(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on the device (injected: disk-full)",
+            ))),
+            Verdict::Fail(_) | Verdict::FailWith { .. } | Verdict::Page(_) => Err(
+                StorageError::Io(io::Error::other("input/output error (injected: io-error)")),
+            ),
+        }
+    }
+}
+
+impl Storage for Probed {
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError> {
+        self.inner.sessions()
+    }
+
+    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError> {
+        self.inner.get(id)
+    }
+
+    fn save(&self, rec: &SessionRecord) -> Result<(), StorageError> {
+        self.ask(Write::Grows, &rec.id, Some(&rec.path))?;
+        self.inner.save(rec)
+    }
+
+    fn append(&self, id: &str, at: u64, data: &[Bytes]) -> Result<(), StorageError> {
+        if let Err(e) = self.ask(Write::Grows, id, None) {
+            let len: u64 = data.iter().map(|c| c.len() as u64).sum();
+            let torn = crate::storage::take_prefix(data, len / 2);
+            if !torn.is_empty() {
+                // What reached the disk before the failure; nothing counts it.
+                let _ = self.inner.append(id, at, &torn);
+            }
+            return Err(e);
+        }
+        self.inner.append(id, at, data)
+    }
+
+    fn entity(&self, id: &str, len: u64) -> Result<ChunkSource, StorageError> {
+        self.inner.entity(id, len)
+    }
+
+    fn entity_path(&self, id: &str) -> String {
+        self.inner.entity_path(id)
+    }
+
+    fn reply_path(&self, id: &str) -> String {
+        self.inner.reply_path(id)
+    }
+
+    fn put_reply(&self, id: &str, reply: Bytes) -> Result<(), StorageError> {
+        self.ask(Write::Grows, id, None)?;
+        self.inner.put_reply(id, reply)
+    }
+
+    fn reply(&self, id: &str) -> Result<Option<Bytes>, StorageError> {
+        self.inner.reply(id)
+    }
+
+    fn remove(&self, id: &str) -> Result<(), StorageError> {
+        self.ask(Write::Frees, id, None)?;
+        self.inner.remove(id)
+    }
+
+    fn sweep_litter(&self) -> Result<u64, StorageError> {
+        self.inner.sweep_litter()
+    }
+
+    fn destination_exists(&self, path: &str) -> Result<bool, StorageError> {
+        self.inner.destination_exists(path)
+    }
+
+    fn commit(
+        &self,
+        id: &str,
+        len: u64,
+        path: &str,
+        overwrite: bool,
+    ) -> Result<Placement, StorageError> {
+        self.ask(Write::Grows, id, Some(path))?;
+        self.inner.commit(id, len, path, overwrite)
+    }
+}
