@@ -1,13 +1,7 @@
 //! Running many simulations on all cores, with a progress bar on stderr (stdout stays clean
 //! for `--json`).
 
-use std::{
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Instant,
-};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,17 +14,26 @@ pub fn threads(jobs: Option<usize>) -> usize {
         .max(1)
 }
 
-/// Applies `f` to every item on `jobs` threads; results come back in item order, with the wall
-/// time in milliseconds.
+/// Applies `f` to every item on `jobs` threads with a progress bar; results come back in item
+/// order, with the wall time in milliseconds. A panicking item fails the command, its `replay`
+/// command logged first.
 pub fn map<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
     what: &str,
     f: impl Fn(&T) -> R + Sync,
+    replay: &(dyn Fn(&T) -> String + Sync),
 ) -> (Vec<R>, f64) {
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(items.len()));
-    let bar = progress::add(ProgressBar::new(items.len() as u64));
+    let bar = bar(items.len() as u64, what);
+    let started = Instant::now();
+    let all = scenario::batch::par_map(items, jobs, f, &|| bar.inc(1), replay);
+    progress::done(&bar);
+    (all, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// A progress bar on stderr for `len` items of `what`.
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = progress::add(ProgressBar::new(len));
     bar.set_style(
         ProgressStyle::with_template(&format!(
             "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
@@ -38,27 +41,7 @@ pub fn map<T: Sync, R: Send>(
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.min(items.len()).max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    done.lock().unwrap_or_else(|p| p.into_inner()).push((i, r));
-                    bar.inc(1);
-                }
-            });
-        }
-    });
-    progress::done(&bar);
-    let mut all = done.into_inner().unwrap_or_else(|p| p.into_inner());
-    all.sort_by_key(|(i, _)| *i);
-    (
-        all.into_iter().map(|(_, r)| r).collect(),
-        started.elapsed().as_secs_f64() * 1000.0,
-    )
+    bar
 }
 
 /// Parses `--shard K/M` (1-based K).

@@ -6,6 +6,7 @@
 //! **Invariant:** a generated scenario is a plain [`scenario::Scenario`]: a failure is saved as
 //! a TOML file that `bitsfarm scenario` replays exactly.
 
+pub mod campaign;
 pub mod knobs;
 pub mod property;
 pub mod search;

@@ -183,3 +183,55 @@ pub fn validate(s: &Space) -> Result<(), SpaceError> {
     }
     Ok(())
 }
+
+/// Why a space file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpaceFileError {
+    /// The file could not be read.
+    #[error("cannot read --space {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML of a space, at a line.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Why.
+        source: SpaceError,
+    },
+}
+
+/// Reads and checks a space file (TOML; every key optional).
+pub fn load(path: &std::path::Path) -> Result<Space, SpaceFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| SpaceFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let s: Space = toml::from_str(&text).map_err(|e| SpaceFileError::Parse {
+        path: shown.clone(),
+        line: e
+            .span()
+            .map_or(1, |sp| text[..sp.start].matches('\n').count() + 1),
+        message: e.message().to_owned(),
+    })?;
+    validate(&s).map_err(|source| SpaceFileError::Invalid {
+        path: shown,
+        source,
+    })?;
+    Ok(s)
+}

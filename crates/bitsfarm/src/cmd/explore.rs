@@ -2,11 +2,10 @@
 //! as a scenario file that `bitsfarm scenario` replays.
 
 use crate::out::{out, outln};
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Instant};
+use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
-use explore::{Property, Search, Space, Verdicts};
-use serde::Serialize;
+use explore::{Search, Space, campaign};
 
 use crate::parallel;
 
@@ -55,72 +54,13 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct PropertyResult {
-    property: &'static str,
-    canary: bool,
-    checked: u64,
-    failed: u64,
-    first_failure_seed: Option<u64>,
-    first_failure_after_s: Option<f64>,
-    saved: Vec<String>,
-    shrunk_fault_rules: Option<usize>,
-    example: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Results {
-    runs: u64,
-    wall_s: f64,
-    runs_per_s: f64,
-    properties: Vec<PropertyResult>,
-    ok: bool,
-}
-
-struct RunResult {
-    v: Verdicts,
-    at_s: f64,
-}
-
 /// Explores.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let space = match &args.space {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --space {}", path.display()))?;
-            let s: Space = toml::from_str(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map_or(1, |sp| text[..sp.start].matches('\n').count() + 1);
-                anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
-            })?;
-            explore::space::validate(&s).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            s
-        }
+        Some(path) => explore::space::load(path)?,
         None => Space::default(),
     };
-    let props: Vec<Property> = if args.properties.is_empty() {
-        Property::ALL.to_vec()
-    } else {
-        args.properties
-            .iter()
-            .map(|n| {
-                Property::parse(n).with_context(|| {
-                    format!(
-                        "unknown property {n:?}; use {}",
-                        Property::ALL
-                            .iter()
-                            .map(|p| p.name())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let mut props = props;
-    props.sort_unstable();
-    props.dedup();
+    let props = campaign::properties(&args.properties)?;
     let search = Search::new(space, props.clone());
     let shard = args
         .shard
@@ -132,131 +72,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|i| args.first_seed + i)
         .collect();
     let started = Instant::now();
-    let (results, wall_ms) =
-        parallel::map(&seeds, parallel::threads(args.jobs), "explore", |&seed| {
-            let v = search.check(seed);
-            RunResult {
-                v,
-                at_s: started.elapsed().as_secs_f64(),
-            }
-        });
-
-    let mut out = Vec::new();
-    let mut ok = true;
-    for &p in &props {
-        let checked = results.iter().filter(|r| r.v.checked.contains(&p)).count() as u64;
-        let failures: Vec<(&RunResult, &String)> = results
-            .iter()
-            .filter_map(|r| {
-                r.v.failed
-                    .iter()
-                    .find(|(q, _)| *q == p)
-                    .map(|(_, w)| (r, w))
-            })
-            .collect();
-        let first_at = failures.iter().map(|(r, _)| r.at_s).reduce(f64::min);
-        let mut saved = Vec::new();
-        let mut shrunk_rules = None;
-        let mut example = None;
-        let keep = if p.is_canary() { 1 } else { 3 };
-        for (r, _) in failures.iter().take(keep) {
-            let (small, why) =
-                explore::shrink_failure(p, search.knobs(r.v.seed), args.shrink_budget);
-            let name = format!("{}-{}", p.name(), r.v.seed);
-            std::fs::create_dir_all(&args.out)
-                .with_context(|| format!("cannot create {}", args.out.display()))?;
-            let path = args.out.join(format!("{name}.toml"));
-            std::fs::write(&path, explore::found_file(p, &small, &why, &name))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            saved.push(path.display().to_string());
-            if shrunk_rules.is_none() {
-                shrunk_rules = Some(small.faults.len());
-                example = Some(why);
-            }
-        }
-        let result = PropertyResult {
-            property: p.name(),
-            canary: p.is_canary(),
-            checked,
-            failed: failures.len() as u64,
-            first_failure_seed: failures.first().map(|(r, _)| r.v.seed),
-            first_failure_after_s: first_at,
-            saved,
-            shrunk_fault_rules: shrunk_rules,
-            example,
-        };
-        let good = if p.is_canary() {
-            result.checked == 0 || result.failed > 0
-        } else {
-            result.failed == 0
-        };
-        ok &= good;
-        out.push(result);
-    }
-    let runs = results.len() as u64;
-    let summary = Results {
-        runs,
-        wall_s: wall_ms / 1000.0,
-        runs_per_s: runs as f64 * 1000.0 / wall_ms.max(1e-9),
-        properties: out,
-        ok,
+    let replay = |seed: &u64| format!("bitsfarm explore --first-seed {seed} --runs 1");
+    let (runs, wall_ms) = parallel::map(
+        &seeds,
+        parallel::threads(args.jobs),
+        "explore",
+        |&seed| campaign::Run {
+            v: search.check(seed),
+            at_s: started.elapsed().as_secs_f64(),
+        },
+        &replay,
+    );
+    let shrinking = campaign::Shrinking {
+        out: &args.out,
+        budget: args.shrink_budget,
     };
+    let results = campaign::conclude(&search, &props, &runs, wall_ms, shrinking)
+        .with_context(|| format!("cannot save failures under {}", args.out.display()))?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
-        out!("{}", text(&summary));
+        out!("{}", results.to_text());
     }
-    Ok(if summary.ok {
+    Ok(if results.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
-}
-
-fn text(r: &Results) -> String {
-    let mut o = format!(
-        "explored {} generated scenarios in {:.1} s ({:.0}/s)\n\n",
-        r.runs, r.wall_s, r.runs_per_s
-    );
-    o += &format!(
-        "  {:<24} {:>8} {:>8}  result\n",
-        "property", "checked", "failed"
-    );
-    let mut by: BTreeMap<usize, String> = BTreeMap::new();
-    for (i, p) in r.properties.iter().enumerate() {
-        let verdict = match (p.canary, p.failed) {
-            (_, 0) if p.checked == 0 => "not checked: no run was in its domain".to_owned(),
-            (false, 0) => "held".to_owned(),
-            (false, _) => format!("FAILED (first: seed {})", p.first_failure_seed.unwrap_or(0)),
-            (true, 0) => "NOT FALSIFIED: the search did not find a duplicate".to_owned(),
-            (true, _) => format!(
-                "falsified as expected after {:.2} s (shrunk to {} fault rule(s))",
-                p.first_failure_after_s.unwrap_or(0.0),
-                p.shrunk_fault_rules.unwrap_or(0)
-            ),
-        };
-        o += &format!(
-            "  {:<24} {:>8} {:>8}  {verdict}\n",
-            p.property, p.checked, p.failed
-        );
-        if !p.saved.is_empty() {
-            by.insert(
-                i,
-                format!(
-                    "  {}: {}\n    saved: {}\n",
-                    p.property,
-                    p.example.as_deref().unwrap_or(""),
-                    p.saved.join(", ")
-                ),
-            );
-        }
-    }
-    if !by.is_empty() {
-        o += "\n";
-        for v in by.values() {
-            o += v;
-        }
-    }
-    o += &format!("\nresult: {}\n", if r.ok { "PASS" } else { "FAIL" });
-    o
 }

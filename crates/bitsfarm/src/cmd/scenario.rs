@@ -163,14 +163,16 @@ pub fn run_many(
     jobs: Option<usize>,
     replay_base: &str,
 ) -> Aggregate {
-    let seeds: Vec<u64> = (first..first + runs).collect();
-    let (all, wall_ms) = parallel::map(&seeds, parallel::threads(jobs), "runs", |&seed| {
-        let t0 = Instant::now();
-        let result = farm::run(sc, seed, None);
-        let mut summary = summarize(sc, seed, &result, format!("{replay_base} --seed {seed}"));
-        summary.wall_time_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        summary
-    });
+    let bar = parallel::bar(runs, "runs");
+    let (all, wall_ms) = scenario::batch::run_many(
+        sc,
+        first,
+        runs,
+        parallel::threads(jobs),
+        replay_base,
+        &|| bar.inc(1),
+    );
+    crate::progress::done(&bar);
     Aggregate::of(&all, wall_ms)
 }
 

@@ -131,13 +131,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
     let items: Vec<u64> = (0..plan.items()).filter(|&i| plan.in_shard(i)).collect();
-    let (lines, wall_ms) = parallel::map(&items, parallel::threads(args.jobs), "sweep", |&i| {
-        let (setting, seed) = plan.item(i);
-        let sc = &scenarios[setting];
-        let r = farm::run(sc, seed, None);
-        let summary = summarize(sc, seed, &r, plan.replay(setting, seed));
-        RunLine::of(i, setting, &summary)
-    });
+    let (lines, wall_ms) = parallel::map(
+        &items,
+        parallel::threads(args.jobs),
+        "sweep",
+        |&i| {
+            let (setting, seed) = plan.item(i);
+            let sc = &scenarios[setting];
+            let r = farm::run(sc, seed, None);
+            let summary = summarize(sc, seed, &r, plan.replay(setting, seed));
+            RunLine::of(i, setting, &summary)
+        },
+        &|&i| {
+            let (setting, seed) = plan.item(i);
+            plan.replay(setting, seed)
+        },
+    );
     let summary = report::write_sweep(&dir, &plan, &lines)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
