@@ -1,7 +1,6 @@
 //! One module per subcommand.
 
 pub mod bench;
-pub mod bench_live;
 pub mod explore;
 pub mod report;
 pub mod scenario;

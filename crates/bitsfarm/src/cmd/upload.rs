@@ -130,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outln!("{}", String::from_utf8_lossy(reply));
     }
     errln!("{}", summary(&report));
-    super::bench_live::report_self_at_exit();
+    bench::live::report_self_at_exit();
     Ok(if report.state == JobState::Acknowledged {
         ExitCode::SUCCESS
     } else {

@@ -1,4 +1,4 @@
-//! `bitsfarm bench --only live`: a 1 GiB upload with a transaction id through `serve` by
+//! `bench --only live`: a 1 GiB upload with a transaction id through `serve` by
 //! value, on loopback, as two processes. Measures each process's peak RSS (the target: under
 //! 256 MiB in both), its CPU time, and the throughput.
 
@@ -97,11 +97,10 @@ fn write_test_file(path: &Path, len: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn round(dir: &Path, file: &Path, len: u64) -> anyhow::Result<LiveRound> {
-    let exe = std::env::current_exe()?;
+fn round(exe: &Path, dir: &Path, file: &Path, len: u64) -> anyhow::Result<LiveRound> {
     let root = dir.join("up");
     let _ = std::fs::remove_dir_all(&root);
-    let mut serve = Command::new(&exe)
+    let mut serve = Command::new(exe)
         .args([
             "serve",
             "--listen",
@@ -139,7 +138,7 @@ fn round(dir: &Path, file: &Path, len: u64) -> anyhow::Result<LiveRound> {
         addr
     };
     let t = Instant::now();
-    let out = Command::new(&exe)
+    let out = Command::new(exe)
         .arg("upload")
         .arg(file)
         .arg(format!("http://{node}/bench/big.bin"))
@@ -178,13 +177,14 @@ fn round(dir: &Path, file: &Path, len: u64) -> anyhow::Result<LiveRound> {
 }
 
 /// Runs the benchmark: three rounds of a 1 GiB upload.
-pub fn run() -> anyhow::Result<Live> {
+pub fn run(exe: &Path) -> anyhow::Result<Live> {
     let len: u64 = 1 << 30;
     let dir = std::env::temp_dir().join(format!("bitsfarm-bench-live-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("big.bin");
     write_test_file(&file, len)?;
-    let rounds: anyhow::Result<Vec<LiveRound>> = (0..3).map(|_| round(&dir, &file, len)).collect();
+    let rounds: anyhow::Result<Vec<LiveRound>> =
+        (0..3).map(|_| round(exe, &dir, &file, len)).collect();
     let _ = std::fs::remove_dir_all(&dir);
     let rounds = rounds?;
     let mut rates: Vec<f64> = rounds.iter().map(|r| r.mb_per_s).collect();

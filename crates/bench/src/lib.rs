@@ -1,0 +1,816 @@
+//! bitsfarm's benchmarks (`bitsfarm bench`): the simulator against its targets, with typed
+//! results ([`Report`], written as `reports/bench.json`). Benchmarks measure; tests assert
+//! behaviour. Benchmarks that need a process of their own (memory, sweep, explore, live) run
+//! the `bitsfarm` executable they are given.
+
+pub mod live;
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use node::{MemStore, Node, NodeConfig};
+use protocol::{ByteRange, Packet, packet::Fragment};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use transport::{Body, Connect, HttpConn, Listen};
+
+/// One benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Simulated time per wall time of crash-after-forward.
+    Speed,
+    /// Simulated HTTP against loopback TCP.
+    Http,
+    /// Runs per second of two shipped scenarios.
+    Runs,
+    /// Peak memory of 100,000 files through 3 nodes.
+    Memory,
+    /// Size and write time of a large run report.
+    Report,
+    /// A sweep with reports.
+    Sweep,
+    /// The explorer, and how soon it falsifies the canary.
+    Explore,
+    /// A 1 GiB upload through `serve` on loopback.
+    Live,
+}
+
+/// Every benchmark's numbers (`reports/bench.json`); a benchmark not run is absent.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Simulated time per wall time.
+    pub speed: Option<Speed>,
+    /// Simulated HTTP against loopback TCP.
+    pub http: Option<Http>,
+    /// Runs per second.
+    pub runs: Option<Runs>,
+    /// Peak memory of a large run.
+    pub memory: Option<Memory>,
+    /// Report sizes.
+    pub report: Option<ReportSize>,
+    /// A sweep.
+    pub sweep: Option<SweepTime>,
+    /// The explorer.
+    pub explore: Option<ExploreTime>,
+    /// A live 1 GiB upload.
+    pub live: Option<live::Live>,
+}
+
+/// The explorer's speed, and how soon it falsifies the canary.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ExploreTime {
+    /// The explorer over the default space, every property.
+    pub command: String,
+    /// Runs per second.
+    pub runs: u64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Runs per wall-clock second.
+    pub runs_per_s: f64,
+    /// The canary alone, as `bitsfarm explore --property canary` runs it: when the first
+    /// falsifying run finished, and the whole command's time including shrinking and saving.
+    pub canary_command: String,
+    /// Seconds until the first falsifying run finished.
+    pub canary_found_after_s: f64,
+    /// Seconds for the whole canary command.
+    pub canary_total_s: f64,
+    /// Fault rules left after shrinking.
+    pub canary_shrunk_fault_rules: u64,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// A sweep with reports, as a user runs it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SweepTime {
+    /// The command measured.
+    pub command: String,
+    /// Runs per second.
+    pub runs: u64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Runs per wall-clock second.
+    pub runs_per_s: f64,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// The reports of a 1,000-file run: sizes and write time.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ReportSize {
+    /// Files uploaded.
+    pub files: u64,
+    /// Events recorded.
+    pub events: u64,
+    /// Size of report.html.
+    pub html_bytes: u64,
+    /// Size of report.md.
+    pub markdown_bytes: u64,
+    /// SVG elements in report.html.
+    pub svg_elements: u64,
+    /// Time to write the reports, milliseconds.
+    pub write_ms: f64,
+    /// Headless Chromium's time to load the report minus its time for a blank page, when
+    /// Chromium is installed (best of three).
+    pub browser_open_s: Option<f64>,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// Where the numbers were taken.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct Machine {
+    /// Cores available.
+    pub cores: usize,
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// bitsfarm's version.
+    pub version: String,
+}
+
+/// Simulated time per wall time.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Speed {
+    /// The scenario.
+    pub scenario: String,
+    /// Simulated seconds of one run.
+    pub virtual_time_s: f64,
+    /// Median wall time of one run, milliseconds.
+    pub wall_ms_median: f64,
+    /// Simulated time over wall time.
+    pub times_real_time: f64,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// Rates over rounds: median, best, and every round.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Rates {
+    /// The median.
+    pub median: f64,
+    /// The best round.
+    pub best: f64,
+    /// Every round, sorted.
+    pub all: Vec<f64>,
+}
+
+impl Rates {
+    fn of(mut all: Vec<f64>) -> Rates {
+        all.sort_by(f64::total_cmp);
+        Rates {
+            median: all[all.len() / 2],
+            best: *all.last().expect("measured"),
+            all,
+        }
+    }
+}
+
+/// Simulated HTTP against loopback TCP, on the same node and client code.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Http {
+    /// What each request carries.
+    pub workload: String,
+    /// Requests per second, simulated network (latency 0).
+    pub simulated_req_per_s: Rates,
+    /// Requests per second, loopback TCP, multi-thread runtime (its scheduling varies a lot
+    /// between runs on 2 cores, hence the medians).
+    pub tcp_multi_thread_req_per_s: Rates,
+    /// Requests per second, loopback TCP, current-thread runtime.
+    pub tcp_current_thread_req_per_s: Rates,
+    /// Simulated median over the faster TCP median.
+    pub ratio_median: f64,
+    /// Simulated median over the best TCP run of either runtime.
+    pub ratio_vs_best_tcp: f64,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// Runs per second of shipped scenarios, on every core.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Runs {
+    /// The standard crash scenario (3 nodes, 10 clients x 1 MiB, one kill).
+    pub standard: RunRate,
+    /// crash-after-forward, whose client retries the dead node for a simulated day.
+    pub crash_after_forward: RunRate,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// Runs per second of one scenario.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct RunRate {
+    /// The scenario.
+    pub scenario: String,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Wall time, milliseconds.
+    pub wall_ms: f64,
+    /// Runs per wall-clock second.
+    pub runs_per_s: f64,
+}
+
+/// Peak memory of a large run.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Memory {
+    /// Files uploaded.
+    pub files: u64,
+    /// Nodes in the farm.
+    pub nodes: u32,
+    /// Wall time, milliseconds.
+    pub wall_ms: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mib: f64,
+    /// Deliveries to the application.
+    pub deliveries: u64,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// Runs the benchmarks (`only` one, or all), saying each result in a line as it comes; `exe`
+/// is the `bitsfarm` executable, `seeds` the runs of the runs/s benchmark.
+pub fn run(
+    only: Option<Section>,
+    seeds: u64,
+    exe: &Path,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<Report> {
+    let want = |s: Section| only.is_none_or(|o| o == s);
+    let mut report = Report {
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        ..Report::default()
+    };
+    if want(Section::Speed) {
+        let s = speed()?;
+        say(format!(
+            "speed: {} simulated s in {:.1} ms = {:.2e}x real time",
+            s.virtual_time_s, s.wall_ms_median, s.times_real_time
+        ));
+        report.speed = Some(s);
+    }
+    if want(Section::Http) {
+        let h = http()?;
+        say(format!(
+            "http: simulated {:.0} req/s; loopback TCP {:.0} (multi-thread) / {:.0} (current-thread) req/s (medians): {:.2}x (vs the best TCP run: {:.2}x)",
+            h.simulated_req_per_s.median,
+            h.tcp_multi_thread_req_per_s.median,
+            h.tcp_current_thread_req_per_s.median,
+            h.ratio_median,
+            h.ratio_vs_best_tcp
+        ));
+        report.http = Some(h);
+    }
+    if want(Section::Runs) {
+        let r = runs(seeds)?;
+        for rr in [&r.standard, &r.crash_after_forward] {
+            say(format!(
+                "runs: {} seeds of {} on {} threads: {:.0} runs/s",
+                rr.seeds, rr.scenario, rr.threads, rr.runs_per_s
+            ));
+        }
+        report.runs = Some(r);
+    }
+    if want(Section::Memory) {
+        let m = if only == Some(Section::Memory) {
+            memory_here()?
+        } else {
+            memory_in_child(exe)?
+        };
+        say(format!(
+            "memory: {} files through {} nodes: peak RSS {:.1} MiB ({:.1} s)",
+            m.files,
+            m.nodes,
+            m.peak_rss_mib,
+            m.wall_ms / 1000.0
+        ));
+        report.memory = Some(m);
+    }
+    if want(Section::Report) {
+        let r = report_size()?;
+        say(format!(
+            "report: {} files, {} events: report.html {:.0} KiB ({} SVG elements), written in {:.0} ms{}",
+            r.files,
+            r.events,
+            r.html_bytes as f64 / 1024.0,
+            r.svg_elements,
+            r.write_ms,
+            r.browser_open_s
+                .map(|s| format!(", opens in Chromium in {s:.2} s over a blank page"))
+                .unwrap_or_default()
+        ));
+        report.report = Some(r);
+    }
+    if want(Section::Sweep) {
+        let t = sweep_time(exe)?;
+        say(format!(
+            "sweep: {} runs with reports in {:.1} s ({:.0} runs/s): {}",
+            t.runs, t.wall_s, t.runs_per_s, t.command
+        ));
+        report.sweep = Some(t);
+    }
+    if want(Section::Explore) {
+        let e = explore_time(exe)?;
+        say(format!(
+            "explore: {} generated scenarios in {:.1} s ({:.0}/s); canary found after {:.2} s, shrunk to {} fault rule(s), {:.2} s in all",
+            e.runs,
+            e.wall_s,
+            e.runs_per_s,
+            e.canary_found_after_s,
+            e.canary_shrunk_fault_rules,
+            e.canary_total_s
+        ));
+        report.explore = Some(e);
+    }
+    if want(Section::Live) {
+        let l = live::run(exe)?;
+        for (i, r) in l.rounds.iter().enumerate() {
+            say(format!(
+                "live: round {}: 1 GiB by value in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU)",
+                i + 1,
+                r.wall_s,
+                r.mb_per_s,
+                r.upload_peak_rss_mib,
+                r.upload_cpu_s,
+                r.serve_peak_rss_mib,
+                r.serve_cpu_s
+            ));
+        }
+        report.live = Some(l);
+    }
+    Ok(report)
+}
+
+fn shipped(name: &str) -> anyhow::Result<scenario::Scenario> {
+    let text = scenario::catalog::get(name).context("shipped scenario")?;
+    scenario::load_str(text, name, name).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// crash-after-forward with the default Windows timers: simulated time per wall time.
+fn speed() -> anyhow::Result<Speed> {
+    let sc = shipped("crash-after-forward")?;
+    let mut walls = Vec::new();
+    let mut virtual_ms = 0;
+    for _ in 0..21 {
+        let t = Instant::now();
+        let r = scenario::farm::run(&sc, sc.seed, None);
+        walls.push(t.elapsed().as_secs_f64() * 1000.0);
+        virtual_ms = r.virtual_time_ms;
+    }
+    walls.sort_by(f64::total_cmp);
+    let median = walls[walls.len() / 2];
+    Ok(Speed {
+        scenario: sc.name.clone(),
+        virtual_time_s: virtual_ms as f64 / 1000.0,
+        wall_ms_median: median,
+        times_real_time: virtual_ms as f64 / median,
+        target: ">= 1e6x real time (a simulated day in under ~86 ms)".into(),
+    })
+}
+
+const FRAGMENT: usize = 64 << 10;
+const REQUESTS: usize = 10_000;
+const CONNECTIONS: usize = 4;
+/// Fragments per session: the session is closed before its last fragment, so nothing is
+/// committed (no hashing) and memory stays flat.
+const PER_SESSION: usize = 16;
+
+fn bench_node(connector: Arc<dyn Connect>) -> Arc<Node> {
+    let env = node::Env {
+        store: Arc::new(MemStore::new("bench")),
+        connector,
+        probe: probe::none(),
+        rng: ChaCha8Rng::seed_from_u64(1),
+        clock: probe::Clock::starting_now(),
+    };
+    Node::new(
+        NodeConfig {
+            name: "bench".into(),
+            ..NodeConfig::default()
+        },
+        env,
+    )
+    .expect("default settings are valid")
+}
+
+/// One connection's share: sessions of 16 fragments of 64 KiB, each closed before completion.
+async fn http_client(
+    connector: Arc<dyn Connect>,
+    authority: String,
+    fragments: usize,
+) -> anyhow::Result<usize> {
+    let mut conn = HttpConn::open(connector.as_ref(), &authority, Duration::from_secs(60)).await?;
+    let payload = Bytes::from(vec![0x5A; FRAGMENT]);
+    let total = ((PER_SESSION + 1) * FRAGMENT) as u64;
+    let mut sent = 0;
+    let send = |p: Packet, body: Bytes| {
+        let mut req = p
+            .to_request("/bench/f.bin".parse().expect("valid path"))
+            .map(|()| Body::from(body));
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(&authority).expect("ASCII"),
+        );
+        req
+    };
+    while sent < fragments {
+        let resp = conn
+            .send(
+                send(
+                    Packet::CreateSession {
+                        protocols: vec![protocol::header::PROTOCOL_GUID.into()],
+                    },
+                    Bytes::new(),
+                ),
+                Duration::from_secs(60),
+            )
+            .await?;
+        let id = protocol::Ack::parse(resp.status(), resp.headers())?
+            .session_id
+            .context("session id")?;
+        for i in 0..PER_SESSION.min(fragments - sent) {
+            let range = ByteRange::new((i * FRAGMENT) as u64, ((i + 1) * FRAGMENT) as u64, total)
+                .expect("valid range");
+            let p = Packet::Fragment(Fragment {
+                session_id: id.clone(),
+                range,
+                content_name: None,
+            });
+            let resp = conn
+                .send(send(p, payload.clone()), Duration::from_secs(60))
+                .await?;
+            anyhow::ensure!(resp.status() == 200, "fragment answered {}", resp.status());
+            sent += 1;
+        }
+        conn.send(
+            send(Packet::CloseSession { session_id: id }, Bytes::new()),
+            Duration::from_secs(60),
+        )
+        .await?;
+    }
+    Ok(sent)
+}
+
+async fn http_workload(connector: Arc<dyn Connect>, authority: String) -> anyhow::Result<usize> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        set.spawn(http_client(
+            connector.clone(),
+            authority.clone(),
+            REQUESTS / CONNECTIONS,
+        ));
+    }
+    let mut done = 0;
+    while let Some(r) = set.join_next().await {
+        done += r??;
+    }
+    Ok(done)
+}
+
+fn http_sim() -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let done = sim::run(Duration::from_secs(86_400), async {
+        let net = sim::Net::new(
+            sim::NetConfig {
+                latency: Duration::ZERO,
+                window: 256 << 10,
+            },
+            ChaCha8Rng::seed_from_u64(1),
+            probe::none(),
+        );
+        net.add_client("client");
+        let listener = net.listen("bench");
+        let node = bench_node(Arc::new(net.connector("bench")));
+        tokio::spawn(node.run(Box::new(listener)));
+        http_workload(Arc::new(net.connector("client")), "bench".into()).await
+    })
+    .context("the simulated benchmark hit its deadline")??;
+    Ok(done as f64 / t.elapsed().as_secs_f64())
+}
+
+fn http_tcp(multi_thread: bool) -> anyhow::Result<f64> {
+    let rt = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(async {
+        let listener = transport::tcp::TcpListen::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr();
+        let node = bench_node(Arc::new(transport::tcp::TcpConnect));
+        let server = tokio::spawn(node.run(Box::new(listener)));
+        let t = Instant::now();
+        let done = http_workload(Arc::new(transport::tcp::TcpConnect), addr).await?;
+        let rate = done as f64 / t.elapsed().as_secs_f64();
+        server.abort();
+        Ok(rate)
+    })
+}
+
+fn http() -> anyhow::Result<Http> {
+    const ROUNDS: usize = 5;
+    let measure = |f: &dyn Fn() -> anyhow::Result<f64>| -> anyhow::Result<Rates> {
+        Ok(Rates::of(
+            (0..ROUNDS)
+                .map(|_| f())
+                .collect::<anyhow::Result<Vec<f64>>>()?,
+        ))
+    };
+    let simulated = measure(&http_sim)?;
+    let mt = measure(&|| http_tcp(true))?;
+    let ct = measure(&|| http_tcp(false))?;
+    Ok(Http {
+        workload: format!(
+            "{REQUESTS} x {} KiB Fragment requests over {CONNECTIONS} connections to one node, {ROUNDS} rounds",
+            FRAGMENT >> 10
+        ),
+        ratio_median: simulated.median / mt.median.max(ct.median),
+        ratio_vs_best_tcp: simulated.median / mt.best.max(ct.best),
+        simulated_req_per_s: simulated,
+        tcp_multi_thread_req_per_s: mt,
+        tcp_current_thread_req_per_s: ct,
+        target: ">= 2x real loopback TCP".into(),
+    })
+}
+
+fn run_rate(name: &str, seeds: u64) -> anyhow::Result<RunRate> {
+    let sc = shipped(name)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Warm the allocator and the content-hash cache.
+    let _ = scenario::batch::run_many(&sc, 1_000_000, 50, threads, "bench", &|| {});
+    let t = Instant::now();
+    let (all, wall_ms) = scenario::batch::run_many(&sc, 1, seeds, threads, "bench", &|| {});
+    let agg = scenario::summary::Aggregate::of(&all, wall_ms);
+    let wall = t.elapsed().as_secs_f64();
+    anyhow::ensure!(agg.ok, "{name} failed in the benchmark");
+    Ok(RunRate {
+        scenario: sc.name,
+        seeds,
+        threads,
+        wall_ms: wall * 1000.0,
+        runs_per_s: seeds as f64 / wall,
+    })
+}
+
+fn runs(seeds: u64) -> anyhow::Result<Runs> {
+    Ok(Runs {
+        standard: run_rate("crash-no-hostid", seeds)?,
+        crash_after_forward: run_rate("crash-after-forward", seeds / 2)?,
+        target: ">= 1,000 runs/s of the standard crash scenario on 2 cores".into(),
+    })
+}
+
+const MEMORY_SCENARIO: &str = r#"
+description = "100,000 files through a 3-node farm"
+deadline_days = 3650
+
+[farm]
+nodes = 3
+notification = "by-value"
+
+[clients]
+count = 100
+files_per_client = 1000
+file_size = 4096
+fragment_size = 4096
+start_spread_s = 10
+
+[expect]
+files = 100000
+deliveries_per_file = 1
+"#;
+
+fn memory_here() -> anyhow::Result<Memory> {
+    let sc = scenario::load_str(MEMORY_SCENARIO, "memory", "memory")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = Instant::now();
+    let r = scenario::farm::run(&sc, 1, None);
+    let wall = t.elapsed().as_secs_f64() * 1000.0;
+    let summary = scenario::check::summarize(&sc, 1, &r, String::new());
+    anyhow::ensure!(
+        summary.ok,
+        "the memory scenario failed:\n{}",
+        summary.to_text()
+    );
+    Ok(Memory {
+        files: summary.metrics.files,
+        nodes: sc.farm.nodes,
+        wall_ms: wall,
+        peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
+        deliveries: summary.metrics.deliveries,
+        target: "< 256 MiB peak RSS".into(),
+    })
+}
+
+/// Runs the memory benchmark in a fresh process, so its peak RSS is its own.
+fn memory_in_child(exe: &Path) -> anyhow::Result<Memory> {
+    let out = Command::new(exe)
+        .args(["bench", "--only", "memory"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "memory benchmark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout)?;
+    report
+        .memory
+        .context("the child reported no memory numbers")
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("peak RSS needs /proc (Linux)")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
+
+/// A 1,000-file run with a crash: the size of its reports and how fast they open.
+fn report_size() -> anyhow::Result<ReportSize> {
+    use std::io::Write as _;
+    let src = scenario::catalog::source("crash-no-hostid").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sets = ["clients.count=1000", "clients.start_spread_s=600"]
+        .into_iter()
+        .map(scenario::overrides::Override::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sc = scenario::overrides::apply(&src.text, &src.origin, &src.default_name, &sets)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("bitsfarm-bench-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+    let sink: scenario::log::Sink = Box::new(move |rec| {
+        let _ = serde_json::to_writer(&mut w, rec);
+        let _ = w.write_all(b"\n");
+    });
+    let r = scenario::farm::run(&sc, 1, Some(sink));
+    let summary = scenario::check::summarize(&sc, 1, &r, "bench".into());
+    std::fs::write(dir.join("summary.json"), serde_json::to_vec(&summary)?)?;
+    let t = Instant::now();
+    report::write_run_reports(&dir)?;
+    let write_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let html = std::fs::read_to_string(dir.join("report.html"))?;
+    let svg_elements = ["<circle", "<rect", "<path", "<line", "<text"]
+        .iter()
+        .map(|t| html.matches(t).count() as u64)
+        .sum();
+    let browser_open_s = browser_open(&dir.join("report.html"));
+    let out = ReportSize {
+        files: summary.metrics.files,
+        events: summary.events,
+        html_bytes: html.len() as u64,
+        markdown_bytes: std::fs::metadata(dir.join("report.md"))?.len(),
+        svg_elements,
+        write_ms,
+        browser_open_s,
+        target: "report.html of a 1,000-file run < 5 MB, opens in a browser in < 1 s".into(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+/// Headless Chromium's load time for `page` over a blank page, best of three; `None` without
+/// Chromium.
+fn browser_open(page: &std::path::Path) -> Option<f64> {
+    let profile =
+        std::env::temp_dir().join(format!("bitsfarm-bench-chromium-{}", std::process::id()));
+    let load = |url: &str| -> Option<f64> {
+        let t = Instant::now();
+        let status = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| t.elapsed().as_secs_f64())
+    };
+    let best = |url: &str| (0..3).filter_map(|_| load(url)).reduce(f64::min);
+    let blank = best("about:blank")?;
+    let report = best(&format!("file://{}", page.display()))?;
+    let _ = std::fs::remove_dir_all(&profile);
+    Some((report - blank).max(0.0))
+}
+
+/// A 2 x 2 x 2 sweep of the standard crash scenario over 1,000 seeds, timed as a user runs it
+/// (a child process, reports included).
+fn sweep_time(exe: &Path) -> anyhow::Result<SweepTime> {
+    let out = std::env::temp_dir().join(format!("bitsfarm-bench-sweep-{}", std::process::id()));
+    let args = [
+        "sweep",
+        "crash-no-hostid",
+        "--vary",
+        "farm.host_id=true,false",
+        "--vary",
+        "farm.session_state=durable,volatile",
+        "--vary",
+        "clients.transaction_id=false,true",
+        "--set",
+        "backend.dedupe=true",
+        "--seeds",
+        "1000",
+        "--json",
+        "--out",
+    ];
+    let t = Instant::now();
+    let o = Command::new(exe).args(args).arg(&out).output()?;
+    let wall_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        o.status.success(),
+        "the sweep failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    anyhow::ensure!(
+        out.join("report.html").is_file(),
+        "the sweep wrote no report"
+    );
+    let runs = summary["runs"].as_u64().unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(SweepTime {
+        command: format!("bitsfarm {} DIR", args.join(" ")),
+        runs,
+        wall_s,
+        runs_per_s: runs as f64 / wall_s,
+        target: "2 x 2 x 2 settings x 1,000 seeds of the standard crash scenario in under a minute on 2 cores, with the report".into(),
+    })
+}
+
+/// `bitsfarm explore` as a user runs it (a child process): 10,000 generated scenarios with
+/// every property, then the canary alone.
+fn explore_time(exe: &Path) -> anyhow::Result<ExploreTime> {
+    let out = std::env::temp_dir().join(format!("bitsfarm-bench-explore-{}", std::process::id()));
+    let run = |args: &[&str]| -> anyhow::Result<(serde_json::Value, f64)> {
+        let t = Instant::now();
+        let o = Command::new(exe)
+            .args(args)
+            .arg("--json")
+            .arg("--out")
+            .arg(&out)
+            .output()?;
+        let wall_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            o.status.success(),
+            "bitsfarm {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok((serde_json::from_slice(&o.stdout)?, wall_s))
+    };
+    let all = ["explore", "--runs", "10000"];
+    let (r, _) = run(&all)?;
+    let canary = ["explore", "--runs", "2000", "--property", "canary"];
+    let (c, canary_total_s) = run(&canary)?;
+    let _ = std::fs::remove_dir_all(&out);
+    let p = c["properties"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["property"] == "canary"))
+        .context("no canary result")?;
+    Ok(ExploreTime {
+        command: format!("bitsfarm {}", all.join(" ")),
+        runs: r["runs"].as_u64().unwrap_or(0),
+        wall_s: r["wall_s"].as_f64().unwrap_or(0.0),
+        runs_per_s: r["runs_per_s"].as_f64().unwrap_or(0.0),
+        canary_command: format!("bitsfarm {}", canary.join(" ")),
+        canary_found_after_s: p["first_failure_after_s"].as_f64().context("the canary was not falsified")?,
+        canary_total_s,
+        canary_shrunk_fault_rules: p["shrunk_fault_rules"].as_u64().unwrap_or(0),
+        target: ">= 500 generated scenarios/s on 2 cores; canary found in under 10 s and shrunk to at most 2 fault rules".into(),
+    })
+}
