@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress;
@@ -42,18 +41,4 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
-}
-
-/// Parses `--shard K/M` (1-based K).
-pub fn parse_shard(s: &str) -> anyhow::Result<(u64, u64)> {
-    let (k, m) = s.split_once('/').context("--shard is K/M, e.g. 2/8")?;
-    let (k, m): (u64, u64) = (
-        k.trim().parse().context("--shard K is a number")?,
-        m.trim().parse().context("--shard M is a number")?,
-    );
-    anyhow::ensure!(
-        m >= 1 && (1..=m).contains(&k),
-        "--shard {k}/{m}: K must be 1 to M"
-    );
-    Ok((k, m))
 }

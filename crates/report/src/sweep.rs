@@ -16,6 +16,65 @@ use serde::{Deserialize, Serialize};
 /// Version of `sweep.json`, `results.jsonl` and the sweep `summary.json`.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// A `--vary` that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaryError {
+    /// Not `KEY=V1,V2,...`.
+    #[error("--vary {0:?} is not KEY=V1,V2,...")]
+    Syntax(String),
+    /// No values.
+    #[error("--vary {0} lists no values")]
+    NoValues(String),
+    /// The same key twice.
+    #[error("--vary {0} is given twice")]
+    Twice(String),
+}
+
+/// Reads `--vary KEY=V1,V2,...` flags: each key with its values, in the order given.
+pub fn varied(flags: &[String]) -> Result<Vec<(String, Vec<String>)>, VaryError> {
+    let mut varied: Vec<(String, Vec<String>)> = Vec::new();
+    for v in flags {
+        let (key, values) = v
+            .split_once('=')
+            .ok_or_else(|| VaryError::Syntax(v.clone()))?;
+        let key = key.trim().to_owned();
+        let values: Vec<String> = values
+            .split(',')
+            .map(|x| x.trim().to_owned())
+            .filter(|x| !x.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Err(VaryError::NoValues(key));
+        }
+        if varied.iter().any(|(k, _)| *k == key) {
+            return Err(VaryError::Twice(key));
+        }
+        varied.push((key, values));
+    }
+    Ok(varied)
+}
+
+/// Every combination of the varied values (the cartesian product, the first key varying
+/// slowest), numbered.
+pub fn settings(varied: &[(String, Vec<String>)]) -> Vec<Setting> {
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in varied {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
+            })
+            .collect();
+    }
+    combos
+        .into_iter()
+        .enumerate()
+        .map(|(index, values)| Setting { index, values })
+        .collect()
+}
+
 /// One combination of varied values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setting {
@@ -405,6 +464,25 @@ pub fn merge(parts: Vec<(String, Plan, Vec<RunLine>)>) -> Result<(Plan, Vec<RunL
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn vary_flags_make_the_cartesian_product_first_key_slowest() {
+        let v = varied(&["a=1,2".into(), "b = x, y ,z".into()]).unwrap();
+        let labels: Vec<String> = settings(&v).iter().map(Setting::label).collect();
+        assert_eq!(labels.len(), 6);
+        assert_eq!(labels[0], "a=1, b=x");
+        assert_eq!(labels[3], "a=2, b=x");
+        assert_eq!(varied(&["a".into()]), Err(VaryError::Syntax("a".into())));
+        assert_eq!(
+            varied(&["a=,".into()]),
+            Err(VaryError::NoValues("a".into()))
+        );
+        assert_eq!(
+            varied(&["a=1".into(), "a=2".into()]),
+            Err(VaryError::Twice("a".into()))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use anyhow::Context as _;
 use explore::{Search, Space, campaign};
 
-use crate::parallel;
+use crate::{flags::Batch, parallel};
 
 /// Flags of `bitsfarm explore`.
 #[derive(Debug, clap::Args)]
@@ -34,24 +34,14 @@ pub struct Args {
     /// Check only these properties (repeatable). Default: all, canary included.
     #[arg(long = "property", value_name = "NAME")]
     properties: Vec<String>,
-    /// Generator seed of the first run.
-    #[arg(long, default_value_t = 1)]
-    first_seed: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "J")]
-    jobs: Option<usize>,
-    /// Run only shard K of M (1-based).
-    #[arg(long, value_name = "K/M")]
-    shard: Option<String>,
+    #[command(flatten)]
+    batch: Batch,
     /// Where failing scenarios are saved.
     #[arg(long, default_value = "scenarios/found", value_name = "DIR")]
     out: PathBuf,
     /// Candidates to try when shrinking one failure.
     #[arg(long, default_value_t = 400)]
     shrink_budget: usize,
-    /// Print the results as JSON on stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Explores.
@@ -62,20 +52,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let props = campaign::properties(&args.properties)?;
     let search = Search::new(space, props.clone());
-    let shard = args
-        .shard
-        .as_deref()
-        .map(parallel::parse_shard)
-        .transpose()?;
+    let shard = args.batch.shard;
     let seeds: Vec<u64> = (0..args.runs)
         .filter(|i| shard.is_none_or(|(k, m)| i % m == k - 1))
-        .map(|i| args.first_seed + i)
+        .map(|i| args.batch.first_seed + i)
         .collect();
     let started = Instant::now();
     let replay = |seed: &u64| format!("bitsfarm explore --first-seed {seed} --runs 1");
     let (runs, wall_ms) = parallel::map(
         &seeds,
-        parallel::threads(args.jobs),
+        args.batch.threads(),
         "explore",
         |&seed| campaign::Run {
             v: search.check(seed),
@@ -89,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let results = campaign::conclude(&search, &props, &runs, wall_ms, shrinking)
         .with_context(|| format!("cannot save failures under {}", args.out.display()))?;
-    if args.json {
+    if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         out!("{}", results.to_text());

@@ -6,11 +6,10 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::Context as _;
-use report::sweep::{Plan, RunLine, Setting};
+use report::sweep::{Plan, RunLine};
 use scenario::{check::summarize, farm, overrides::Override};
 
-use crate::parallel;
+use crate::{flags::Batch, parallel};
 
 /// Flags of `bitsfarm sweep`.
 #[derive(Debug, clap::Args)]
@@ -38,63 +37,21 @@ pub struct Args {
     /// Seeds per setting.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
-    /// First seed.
-    #[arg(long, default_value_t = 1)]
-    first_seed: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "J")]
-    jobs: Option<usize>,
-    /// Run only shard K of M (1-based).
-    #[arg(long, value_name = "K/M")]
-    shard: Option<String>,
+    #[command(flatten)]
+    batch: Batch,
     /// Sweep name (default: the scenario's name).
     #[arg(long)]
     name: Option<String>,
     /// Output directory (default reports/sweeps/<name>/, plus shard-K-of-M/ when sharded).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Print the sweep summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Runs the sweep.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let fixed = super::scenario::overrides(&args.set)?;
-    let mut varied: Vec<(String, Vec<String>)> = Vec::new();
-    for v in &args.vary {
-        let (key, values) = v
-            .split_once('=')
-            .with_context(|| format!("--vary {v:?} is not KEY=V1,V2,..."))?;
-        let values: Vec<String> = values
-            .split(',')
-            .map(|x| x.trim().to_owned())
-            .filter(|x| !x.is_empty())
-            .collect();
-        anyhow::ensure!(!values.is_empty(), "--vary {key} lists no values");
-        anyhow::ensure!(
-            !varied.iter().any(|(k, _)| k == key.trim()),
-            "--vary {key} is given twice"
-        );
-        varied.push((key.trim().to_owned(), values));
-    }
-    // The cartesian product, the first key varying slowest.
-    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (key, values) in &varied {
-        combos = combos
-            .into_iter()
-            .flat_map(|c| {
-                values
-                    .iter()
-                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
-            })
-            .collect();
-    }
-    let settings: Vec<Setting> = combos
-        .into_iter()
-        .enumerate()
-        .map(|(index, values)| Setting { index, values })
-        .collect();
+    let varied = report::sweep::varied(&args.vary)?;
+    let settings = report::sweep::settings(&varied);
     let mut scenarios = Vec::new();
     for s in &settings {
         let mut all = fixed.clone();
@@ -106,11 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("setting {}: {e}", s.label()))?;
         scenarios.push(sc);
     }
-    let shard = args
-        .shard
-        .as_deref()
-        .map(parallel::parse_shard)
-        .transpose()?;
+    let shard = args.batch.shard;
     let plan = Plan {
         v: report::sweep::FORMAT_VERSION,
         scenario: scenarios[0].name.clone(),
@@ -118,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fixed: args.set.clone(),
         varied: varied.iter().map(|(k, _)| k.clone()).collect(),
         settings,
-        first_seed: args.first_seed,
+        first_seed: args.batch.first_seed,
         seeds: args.seeds,
         shard,
     };
@@ -133,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let items: Vec<u64> = (0..plan.items()).filter(|&i| plan.in_shard(i)).collect();
     let (lines, wall_ms) = parallel::map(
         &items,
-        parallel::threads(args.jobs),
+        args.batch.threads(),
         "sweep",
         |&i| {
             let (setting, seed) = plan.item(i);
@@ -148,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
     let summary = report::write_sweep(&dir, &plan, &lines)?;
-    if args.json {
+    if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         out!("{}", report::markdown::sweep(&summary));
