@@ -489,7 +489,7 @@ fn http_sim() -> anyhow::Result<f64> {
         let net = sim::Net::new(
             sim::NetConfig {
                 latency: Duration::ZERO,
-                window: 256 << 10,
+                ..sim::NetConfig::default()
             },
             ChaCha8Rng::seed_from_u64(1),
             probe::none(),

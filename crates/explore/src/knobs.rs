@@ -127,6 +127,9 @@ pub struct Knobs {
     pub dedupe: bool,
     /// Faults.
     pub faults: Vec<FaultKnob>,
+    /// Latency jitter per connection, milliseconds (0: every link has the base latency).
+    #[serde(default)]
+    pub jitter_ms: u64,
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
@@ -277,6 +280,7 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
         transaction_id,
         dedupe: transaction_id && rng.random_bool(0.7),
         faults,
+        jitter_ms: pick(&mut rng, &[0, 0, 5, 50, 500]),
     }
 }
 
@@ -298,6 +302,7 @@ impl Knobs {
         s.farm.session_state = self.session_state;
         s.farm.notification = self.notification;
         s.farm.upload_reply = self.upload_reply;
+        s.network.jitter_ms = self.jitter_ms;
         s.clients.count = self.clients;
         s.clients.files_per_client = self.files_per_client;
         s.clients.file_size = self.file_size;
@@ -515,6 +520,10 @@ impl Knobs {
         });
         push(Knobs {
             fragment_size_max: self.fragment_size,
+            ..self.clone()
+        });
+        push(Knobs {
+            jitter_ms: 0,
             ..self.clone()
         });
         push(Knobs {

@@ -363,6 +363,7 @@ async fn run_farm(
     let net = Net::new(
         NetConfig {
             latency: Duration::from_millis(n.latency_ms),
+            jitter: Duration::from_millis(n.jitter_ms),
             window: n.window_bytes as usize,
         },
         entity_rng(seed, "balancer", 0),

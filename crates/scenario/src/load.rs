@@ -384,6 +384,11 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         "must be at most 60,000",
     );
     check(
+        s.network.jitter_ms <= 60_000,
+        vec![Key("network"), Key("jitter_ms")],
+        "must be at most 60,000",
+    );
+    check(
         (1024..=limits::WINDOW_BYTES).contains(&s.network.window_bytes),
         vec![Key("network"), Key("window_bytes")],
         "must be 1024 to 67,108,864",

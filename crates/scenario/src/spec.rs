@@ -45,6 +45,7 @@
 //!
 //! [network]
 //! latency_ms = 1                        # one-way latency of every link
+//! jitter_ms = 0                         # each connection adds 0..=jitter_ms, from the seed
 //! window_bytes = 262144                 # bytes in flight per direction
 //!
 //! [[fault]]                             # any number of rules; see below
@@ -345,6 +346,8 @@ pub struct Backend {
 pub struct Network {
     /// One-way latency, milliseconds.
     pub latency_ms: u64,
+    /// Each connection adds up to this many milliseconds of latency, drawn from the seed.
+    pub jitter_ms: u64,
     /// Window per direction, bytes.
     pub window_bytes: u64,
 }
@@ -353,6 +356,7 @@ impl Default for Network {
     fn default() -> Self {
         Network {
             latency_ms: 1,
+            jitter_ms: 0,
             window_bytes: 256 << 10,
         }
     }

@@ -40,6 +40,9 @@ pub use probe::CrashKind;
 pub struct NetConfig {
     /// One-way latency of every link (whole milliseconds: the timer resolution).
     pub latency: Duration,
+    /// Each connection's latency is `latency` plus a whole number of milliseconds up to this,
+    /// drawn from the network's generator when the connection opens (0: no draw at all).
+    pub jitter: Duration,
     /// Bytes in flight per direction before writers wait.
     pub window: usize,
 }
@@ -48,6 +51,7 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             latency: Duration::from_millis(1),
+            jitter: Duration::ZERO,
             window: 256 << 10,
         }
     }
@@ -359,8 +363,13 @@ impl Net {
             (HostState::Up, Some(tx)) => {
                 inner.next_conn += 1;
                 let conn = inner.next_conn;
-                let (pipe, client_end, server_end) =
-                    Pipe::pair(inner.cfg.latency, inner.cfg.window);
+                let jitter_ms = inner.cfg.jitter.as_millis() as u64;
+                let latency = if jitter_ms == 0 {
+                    inner.cfg.latency
+                } else {
+                    inner.cfg.latency + Duration::from_millis(inner.rng.random_range(0..=jitter_ms))
+                };
+                let (pipe, client_end, server_end) = Pipe::pair(latency, inner.cfg.window);
                 let accepted = Accepted {
                     io: Box::new(server_end),
                     peer: from.to_owned(),

@@ -76,3 +76,19 @@ fn the_event_log_written_out_hashes_like_the_oracle() {
     }
     assert_eq!(run(&s, 3).event_log_hash, result.event_hash);
 }
+
+#[test]
+fn latency_jitter_comes_from_the_seed_within_its_bound() {
+    let plain = crate::scenario("[clients]\ncount = 5\nstart_spread_s = 0\n");
+    let jittery =
+        crate::scenario("[network]\njitter_ms = 200\n[clients]\ncount = 5\nstart_spread_s = 0\n");
+    let base = crate::run(&plain, 3);
+    let a = crate::run(&jittery, 3);
+    assert_eq!(a.event_log_hash, crate::run(&jittery, 3).event_log_hash);
+    assert_ne!(a.event_log_hash, crate::run(&jittery, 4).event_log_hash);
+    assert!(a.metrics.virtual_time_s > base.metrics.virtual_time_s);
+    // A job makes a handful of round trips; none may take longer than 2 x (1 + 200) ms.
+    let requests = a.events as f64;
+    assert!(a.metrics.virtual_time_s <= base.metrics.virtual_time_s + requests * 0.402);
+    assert_eq!(a.metrics.acknowledged, 5);
+}
