@@ -137,8 +137,32 @@ impl Upload {
         }
     }
 
+    /// What must hold after every step: positions within the upload, a final Ack only with
+    /// every byte acknowledged, a Ping due only to a Host-Id of a live session. A failure is a
+    /// client bug; it panics (in a simulation, the run fails `no_panics`).
+    fn check(&self) {
+        assert!(
+            self.offset <= self.total && self.acknowledged <= self.total,
+            "client state: offset {} / acknowledged {} of a {}-byte upload",
+            self.offset,
+            self.acknowledged,
+            self.total
+        );
+        assert!(
+            !self.final_acked || self.acknowledged == self.total,
+            "client state: final Ack with {} of {} bytes acknowledged",
+            self.acknowledged,
+            self.total
+        );
+        assert!(
+            !self.need_ping || (self.session.is_some() && self.host_id.is_some()),
+            "client state: a Ping due without a session and a Host-Id"
+        );
+    }
+
     /// The packet to send next, until the final Ack.
     pub fn next_request(&mut self) -> Next {
+        self.check();
         if self.session.is_none() {
             Next::CreateSession
         } else if self.need_ping {
@@ -210,6 +234,12 @@ impl Upload {
 
     /// The Ack of the fragment `range`.
     pub fn on_fragment_ack(&mut self, range: ByteRange, ack: &Ack) -> Result<Step, Failure> {
+        let step = self.fragment_step(range, ack);
+        self.check();
+        step
+    }
+
+    fn fragment_step(&mut self, range: ByteRange, ack: &Ack) -> Result<Step, Failure> {
         if ack.is_success() || ack.status == 416 {
             return self.on_position(range, ack);
         }
@@ -604,5 +634,27 @@ mod tests {
                 Next::Fragment(ByteRange::new(0, 5, 1000).unwrap())
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod assertions {
+    use rand::SeedableRng as _;
+
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "final Ack with 10 of 100 bytes")]
+    fn a_final_ack_without_every_byte_is_a_bug_that_stops_the_job() {
+        let mut up = Upload::new(
+            &JobConfig::default(),
+            "farm:80".into(),
+            100,
+            &ChaCha8Rng::seed_from_u64(1),
+        );
+        up.session = Some("{s}".into());
+        up.acknowledged = 10;
+        up.final_acked = true;
+        up.next_request();
     }
 }

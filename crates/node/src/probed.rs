@@ -8,6 +8,10 @@
 //! disk ([`Verdict::DiskFull`]) fails every write that adds bytes with `StorageFull`, and lets
 //! removals through. Reads pass untouched. The node wraps its store in this at start, so the
 //! live modes have the same points (their probe answers `Continue`).
+//!
+//! It also checks session state both ways ([`SessionRecord::check`]): on write (a state the
+//! node must never write: it panics, a bug) and on read (stored state that cannot be: the
+//! store is corrupt, an error).
 
 use std::io;
 
@@ -70,16 +74,36 @@ impl Probed {
     }
 }
 
+/// Session state read back must be state the node could have written; otherwise it is corrupt.
+fn read_back(rec: &SessionRecord) -> Result<(), StorageError> {
+    rec.check()
+        .map_err(|why| StorageError::Corrupt(format!("session {}: {why}", rec.id)))
+}
+
 impl Storage for Probed {
     fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError> {
-        self.inner.sessions()
+        let all = self.inner.sessions()?;
+        for rec in &all {
+            read_back(rec)?;
+        }
+        Ok(all)
     }
 
     fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError> {
-        self.inner.get(id)
+        let rec = self.inner.get(id)?;
+        if let Some(r) = &rec {
+            read_back(r)?;
+        }
+        Ok(rec)
     }
 
     fn save(&self, rec: &SessionRecord) -> Result<(), StorageError> {
+        if let Err(why) = rec.check() {
+            panic!(
+                "node bug: saving session {} in a state that cannot be: {why}",
+                rec.id
+            );
+        }
         self.ask(Write::Grows, &rec.id, Some(&rec.path))?;
         self.inner.save(rec)
     }

@@ -78,6 +78,35 @@ impl SessionRecord {
         }
     }
 
+    /// What must hold of any session state: bytes only within the upload's size, a complete
+    /// or notified upload holds every byte, only a notified upload is committed. Checked when
+    /// state is written (a failure is a node bug: it asserts) and when it is read back (stored
+    /// state that fails is corrupt: an error, never a panic).
+    pub fn check(&self) -> Result<(), String> {
+        match self.total {
+            None if self.received > 0 => {
+                return Err(format!(
+                    "{} bytes held of an upload of unknown size",
+                    self.received
+                ));
+            }
+            Some(t) if self.received > t => {
+                return Err(format!("{} bytes held of a {t}-byte upload", self.received));
+            }
+            _ => {}
+        }
+        if self.phase != Phase::Receiving && Some(self.received) != self.total {
+            return Err(format!(
+                "complete with {} of {:?} bytes",
+                self.received, self.total
+            ));
+        }
+        if self.committed && self.notified().is_none() {
+            return Err("committed before the upload was recorded as notified".into());
+        }
+        Ok(())
+    }
+
     /// The cached final Ack, once the application has accepted the upload.
     pub fn notified(&self) -> Option<&CachedAck> {
         match &self.phase {
@@ -453,6 +482,31 @@ mod tests {
             (r.received, r.touched_ms, &r.phase),
             (30, 9, &Phase::Complete)
         );
+    }
+
+    #[test]
+    fn record_invariants() {
+        let ok = [
+            rec(None, 0, Phase::Receiving),
+            rec(Some(30), 10, Phase::Receiving),
+            rec(Some(30), 30, Phase::Complete),
+            rec(Some(0), 0, Phase::Complete),
+        ];
+        for r in ok {
+            assert_eq!(r.check(), Ok(()), "{r:?}");
+        }
+        let mut committed_early = rec(Some(30), 30, Phase::Complete);
+        committed_early.committed = true;
+        let bad = [
+            rec(None, 5, Phase::Receiving),
+            rec(Some(30), 31, Phase::Receiving),
+            rec(Some(30), 29, Phase::Complete),
+            rec(Some(30), 29, Phase::Notified(CachedAck { reply_url: None })),
+            committed_early,
+        ];
+        for r in bad {
+            assert!(r.check().is_err(), "{r:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,33 @@ struct Chunk {
     read: usize,
 }
 
+impl Direction {
+    /// The direction's invariants, checked after every write and every read: the bytes queued
+    /// are the unread bytes of the chunks, at most a window's worth, delivered in order.
+    fn check(&self, window: usize) {
+        assert!(
+            self.queued <= window,
+            "pipe: {} bytes queued over a {window}-byte window",
+            self.queued
+        );
+        debug_assert_eq!(
+            self.queued,
+            self.chunks
+                .iter()
+                .map(|c| c.data.len() - c.read)
+                .sum::<usize>(),
+            "pipe: queued bytes and chunks disagree"
+        );
+        debug_assert!(
+            self.chunks
+                .iter()
+                .zip(self.chunks.iter().skip(1))
+                .all(|(a, b)| a.due <= b.due),
+            "pipe: chunks due out of order"
+        );
+    }
+}
+
 #[derive(Default)]
 struct Direction {
     chunks: VecDeque<Chunk>,
@@ -162,6 +189,7 @@ impl AsyncRead for End {
             }
             let now = Instant::now();
             let from = 1 - this.side;
+            let window = s.window;
             let dir = &mut s.dirs[from];
             let Some(head) = dir.chunks.front() else {
                 if dir.closed {
@@ -208,6 +236,7 @@ impl AsyncRead for End {
                 }
             }
             dir.queued -= copied;
+            dir.check(window);
             if let Some(w) = dir.writer.take() {
                 w.wake();
             }
@@ -261,6 +290,7 @@ impl End {
             .map_or(now + latency, |c| c.due.max(now + latency));
         dir.chunks.push_back(Chunk { due, data, read: 0 });
         dir.queued += take;
+        dir.check(window);
         if let Some(w) = dir.reader.take() {
             w.wake();
         }
