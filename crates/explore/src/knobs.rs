@@ -130,6 +130,9 @@ pub struct Knobs {
     /// Latency jitter per connection, milliseconds (0: every link has the base latency).
     #[serde(default)]
     pub jitter_ms: u64,
+    /// Rogue clients (the fuzzer's requests) beside the scenario's clients.
+    #[serde(default)]
+    pub rogues: u32,
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
@@ -281,6 +284,7 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
         dedupe: transaction_id && rng.random_bool(0.7),
         faults,
         jitter_ms: pick(&mut rng, &[0, 0, 5, 50, 500]),
+        rogues: pick(&mut rng, &[0, 0, 0, 1, 3]),
     }
 }
 
@@ -303,6 +307,8 @@ impl Knobs {
         s.farm.notification = self.notification;
         s.farm.upload_reply = self.upload_reply;
         s.network.jitter_ms = self.jitter_ms;
+        s.rogues.count = self.rogues;
+        s.rogues.requests = 50;
         s.clients.count = self.clients;
         s.clients.files_per_client = self.files_per_client;
         s.clients.file_size = self.file_size;
@@ -524,6 +530,10 @@ impl Knobs {
         });
         push(Knobs {
             jitter_ms: 0,
+            ..self.clone()
+        });
+        push(Knobs {
+            rogues: 0,
             ..self.clone()
         });
         push(Knobs {

@@ -61,6 +61,29 @@ pub type Dial =
 /// Sends `n` generated requests from `seed` over connections from `dial` (a new one after any
 /// request that leaves the connection in doubt), checking every answer.
 pub async fn drive(dial: Dial, seed: u64, n: u64, wait: Duration) -> Result<Stats, String> {
+    drive_with(dial, seed, n, wait, false).await
+}
+
+/// [`drive`] against a server that faults may take down: a refused connection, a connection
+/// closed without an answer, no answer in time, or an HTML error page from a proxy in front
+/// only move on to the next request (they are counted in [`Stats::closed`]); every answer from
+/// the server itself is still checked.
+pub async fn drive_through_faults(
+    dial: Dial,
+    seed: u64,
+    n: u64,
+    wait: Duration,
+) -> Result<Stats, String> {
+    drive_with(dial, seed, n, wait, true).await
+}
+
+async fn drive_with(
+    dial: Dial,
+    seed: u64,
+    n: u64,
+    wait: Duration,
+    through_faults: bool,
+) -> Result<Stats, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut sessions: Vec<String> = Vec::new();
     let mut stats = Stats::default();
@@ -69,12 +92,15 @@ pub async fn drive(dial: Dial, seed: u64, n: u64, wait: Duration) -> Result<Stat
         let req = request::generate(&mut rng, &sessions);
         let (mut io, mut buf) = match conn.take() {
             Some(c) => c,
-            None => (
-                dial()
-                    .await
-                    .map_err(|e| format!("request {i}: cannot connect: {e}"))?,
-                Vec::new(),
-            ),
+            None => match dial().await {
+                Ok(io) => (io, Vec::new()),
+                Err(_) if through_faults => {
+                    stats.closed += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(format!("request {i}: cannot connect: {e}")),
+            },
         };
         let fail = |why: String| {
             format!(
@@ -108,9 +134,28 @@ pub async fn drive(dial: Dial, seed: u64, n: u64, wait: Duration) -> Result<Stat
         })
         .await;
         match read {
+            Err(_) if through_faults => {
+                stats.closed += 1;
+                continue;
+            }
             Err(_) => return Err(fail(format!("no answer within {wait:?}"))),
             Ok(Err(e)) => return Err(fail(e)),
             Ok(Ok(a)) => answer = a.or(answer),
+        }
+        if answer.is_none() && through_faults {
+            stats.closed += 1;
+            continue;
+        }
+        // A proxy or balancer in front of the server may answer with an HTML error page of its
+        // own (the `page` fault); only answers from the server itself are checked.
+        if through_faults
+            && answer
+                .as_ref()
+                .is_some_and(|a| a.header("content-type") == Some("text/html"))
+        {
+            stats.closed += 1;
+            conn = None;
+            continue;
         }
         answer::check(&req, answer.as_ref()).map_err(fail)?;
         stats.requests += 1;

@@ -123,6 +123,33 @@ pub fn run_bounded(
     }
 }
 
+/// Starts the rogue clients: each drives the fuzzer's requests at the shared address from its
+/// own generator, through whatever faults the scenario injects. A malformed answer panics the
+/// rogue's task (the run fails `no_panics` with the seed and the request). Dropping the set
+/// stops them.
+fn start_rogues(rogues: &crate::spec::Rogues, net: &Net, seed: u64) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..rogues.count {
+        let name = format!("r{i:02}");
+        net.add_client(&name);
+        let connector = Arc::new(net.connector(&name));
+        let dial: fuzz::Dial = Arc::new(move || {
+            let c = connector.clone();
+            Box::pin(async move { transport::Connect::connect(&*c, SHARED).await })
+        });
+        let rogue_seed = rand::RngExt::random::<u64>(&mut entity_rng(seed, &name, 0));
+        let n = rogues.requests;
+        set.spawn(async move {
+            if let Err(why) =
+                fuzz::drive_through_faults(dial, rogue_seed, n, Duration::from_secs(3600)).await
+            {
+                panic!("rogue {name}: {why}");
+            }
+        });
+    }
+    set
+}
+
 struct NodeSlot {
     task: Option<JoinHandle<()>>,
     node: Option<Arc<Node>>,
@@ -499,6 +526,7 @@ async fn run_farm(
             }
         });
     }
+    let rogues = start_rogues(&scenario.rogues, &net, seed);
     let mut over_budget = harness.over_budget();
     let ended = tokio::time::timeout(deadline, async {
         tokio::select! {
@@ -517,10 +545,16 @@ async fn run_farm(
     let virtual_time_ms = clock.now_ms();
     controller.abort();
     clients.abort_all();
+    drop(rogues);
     let (event_hash, events) = harness.log_state();
     let rules = harness.rule_reports();
     let tracker = harness.with_tracker(|t| std::mem::replace(t, Tracker::new(commits)));
-    let ledger_deliveries = ledger.len() as u64;
+    // Rogue uploads reach the ledger too; only the scenario's files are cross-checked.
+    let ledger_deliveries = ledger
+        .deliveries()
+        .iter()
+        .filter(|d| tracker.files().contains_key(&d.file))
+        .count() as u64;
     harness.detach();
     RunResult {
         completed,

@@ -384,6 +384,16 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         "must be at most 60,000",
     );
     check(
+        s.rogues.count <= 16,
+        vec![Key("rogues"), Key("count")],
+        "must be at most 16",
+    );
+    check(
+        s.rogues.requests <= 10_000,
+        vec![Key("rogues"), Key("requests")],
+        "must be at most 10,000",
+    );
+    check(
         s.network.jitter_ms <= 60_000,
         vec![Key("network"), Key("jitter_ms")],
         "must be at most 60,000",

@@ -43,6 +43,10 @@
 //! [backend]
 //! dedupe = false                        # deduplicate by transaction id
 //!
+//! [rogues]                              # misbehaving clients (the fuzzer's requests)
+//! count = 0
+//! requests = 100
+//!
 //! [network]
 //! latency_ms = 1                        # one-way latency of every link
 //! jitter_ms = 0                         # each connection adds 0..=jitter_ms, from the seed
@@ -150,6 +154,8 @@ pub struct Scenario {
     pub backend: Backend,
     /// The network.
     pub network: Network,
+    /// `[rogues]`: misbehaving clients.
+    pub rogues: Rogues,
     /// Fault rules.
     #[serde(rename = "fault")]
     pub faults: Vec<Fault>,
@@ -168,6 +174,7 @@ impl Default for Scenario {
             clients: Clients::default(),
             backend: Backend::default(),
             network: Network::default(),
+            rogues: Rogues::default(),
             faults: Vec::new(),
             expect: BTreeMap::new(),
         }
@@ -338,6 +345,29 @@ impl Default for Clients {
 pub struct Backend {
     /// Deduplicate by transaction id.
     pub dedupe: bool,
+}
+
+/// `[rogues]`: clients that misbehave on purpose. Each sends `requests` generated requests to
+/// the shared address (the fuzzer's: overlapping, gapped and oversized fragments, bogus ranges
+/// and session ids, traversal paths, truncated bodies, sessions it abandons), beside the
+/// scenario's clients. Their uploads go to paths of their own (`/fuzz/...`) and are not counted;
+/// every answer they get must be well formed (a bad one panics the run: `no_panics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rogues {
+    /// How many.
+    pub count: u32,
+    /// Requests each sends.
+    pub requests: u64,
+}
+
+impl Default for Rogues {
+    fn default() -> Self {
+        Rogues {
+            count: 0,
+            requests: 100,
+        }
+    }
 }
 
 /// `[network]`.

@@ -197,3 +197,46 @@ fn values_that_would_panic_or_never_end_are_refused_with_file_line_and_key() {
         scenario(&text);
     }
 }
+
+/// Rogue clients send the fuzzer's requests through the shared address beside the scenario's
+/// clients, while a node crashes: every answer they get is well formed, nothing panics, and the
+/// scenario's files arrive whole and are counted alone.
+#[test]
+fn rogue_clients_beside_real_ones_through_a_crash() {
+    let text = r#"
+[farm]
+nodes = 2
+notification = "by-value"
+[clients]
+count = 4
+file_size = 100000
+fragment_size = 30000
+[rogues]
+count = 3
+requests = 300
+[[fault]]
+point = "fragment-stored"
+node = "node-1"
+action = "crash"
+nth = 5
+restart_after_s = 30
+"#;
+    let sc = crate::scenario(text);
+    let calm = crate::scenario(&text.replace("count = 3", "count = 0"));
+    for seed in 1..=5 {
+        let s = crate::run(&sc, seed);
+        for i in &s.invariants {
+            assert!(i.held, "seed {seed}: {} failed: {}", i.name, i.detail);
+        }
+        assert_eq!(
+            (s.metrics.files, s.metrics.acknowledged),
+            (4, 4),
+            "seed {seed}"
+        );
+        // The rogues were there: the run records far more than the clients alone.
+        assert!(
+            s.events > crate::run(&calm, seed).events + 300,
+            "seed {seed}"
+        );
+    }
+}
