@@ -133,6 +133,10 @@ pub struct Knobs {
     /// Rogue clients (the fuzzer's requests) beside the scenario's clients.
     #[serde(default)]
     pub rogues: u32,
+    /// A misbehaving application's static reply URL for upload-reply jobs (one that answers
+    /// 404, or a host nobody can reach); `None`: replies of its own.
+    #[serde(default)]
+    pub reply_url: Option<String>,
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
@@ -285,6 +289,11 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
         faults,
         jitter_ms: pick(&mut rng, &[0, 0, 5, 50, 500]),
         rogues: pick(&mut rng, &[0, 0, 0, 1, 3]),
+        reply_url: match rng.random_range(0..10) {
+            0 => Some("http://backend/missing".to_owned()),
+            1 => Some("http://nowhere/reply".to_owned()),
+            _ => None,
+        },
     }
 }
 
@@ -308,6 +317,7 @@ impl Knobs {
         s.farm.upload_reply = self.upload_reply;
         s.network.jitter_ms = self.jitter_ms;
         s.rogues.count = self.rogues;
+        s.backend.reply_url = self.reply_url.clone().filter(|_| self.upload_reply);
         s.rogues.requests = 50;
         s.clients.count = self.clients;
         s.clients.files_per_client = self.files_per_client;
@@ -534,6 +544,10 @@ impl Knobs {
         });
         push(Knobs {
             rogues: 0,
+            ..self.clone()
+        });
+        push(Knobs {
+            reply_url: None,
             ..self.clone()
         });
         push(Knobs {

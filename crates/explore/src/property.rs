@@ -211,9 +211,10 @@ impl Property {
                     })
                     .map(|f| f.node)
                     .collect();
-                !app_stays_down && (dead.len() as u32) < k.nodes
+                !app_stays_down && (dead.len() as u32) < k.nodes && !bad_reply_url(k)
             }
-            Property::NoNeedlessGiveUp => outages_leave_a_way(k),
+            // A reply URL that leads nowhere is an outage that never ends.
+            Property::NoNeedlessGiveUp => outages_leave_a_way(k) && !bad_reply_url(k),
             Property::Canary => !(k.transaction_id && k.dedupe),
         }
     }
@@ -253,8 +254,10 @@ impl Property {
                         f.restart_after_s = Some(3600);
                     }
                 }
+                k.reply_url = None;
             }
             Property::NoNeedlessGiveUp => {
+                k.reply_url = None;
                 // Keep the faults, in order, that still leave the farm a way to serve.
                 let all = std::mem::take(&mut k.faults);
                 for f in all {
@@ -598,4 +601,9 @@ impl Seen {
             .iter()
             .any(|(seq, host)| *seq > start && *seq < end && *host == d.node)
     }
+}
+
+/// Whether the application answers upload-reply jobs with a reply URL that leads nowhere.
+fn bad_reply_url(k: &Knobs) -> bool {
+    k.upload_reply && k.reply_url.is_some()
 }

@@ -235,6 +235,7 @@ impl Farm {
         let cfg = BackendConfig {
             name: BACKEND.into(),
             reply: self.scenario.farm.upload_reply,
+            static_reply_url: self.scenario.backend.reply_url.clone(),
             ..BackendConfig::default()
         };
         let env = backend::Env {

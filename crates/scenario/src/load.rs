@@ -383,6 +383,18 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         vec![Key("network"), Key("latency_ms")],
         "must be at most 60,000",
     );
+    if let Some(url) = &s.backend.reply_url {
+        check(
+            s.farm.upload_reply,
+            vec![Key("backend"), Key("reply_url")],
+            "needs farm.upload_reply = true",
+        );
+        check(
+            url.len() <= 2048 && transport::url::parse(url).is_ok(),
+            vec![Key("backend"), Key("reply_url")],
+            "must be an http:// URL of at most 2,048 characters",
+        );
+    }
     check(
         s.rogues.count <= 16,
         vec![Key("rogues"), Key("count")],

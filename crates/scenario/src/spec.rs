@@ -42,6 +42,7 @@
 //!
 //! [backend]
 //! dedupe = false                        # deduplicate by transaction id
+//! # reply_url = "http://backend/missing" # upload-reply: answer this static reply URL instead
 //!
 //! [rogues]                              # misbehaving clients (the fuzzer's requests)
 //! count = 0
@@ -345,6 +346,11 @@ impl Default for Clients {
 pub struct Backend {
     /// Deduplicate by transaction id.
     pub dedupe: bool,
+    /// Answer upload-reply jobs with `BITS-Static-Response-URL: <url>` instead of a reply of
+    /// its own: a misbehaving application when the URL leads nowhere (`http://backend/missing`
+    /// answers 404, `http://nowhere/r` cannot be reached). Needs `farm.upload_reply`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_url: Option<String>,
 }
 
 /// `[rogues]`: clients that misbehave on purpose. Each sends `requests` generated requests to

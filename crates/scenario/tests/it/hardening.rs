@@ -240,3 +240,48 @@ restart_after_s = 30
         );
     }
 }
+
+/// A misbehaving application answers upload-reply jobs with a reply URL that leads nowhere:
+/// the files are delivered once, the jobs end in error (404: at once; an unknown host: at the
+/// no-progress timeout), and the run's invariants hold.
+#[test]
+fn a_reply_url_that_leads_nowhere_fails_the_jobs_not_the_run() {
+    for (url, why) in [
+        ("http://backend/missing", "HTTP 404"),
+        ("http://nowhere/r", "no progress for 3600 s"),
+    ] {
+        let s = crate::run(
+            &crate::scenario(&format!(
+                "[farm]\nnodes = 1\nupload_reply = true\nnotification = \"by-value\"\n[clients]\ncount = 2\nno_progress_timeout_s = 3600\n[backend]\nreply_url = \"{url}\"\n"
+            )),
+            1,
+        );
+        for i in &s.invariants {
+            assert!(i.held, "{url}: {} failed: {}", i.name, i.detail);
+        }
+        assert_eq!((s.metrics.deliveries, s.metrics.failed), (2, 2), "{url}");
+        assert!(
+            s.failed_jobs.iter().all(|j| j.error.contains(why)),
+            "{url}: {:?}",
+            s.failed_jobs
+        );
+    }
+    for (text, words) in [
+        (
+            "[backend]\nreply_url = \"http://x/r\"\n",
+            "needs farm.upload_reply",
+        ),
+        (
+            "[farm]\nupload_reply = true\nnotification = \"by-value\"\n[backend]\nreply_url = \"ftp://x\"\n",
+            "http:// URL",
+        ),
+    ] {
+        let err = scenario::load_str(text, "x.toml", "x")
+            .expect_err(text)
+            .to_string();
+        assert!(
+            err.contains("backend.reply_url") && err.contains(words),
+            "{err}"
+        );
+    }
+}
