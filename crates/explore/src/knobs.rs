@@ -198,7 +198,10 @@ pub fn generate(seed: u64, space: &Space) -> Knobs {
                     pick(&mut rng, &[FaultPoint::Request, FaultPoint::AckReady])
                 }
                 FaultKind::OddAck => pick(&mut rng, &NODE_POINTS),
-                FaultKind::IoError => FaultPoint::StorageWrite,
+                FaultKind::IoError => pick(
+                    &mut rng,
+                    &[FaultPoint::StorageWrite, FaultPoint::StorageRead],
+                ),
                 FaultKind::Partition
                 | FaultKind::HostIdToggle
                 | FaultKind::Cancel
@@ -422,7 +425,7 @@ impl Knobs {
                 ..Fault::default()
             },
             FaultKind::IoError => Fault {
-                point: Some(FaultPoint::StorageWrite),
+                point: Some(f.point),
                 node,
                 action: Some(Action::IoError),
                 ..base

@@ -137,7 +137,12 @@ impl Node {
                 tracing::warn!(node = %self.cfg.name, error = %e, "cannot sweep the session store")
             }
         }
-        let sessions = self.store.sessions().unwrap_or_default();
+        // A store that cannot list its sessions still serves each one it can read; only the
+        // limits' counts start from zero.
+        let sessions = self.store.sessions().unwrap_or_else(|e| {
+            tracing::warn!(node = %self.cfg.name, error = %e, "cannot list stored sessions; limits count from zero");
+            Vec::new()
+        });
         let recovered = sessions.len() as u64;
         self.open_sessions.store(recovered, Ordering::Relaxed);
         self.held_bytes

@@ -2,11 +2,12 @@
 //! rules (`storage-write`), in front of any [`Storage`].
 //!
 //! Every write (`save`, `append`, `put_reply`, `commit`, `remove`) asks the probe at
-//! [`FaultPoint::StorageWrite`]. A failing verdict makes the write fail with an I/O error before
+//! [`FaultPoint::StorageWrite`], every read (`sessions`, `get`, `entity`, `reply`,
+//! `destination_exists`) at [`FaultPoint::StorageRead`]. A failing verdict makes the write fail with an I/O error before
 //! it changes anything, except an append, which first writes the first half of its bytes (a
 //! torn write: what a disk holds after a write that failed or lost its power midway). A full
 //! disk ([`Verdict::DiskFull`]) fails every write that adds bytes with `StorageFull`, and lets
-//! removals through. Reads pass untouched. The node wraps its store in this at start, so the
+//! removals and reads through. The node wraps its store in this at start, so the
 //! live modes have the same points (their probe answers `Continue`).
 //!
 //! It also checks session state both ways ([`SessionRecord::check`]): on write (a state the
@@ -21,13 +22,15 @@ use transport::ChunkSource;
 
 use crate::{Placement, SessionRecord, Storage, StorageError};
 
-/// A write, as the fault point sees it.
+/// An access, as the fault points see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Write {
     /// Adds bytes (state, entity, reply, placement).
     Grows,
     /// Frees bytes.
     Frees,
+    /// Reads (`storage-read`).
+    Reads,
 }
 
 /// A [`Storage`] that asks a probe before each write.
@@ -53,16 +56,20 @@ impl Probed {
     /// The probe's answer for a write to `session` (of `file`): `Ok` to go on, or the error.
     fn ask(&self, write: Write, session: &str, file: Option<&str>) -> Result<(), StorageError> {
         let ctx = FaultCtx {
-            point: FaultPoint::StorageWrite,
+            point: if write == Write::Reads {
+                FaultPoint::StorageRead
+            } else {
+                FaultPoint::StorageWrite
+            },
             actor: &self.node,
             conn: 0,
             packet: None,
-            session: Some(session),
+            session: (!session.is_empty()).then_some(session),
             file,
         };
         match self.probe.fault(&ctx) {
             Verdict::Continue | Verdict::Delay(_) => Ok(()),
-            Verdict::DiskFull if write == Write::Frees => Ok(()),
+            Verdict::DiskFull if write != Write::Grows => Ok(()),
             Verdict::DiskFull => Err(StorageError::Io(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "no space left on the device (injected: disk-full)",
@@ -82,6 +89,7 @@ fn read_back(rec: &SessionRecord) -> Result<(), StorageError> {
 
 impl Storage for Probed {
     fn sessions(&self) -> Result<Vec<SessionRecord>, StorageError> {
+        self.ask(Write::Reads, "", None)?;
         let all = self.inner.sessions()?;
         for rec in &all {
             read_back(rec)?;
@@ -90,6 +98,7 @@ impl Storage for Probed {
     }
 
     fn get(&self, id: &str) -> Result<Option<SessionRecord>, StorageError> {
+        self.ask(Write::Reads, id, None)?;
         let rec = self.inner.get(id)?;
         if let Some(r) = &rec {
             read_back(r)?;
@@ -122,6 +131,7 @@ impl Storage for Probed {
     }
 
     fn entity(&self, id: &str, len: u64) -> Result<ChunkSource, StorageError> {
+        self.ask(Write::Reads, id, None)?;
         self.inner.entity(id, len)
     }
 
@@ -139,6 +149,7 @@ impl Storage for Probed {
     }
 
     fn reply(&self, id: &str) -> Result<Option<Bytes>, StorageError> {
+        self.ask(Write::Reads, id, None)?;
         self.inner.reply(id)
     }
 
@@ -152,6 +163,7 @@ impl Storage for Probed {
     }
 
     fn destination_exists(&self, path: &str) -> Result<bool, StorageError> {
+        self.ask(Write::Reads, "", Some(path))?;
         self.inner.destination_exists(path)
     }
 

@@ -44,11 +44,14 @@ pub enum FaultPoint {
     /// failed append may leave the first half of its bytes on the disk (a torn write).
     /// (Last in the enum: event-log hashes hash a point by its position.)
     StorageWrite,
+    /// Node: a read of its storage (session state, entity bytes, reply, a destination check)
+    /// is about to happen; `io-error` makes it fail.
+    StorageRead,
 }
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 11] = [
+    pub const ALL: [FaultPoint; 12] = [
         FaultPoint::Request,
         FaultPoint::SessionCreated,
         FaultPoint::FragmentStored,
@@ -58,6 +61,7 @@ impl FaultPoint {
         FaultPoint::AckReady,
         FaultPoint::SessionClosed,
         FaultPoint::StorageWrite,
+        FaultPoint::StorageRead,
         FaultPoint::NotificationReceived,
         FaultPoint::EffectRecorded,
     ];
@@ -74,6 +78,7 @@ impl FaultPoint {
             FaultPoint::AckReady => "ack-ready",
             FaultPoint::SessionClosed => "session-closed",
             FaultPoint::StorageWrite => "storage-write",
+            FaultPoint::StorageRead => "storage-read",
             FaultPoint::NotificationReceived => "notification-received",
             FaultPoint::EffectRecorded => "effect-recorded",
         }

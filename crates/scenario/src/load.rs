@@ -605,10 +605,15 @@ fn validate(s: &Scenario) -> Vec<Problem> {
                 )),
                 _ => {}
             },
-            Action::IoError if r.point != Some(probe::FaultPoint::StorageWrite) => {
+            Action::IoError
+                if !matches!(
+                    r.point,
+                    Some(probe::FaultPoint::StorageWrite | probe::FaultPoint::StorageRead)
+                ) =>
+            {
                 out.push(problem(
                     at("point"),
-                    "io-error fails a storage write: point = \"storage-write\"",
+                    "io-error fails a storage access: point = \"storage-write\" or \"storage-read\"",
                 ))
             }
             Action::HostId if r.enabled.is_none() => out.push(problem(

@@ -70,7 +70,8 @@
 //! **Triggers.** `point = "<fault point>"` fires when an actor reaches that protocol step
 //! (`request`, `session-created`, `fragment-stored`, `before-forward`, `after-forward`,
 //! `final-ack-ready`, `ack-ready`, `session-closed`, `storage-write` (every write to the node's
-//! storage: state, entity bytes, reply, placement, removal) on nodes; `notification-received`,
+//! storage: state, entity bytes, reply, placement, removal), `storage-read` (every read of it)
+//! on nodes; `notification-received`,
 //! `effect-recorded` on the backend), optionally filtered by `node` (an actor name: `node-2`, `backend`), `packet`
 //! (`Create-Session`, `Fragment`, ...) and `file` (`/upload/c00-f000.bin`). It fires on the
 //! `nth` matching hit (default 1), or on each hit with `probability` (seeded), at most `times`
@@ -92,8 +93,8 @@
 //! * `partition` `node` from `peer` for `duration_s`.
 //! * `restart` `node` (timed rules).
 //! * `host-id` with `enabled = true|false`: switch `BITSHostId` on every node.
-//! * `io-error` (at `storage-write` only): the write fails with an I/O error; an append leaves
-//!   the first half of its bytes on the disk, uncounted (a torn write). `crash` or `power-cut`
+//! * `io-error` (at `storage-write` or `storage-read` only): the access fails with an I/O error;
+//!   a failed append leaves the first half of its bytes on the disk, uncounted (a torn write). `crash` or `power-cut`
 //!   at `storage-write` stop the node in the middle of a write, the same way.
 //! * `disk-full` for `duration_s`: the disk of the node at the point (or of `node`, timed) is
 //!   full; every write that adds bytes fails ("no space left"), removals work.

@@ -36,31 +36,37 @@ fn assert_whole(s: &Summary, what: &str) {
     assert_eq!(s.metrics.corrupted, 0, "{what}");
 }
 
-/// How many storage writes an upload makes, counted by a rule that never fires.
-fn writes(notification: &str, extra: &str) -> u64 {
-    let fault = "[[fault]]\npoint = \"storage-write\"\naction = \"io-error\"\nnth = 1000000\noptional = true\n";
-    let s = run(&scenario(&upload(notification, extra, fault)), 1);
+/// How many storage accesses at `point` an upload makes, counted by a rule that never fires.
+fn accesses(point: &str, notification: &str, extra: &str) -> u64 {
+    let fault = format!(
+        "[[fault]]\npoint = \"{point}\"\naction = \"io-error\"\nnth = 1000000\noptional = true\n"
+    );
+    let s = run(&scenario(&upload(notification, extra, &fault)), 1);
     s.faults[0].hits
 }
 
 #[test]
-fn each_storage_write_of_an_upload_may_fail_and_the_retry_delivers_the_file_whole() {
+fn each_storage_access_of_an_upload_may_fail_and_the_retry_delivers_the_file_whole() {
     for (notification, extra) in [
         ("by-reference", ""),
         ("by-value", "upload_reply = true"),
         ("none", ""),
         ("none", "commit_point = \"close\""),
     ] {
-        let n = writes(notification, extra);
-        // Create, three appends and saves, the notification's record, the close: at least 9.
-        assert!(n >= 9, "{notification} {extra}: only {n} storage writes");
-        for k in 1..=n {
-            let fault =
-                format!("[[fault]]\npoint = \"storage-write\"\naction = \"io-error\"\nnth = {k}\n");
-            let s = run(&scenario(&upload(notification, extra, &fault)), 1);
-            let what = format!("{notification} {extra}, write {k} of {n} fails");
-            assert_eq!(s.faults[0].fired, 1, "{what}");
-            assert_whole(&s, &what);
+        // Writes: create, three appends and saves, the notification's record, the close (at
+        // least 9). Reads: the session at each fragment (twice: before the body and under the
+        // lock), the entity for the application, the close.
+        for (point, least) in [("storage-write", 9), ("storage-read", 8)] {
+            let n = accesses(point, notification, extra);
+            assert!(n >= least, "{notification} {extra}: only {n} at {point}");
+            for k in 1..=n {
+                let fault =
+                    format!("[[fault]]\npoint = \"{point}\"\naction = \"io-error\"\nnth = {k}\n");
+                let s = run(&scenario(&upload(notification, extra, &fault)), 1);
+                let what = format!("{notification} {extra}: {point} {k} of {n} fails");
+                assert_eq!(s.faults[0].fired, 1, "{what}");
+                assert_whole(&s, &what);
+            }
         }
     }
 }
