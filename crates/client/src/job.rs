@@ -144,6 +144,37 @@ impl JobReport {
     pub fn bytes_resent(&self) -> u64 {
         self.bytes_sent.saturating_sub(self.total)
     }
+
+    /// The job in one line: how it ended and what it took.
+    pub fn to_text(&self) -> String {
+        let r = self;
+        let how = match r.state {
+            JobState::Acknowledged => "acknowledged".to_owned(),
+            JobState::Cancelled => "cancelled".to_owned(),
+            _ => format!(
+                "error: {}",
+                r.error
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_owned(), ToString::to_string)
+            ),
+        };
+        let txid = r
+            .txid
+            .as_deref()
+            .map(|t| format!(", transaction id {t}"))
+            .unwrap_or_default();
+        format!(
+            "{} {how}: {} bytes, {} session(s), {} restart(s), {} attempt(s), {} transient error(s), {} Host-Id fallback(s), {} bytes re-sent{txid}",
+            r.file,
+            r.total,
+            r.sessions.len(),
+            r.restarts,
+            r.attempts,
+            r.transient_errors,
+            r.host_fallbacks,
+            r.bytes_resent(),
+        )
+    }
 }
 
 /// A job ready to run.

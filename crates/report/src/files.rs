@@ -101,6 +101,58 @@ pub fn kind(dir: &Path) -> Result<Kind, ReportError> {
     }
 }
 
+/// Runs a scenario once into a run directory: the event log streamed to `events.jsonl` as it
+/// is recorded, then `summary.json` (with the run's wall time), `report.md` and `report.html`.
+/// `replay` is the command that replays the run.
+pub fn run_into(
+    sc: &scenario::Scenario,
+    seed: u64,
+    replay: String,
+    dir: &Path,
+) -> Result<Summary, ReportError> {
+    use std::io::Write as _;
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join("events.jsonl");
+    let mut w = std::io::BufWriter::new(fs::File::create(&path).map_err(io(&path))?);
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+    let f = failed.clone();
+    let sink: scenario::log::Sink = Box::new(move |rec| {
+        // A full disk must not abort the simulation; it is reported after the run.
+        let wrote = serde_json::to_writer(&mut w, rec)
+            .map_err(std::io::Error::from)
+            .and_then(|()| w.write_all(b"\n"));
+        if let Err(e) = wrote {
+            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        }
+    });
+    let started = std::time::Instant::now();
+    let result = scenario::farm::run(sc, seed, Some(sink));
+    let wall_time_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(io(&path)(e));
+    }
+    let mut summary = scenario::check::summarize(sc, seed, &result, replay);
+    summary.wall_time_ms = wall_time_ms;
+    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
+    write_file(&dir.join("summary.json"), &json)?;
+    write_run_reports(dir)?;
+    Ok(summary)
+}
+
+/// Writes the directory of several runs: `summary.json` (the aggregate) and `report.md`.
+pub fn write_aggregate(
+    dir: &Path,
+    aggregate: &scenario::summary::Aggregate,
+) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let json = serde_json::to_vec_pretty(aggregate).expect("aggregates serialize");
+    write_file(&dir.join("summary.json"), &json)?;
+    write_file(
+        &dir.join("report.md"),
+        crate::markdown::aggregate(aggregate).as_bytes(),
+    )
+}
+
 /// Writes `report.md` and `report.html` of a run directory from its `summary.json` and
 /// `events.jsonl`.
 pub fn write_run_reports(dir: &Path) -> Result<Summary, ReportError> {

@@ -17,7 +17,9 @@ pub mod svg;
 pub mod sweep;
 pub mod timeline;
 
-pub use files::{ReportError, write_run_reports, write_sweep, write_sweep_reports};
+pub use files::{
+    ReportError, run_into, write_aggregate, write_run_reports, write_sweep, write_sweep_reports,
+};
 
 /// Escapes text for HTML and XML.
 pub fn escape(s: &str) -> String {

@@ -3,21 +3,11 @@
 
 use crate::out::{out, outln};
 use std::{
-    io::{BufWriter, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
-    time::Instant,
 };
 
-use anyhow::Context as _;
-use scenario::{
-    Scenario,
-    check::summarize,
-    farm,
-    log::Sink,
-    overrides::Override,
-    summary::{Aggregate, Summary},
-};
+use scenario::{Scenario, overrides::Override, summary::Aggregate};
 
 use crate::parallel;
 
@@ -77,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .out
             .clone()
             .unwrap_or_else(|| Path::new("reports").join(&sc.name).join(seed.to_string()));
-        let summary = run_once(&sc, seed, &replay_base, &dir)?;
+        let summary = report::run_into(&sc, seed, format!("{replay_base} --seed {seed}"), &dir)?;
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
@@ -96,17 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .join(&sc.name)
             .join(format!("runs-{seed}-{}", seed + args.runs - 1))
     });
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_vec_pretty(&aggregate)?,
-    )
-    .with_context(|| format!("cannot write into {}", dir.display()))?;
-    std::fs::write(
-        dir.join("report.md"),
-        report::markdown::aggregate(&aggregate),
-    )
-    .with_context(|| format!("cannot write into {}", dir.display()))?;
+    report::write_aggregate(&dir, &aggregate)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&aggregate)?);
     } else {
@@ -118,41 +98,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// One run, its event log streamed to `dir/events.jsonl`, then its reports.
-fn run_once(sc: &Scenario, seed: u64, replay_base: &str, dir: &Path) -> anyhow::Result<Summary> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
-    let path = dir.join("events.jsonl");
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut w = BufWriter::new(file);
-    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let f = failed.clone();
-    let sink: Sink = Box::new(move |rec| {
-        // A full disk must not abort the simulation; it is reported after the run.
-        if serde_json::to_writer(&mut w, rec).is_err() || w.write_all(b"\n").is_err() {
-            f.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    let started = Instant::now();
-    let result = farm::run(sc, seed, Some(sink));
-    let wall_time_ms = started.elapsed().as_secs_f64() * 1000.0;
-    anyhow::ensure!(
-        !failed.load(std::sync::atomic::Ordering::Relaxed),
-        "writing {} failed (disk full?)",
-        path.display()
-    );
-    let mut summary = summarize(sc, seed, &result, format!("{replay_base} --seed {seed}"));
-    summary.wall_time_ms = wall_time_ms;
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_vec_pretty(&summary)?,
-    )
-    .with_context(|| format!("cannot write into {}", dir.display()))?;
-    report::write_run_reports(dir)?;
-    Ok(summary)
 }
 
 /// Runs seeds `first..first+runs` on `jobs` threads (no report files).

@@ -5,7 +5,7 @@ use crate::out::{errln, outln};
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use client::{Env, Job, JobConfig, JobKind, JobReport, JobState};
+use client::{Env, Job, JobConfig, JobKind, JobState};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -129,40 +129,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else if let Some(reply) = &report.reply {
         outln!("{}", String::from_utf8_lossy(reply));
     }
-    errln!("{}", summary(&report));
+    errln!("{}", report.to_text());
     bench::live::report_self_at_exit();
     Ok(if report.state == JobState::Acknowledged {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
-}
-
-fn summary(r: &JobReport) -> String {
-    let how = match r.state {
-        JobState::Acknowledged => "acknowledged".to_owned(),
-        JobState::Cancelled => "cancelled".to_owned(),
-        _ => format!(
-            "error: {}",
-            r.error
-                .as_ref()
-                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
-        ),
-    };
-    let txid = r
-        .txid
-        .as_deref()
-        .map(|t| format!(", transaction id {t}"))
-        .unwrap_or_default();
-    format!(
-        "{} {how}: {} bytes, {} session(s), {} restart(s), {} attempt(s), {} transient error(s), {} Host-Id fallback(s), {} bytes re-sent{txid}",
-        r.file,
-        r.total,
-        r.sessions.len(),
-        r.restarts,
-        r.attempts,
-        r.transient_errors,
-        r.host_fallbacks,
-        r.bytes_resent(),
-    )
 }
