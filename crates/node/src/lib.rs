@@ -18,6 +18,7 @@
 pub mod config;
 pub mod disk;
 mod handler;
+pub mod notifications;
 mod notify;
 pub mod path;
 mod probed;
@@ -45,6 +46,7 @@ use transport::{
 
 pub use config::{CommitPoint, ConfigError, NodeConfig, NotificationType};
 pub use disk::DiskStore;
+pub use notifications::{Notification, NotificationLog};
 pub use session::{CachedAck, Phase, SessionRecord};
 pub use storage::{MemStore, Placement, Storage, StorageError};
 

@@ -8,7 +8,7 @@ use backend::{Backend, BackendConfig, Files, Ledger};
 use bytes::Bytes;
 use clap::ValueEnum;
 use node::{
-    DiskStore, MemStore, Node, NodeConfig, NotificationType, Storage,
+    DiskStore, MemStore, Node, NodeConfig, NotificationLog, NotificationType, Storage,
     disk::{SESSIONS_DIR, SessionFile},
 };
 use rand::SeedableRng;
@@ -62,7 +62,16 @@ pub struct Args {
     /// Address the BITS node listens on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: String,
-    /// Address the server application listens on.
+    /// Your own server application: the node notifies it at URL (the job's query string
+    /// appended) instead of the built-in one, which then does not run. The node keeps its own
+    /// ledger of what it sent and how the application answered (`GET /ledger` on --control;
+    /// printed at exit).
+    #[arg(long, value_name = "URL")]
+    app_url: Option<String>,
+    /// Serve the node's notification ledger at `GET http://ADDR/ledger` (JSON).
+    #[arg(long, value_name = "ADDR")]
+    control: Option<String>,
+    /// Address the built-in server application listens on.
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     backend_listen: String,
     /// BITSHostId: the address clients switch to after Create-Session (e.g. this node's own
@@ -206,18 +215,128 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The built-in application, ready to run: its listener, its ledger and how to describe it.
+struct BuiltIn {
+    app: Arc<Backend>,
+    listener: TcpListen,
+    ledger: Ledger,
+    banner: String,
+}
+
+/// Where the node sends notifications, and the built-in application if it is the one.
+async fn application(
+    args: &Args,
+    disk: &DiskStore,
+    token: &str,
+    app_max_size: u64,
+    clock: probe::Clock,
+) -> anyhow::Result<(String, Option<BuiltIn>)> {
+    if let Some(url) = &args.app_url {
+        transport::url::parse(url).map_err(|e| anyhow::anyhow!("--app-url {url:?}: {e}"))?;
+        anyhow::ensure!(
+            !matches!(args.notification, Notification::None),
+            "--app-url needs --notification by-value or by-reference"
+        );
+        return Ok((url.clone(), None));
+    }
+    let listener = TcpListen::bind(&args.backend_listen)
+        .await
+        .with_context(|| format!("cannot listen on --backend-listen {}", args.backend_listen))?;
+    let addr = listener.local_addr();
+    let ledger_path = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| disk.root().join(SESSIONS_DIR).join("ledger.jsonl"));
+    let ledger = Ledger::open(&ledger_path, args.dedupe)?;
+    let app = Backend::new(
+        BackendConfig {
+            name: "backend".into(),
+            reply: args.upload_reply,
+            max_body: app_max_size,
+            token: Some(token.to_owned()),
+            ..BackendConfig::default()
+        },
+        ledger.clone(),
+        backend::Env {
+            files: Arc::new(SessionFiles(disk.clone())),
+            probe: probe::none(),
+            clock,
+        },
+    );
+    let banner = format!(
+        "  application      http://{addr}/bits/notify\n  ledger           http://{addr}/ledger   ({}, {} deliveries recovered)\n  dedupe           {}\n",
+        ledger_path.display(),
+        ledger.len(),
+        if args.dedupe { "on" } else { "off" },
+    );
+    Ok((
+        format!("http://{addr}/bits/notify"),
+        Some(BuiltIn {
+            app,
+            listener,
+            ledger,
+            banner,
+        }),
+    ))
+}
+
+/// `GET /ledger` on the control address: the node's notifications as JSON.
+async fn control(listener: TcpListen, log: Arc<NotificationLog>) -> io::Result<()> {
+    let handler = move |req: http::Request<hyper::body::Incoming>, _conn, _peer| {
+        let log = log.clone();
+        async move {
+            let (status, body) = match (req.method().as_str(), req.uri().path()) {
+                ("GET", "/ledger") => (
+                    http::StatusCode::OK,
+                    serde_json::to_string_pretty(&log.snapshot()).unwrap_or_default(),
+                ),
+                ("GET", _) => (
+                    http::StatusCode::NOT_FOUND,
+                    r#"{"error": "GET /ledger"}"#.to_owned(),
+                ),
+                _ => (
+                    http::StatusCode::METHOD_NOT_ALLOWED,
+                    r#"{"error": "GET /ledger"}"#.to_owned(),
+                ),
+            };
+            let mut resp = http::Response::new(transport::Body::from(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+    };
+    let options = transport::server::ServerOptions {
+        idle_timeout: std::time::Duration::from_secs(60),
+        max_connections: Some(64),
+    };
+    transport::server::serve_all(
+        Box::new(listener),
+        options,
+        tokio::task::JoinSet::new(),
+        handler,
+    )
+    .await
+}
+
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let fd_limit = transport::tcp::raise_fd_limit();
     let max_connections = args
         .max_connections
         .unwrap_or_else(|| fd_limit.map_or(256, |n| (n.saturating_sub(64) / 4).max(16)) as usize);
-    let app_listener = TcpListen::bind(&args.backend_listen)
-        .await
-        .with_context(|| format!("cannot listen on --backend-listen {}", args.backend_listen))?;
     let node_listener = TcpListen::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
-    let app_addr = app_listener.local_addr();
+    let control_listener = match &args.control {
+        Some(addr) => Some(
+            TcpListen::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --control {addr}"))?,
+        ),
+        None => None,
+    };
     let node_addr = node_listener.local_addr();
 
     // The upload root holds the ledger even when sessions are volatile.
@@ -243,6 +362,9 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         None => random_token()?,
     };
     let app_max_size = args.app_max_size.unwrap_or(u64::MAX);
+    let clock = live::clock();
+    let (notification_url, built_in) =
+        application(&args, &disk, &token, app_max_size, clock).await?;
     let cfg = NodeConfig {
         name: "node".into(),
         host_id: args.host_id.clone(),
@@ -258,8 +380,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         },
         max_fragment_size: args.max_fragment_size,
         notification,
-        notification_url: (notification != NotificationType::None)
-            .then(|| format!("http://{app_addr}/bits/notify")),
+        notification_url: (notification != NotificationType::None).then_some(notification_url),
         app_deadline_s: args.app_deadline_s,
         upload_reply: args.upload_reply,
         allow_overwrites: args.allow_overwrites,
@@ -274,42 +395,21 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         })),
         empty_session_timeout_s: Some(args.empty_session_timeout_s),
         max_connections: Some(max_connections),
-        app_token: Some(token.clone()),
+        app_token: Some(token),
         ..NodeConfig::default()
     };
-    let clock = live::clock();
+    let log = NotificationLog::new(store.clone(), clock, probe::none());
     let node = Node::new(
         cfg,
         node::Env {
             store,
             connector: Arc::new(TcpConnect),
-            probe: probe::none(),
+            probe: log.clone(),
             rng: ChaCha8Rng::seed_from_u64(live::entropy_seed()),
             clock,
         },
     )
     .context("invalid node settings")?;
-    let ledger_path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| disk.root().join(SESSIONS_DIR).join("ledger.jsonl"));
-    let ledger = Ledger::open(&ledger_path, args.dedupe)?;
-    let recovered = ledger.len();
-    let app = Backend::new(
-        BackendConfig {
-            name: "backend".into(),
-            reply: args.upload_reply,
-            max_body: app_max_size,
-            token: Some(token),
-            ..BackendConfig::default()
-        },
-        ledger.clone(),
-        backend::Env {
-            files: Arc::new(SessionFiles(disk.clone())),
-            probe: probe::none(),
-            clock,
-        },
-    );
 
     // The banner is best effort: a server must not die because whoever started it stopped
     // reading its output.
@@ -317,11 +417,18 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         Some(h) => format!("{h} (fallback {} s)", args.fallback_timeout_s),
         None => "unset".into(),
     };
+    let app_banner = match (&built_in, &args.app_url) {
+        (Some(b), _) => b.banner.clone(),
+        (None, Some(url)) => format!("  application      {url}   (yours)\n"),
+        (None, None) => String::new(),
+    };
+    let control_banner = control_listener
+        .as_ref()
+        .map(|l| format!("  node's ledger    http://{}/ledger\n", l.local_addr()))
+        .unwrap_or_default();
     let banner = format!(
-        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note})\n  application      http://{app_addr}/bits/notify   (notification: {})\n  ledger           http://{app_addr}/ledger   ({}, {recovered} deliveries recovered)\n  BITSHostId       {host_id}\n  dedupe           {}\n  limits           {max_connections} connections, {} sessions\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
+        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note}; notification: {})\n{app_banner}{control_banner}  BITSHostId       {host_id}\n  limits           {max_connections} connections, {} sessions\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
         notification.name(),
-        ledger_path.display(),
-        if args.dedupe { "on" } else { "off" },
         args.max_sessions,
     );
     {
@@ -332,20 +439,40 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let node_task = tokio::spawn(node.run(Box::new(node_listener)));
-    let app_task = tokio::spawn(app.run(Box::new(app_listener)));
+    let (app_task, app_ledger) = match built_in {
+        Some(b) => (
+            Some(tokio::spawn(b.app.run(Box::new(b.listener)))),
+            Some(b.ledger),
+        ),
+        None => (None, None),
+    };
+    let control_task = control_listener.map(|l| tokio::spawn(control(l, log.clone())));
+    let app_stopped = async {
+        match app_task {
+            Some(t) => t.await,
+            None => std::future::pending().await,
+        }
+    };
+    let control_stopped = async {
+        match control_task {
+            Some(t) => t.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
         r = node_task => anyhow::bail!("the node stopped: {:?}", r),
-        r = app_task => anyhow::bail!("the application stopped: {:?}", r),
+        r = app_stopped => anyhow::bail!("the application stopped: {:?}", r),
+        r = control_stopped => anyhow::bail!("the control server stopped: {:?}", r),
     }
     {
         use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}",
-            serde_json::to_string_pretty(&ledger.snapshot())?
-        );
+        let json = match &app_ledger {
+            Some(l) => serde_json::to_string_pretty(&l.snapshot())?,
+            None => serde_json::to_string_pretty(&log.snapshot())?,
+        };
+        let _ = writeln!(std::io::stdout(), "{json}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -400,3 +400,176 @@ fn a_413_shrinks_fragments_below_the_starting_size() {
     assert_eq!(l["total_deliveries"], 1);
     assert_eq!(l["deliveries"][0]["len"], 3000);
 }
+
+/// What the test's application saw: each notification's path and body length.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>;
+
+/// A server application of the test's own (not bitsfarm's backend): counts the notifications
+/// it gets, with their path and body length, and answers each 200.
+fn counting_app() -> (String, Seen) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            let (head, body_start) = loop {
+                let Ok(n) = s.read(&mut chunk) else {
+                    break (String::new(), 0);
+                };
+                if n == 0 {
+                    break (String::new(), 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (String::from_utf8_lossy(&buf[..i]).into_owned(), i + 4);
+                }
+            };
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < body_start + len {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            log.lock()
+                .unwrap()
+                .push((path, buf.len().saturating_sub(body_start)));
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, seen)
+}
+
+/// `serve --app-url`: the node notifies the user's own application instead of the built-in
+/// one, and keeps a ledger of its own (GET /ledger on --control): what it sent, the bytes'
+/// hash, and how the application answered.
+#[test]
+fn serve_notifies_your_own_application_and_keeps_its_own_ledger() {
+    let root = tempdir("app-url");
+    let (app, seen) = counting_app();
+    let bin = env!("CARGO_BIN_EXE_bitsfarm");
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--upload-root",
+        ])
+        .arg(root.join("uploads"))
+        .args(["--app-url", &format!("http://{app}/collect?tenant=7")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addrs = std::collections::BTreeMap::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+        if let Some((k, v)) = line.trim().split_once("  ") {
+            let url = v.split_whitespace().next().unwrap_or("");
+            addrs.insert(
+                k.trim().to_owned(),
+                url.trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let srv = Server {
+        child,
+        node: addrs["BITS node"].clone(),
+        app: app.clone(),
+    };
+    let control = addrs["node's ledger"].clone();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let file = root.join("crash.dmp");
+    std::fs::write(&file, &data).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{}/upload/crash.dmp", srv.node),
+        "--fragment-size",
+        "65536",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [("/collect?tenant=7".to_owned(), data.len())],
+        "the application's own count"
+    );
+    let (status, body) = http(
+        &control,
+        &format!("GET /ledger HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ledger: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = ledger.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{body}");
+    let n = &entries[0];
+    assert_eq!(n["file"], "/upload/crash.dmp");
+    assert_eq!(n["bytes"], data.len() as u64);
+    assert_eq!(n["status"], 200);
+    assert_eq!(n["hash"], format!("{:016x}", xxh3(&data)));
+    // Anything else on the control address is refused with a JSON error.
+    let (status, _) = http(
+        &control,
+        &format!(
+            "POST /ledger HTTP/1.1\r\nHost: {control}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 405);
+    drop(srv);
+}
+
+#[test]
+fn app_url_is_checked() {
+    let root = tempdir("app-url-bad");
+    for (args, words) in [
+        (vec!["--app-url", "ftp://x/y"], "--app-url"),
+        (
+            vec![
+                "--app-url",
+                "http://127.0.0.1:9/n",
+                "--notification",
+                "none",
+            ],
+            "needs --notification",
+        ),
+    ] {
+        let mut all = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upload-root",
+            root.to_str().unwrap(),
+        ];
+        all.extend(args);
+        let o = bitsfarm(&all);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(words), "{}", stderr(&o));
+    }
+}
