@@ -1,0 +1,267 @@
+//! The TCP balancer.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use probe::CrashKind;
+use rand::{RngExt as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use scenario::spec::Balancer as Policy;
+use tokio::{
+    io::AsyncReadExt as _,
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+
+/// How long connecting to a member may take before the client's connection is closed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A member's state, as its connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Up,
+    Down(CrashKind),
+}
+
+struct Member {
+    name: String,
+    addr: SocketAddr,
+    state: watch::Sender<State>,
+    open: usize,
+}
+
+struct Inner {
+    policy: Policy,
+    members: Vec<Member>,
+    next: usize,
+    rng: ChaCha8Rng,
+}
+
+/// An L4 balancer over named members (see the crate docs). Clones share it.
+#[derive(Clone)]
+pub struct Balancer {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Balancer {
+    /// A balancer over `members` (name, address), all up; `seed` drives the random policy.
+    pub fn new(policy: Policy, members: &[(String, SocketAddr)], seed: u64) -> Balancer {
+        Balancer {
+            inner: Arc::new(Mutex::new(Inner {
+                policy,
+                members: members
+                    .iter()
+                    .map(|(name, addr)| Member {
+                        name: name.clone(),
+                        addr: *addr,
+                        state: watch::channel(State::Up).0,
+                        open: 0,
+                    })
+                    .collect(),
+                next: 0,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a member down: a kill resets its open connections, a power cut silences them;
+    /// either way new connections avoid it. Unknown names are ignored.
+    pub fn down(&self, name: &str, kind: CrashKind) {
+        if let Some(m) = self.lock().members.iter().find(|m| m.name == name) {
+            m.state.send_replace(State::Down(kind));
+        }
+    }
+
+    /// Brings a member back, at `addr` if it moved (a restarted node on a new port).
+    pub fn up(&self, name: &str, addr: Option<SocketAddr>) {
+        let mut inner = self.lock();
+        if let Some(m) = inner.members.iter_mut().find(|m| m.name == name) {
+            if let Some(a) = addr {
+                m.addr = a;
+            }
+            // A fresh channel: connections of the old life stay down.
+            m.state = watch::channel(State::Up).0;
+        }
+    }
+
+    /// Connections open through the balancer to `name`.
+    pub fn open(&self, name: &str) -> usize {
+        self.lock()
+            .members
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(0, |m| m.open)
+    }
+
+    /// The member for a new connection from `source`, among those up: its index, name, address
+    /// and state channel. `None` when every member is down.
+    fn pick(&self, source: &SocketAddr) -> Option<(String, SocketAddr, watch::Receiver<State>)> {
+        let mut inner = self.lock();
+        let up: Vec<usize> = (0..inner.members.len())
+            .filter(|&i| *inner.members[i].state.borrow() == State::Up)
+            .collect();
+        if up.is_empty() {
+            return None;
+        }
+        let i = match inner.policy {
+            Policy::RoundRobin => {
+                let n = inner.members.len();
+                let start = inner.next;
+                let i = (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|i| up.contains(i))
+                    .expect("one is up");
+                inner.next = (i + 1) % n;
+                i
+            }
+            Policy::Random => up[inner.rng.random_range(0..up.len())],
+            Policy::LeastConnections => *up
+                .iter()
+                .min_by_key(|&&i| inner.members[i].open)
+                .expect("one is up"),
+            Policy::SourceAffinity => {
+                let h = source
+                    .ip()
+                    .to_string()
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                up[(h % up.len() as u64) as usize]
+            }
+        };
+        let m = &mut inner.members[i];
+        m.open += 1;
+        Some((m.name.clone(), m.addr, m.state.subscribe()))
+    }
+
+    fn closed(&self, name: &str) {
+        if let Some(m) = self.lock().members.iter_mut().find(|m| m.name == name) {
+            m.open = m.open.saturating_sub(1);
+        }
+    }
+
+    /// Accepts on `listener` and forwards each connection until the listener fails.
+    pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let (client, source) = listener.accept().await?;
+            while tasks.try_join_next().is_some() {}
+            let this = self.clone();
+            tasks.spawn(async move { this.forward(client, source).await });
+        }
+    }
+
+    async fn forward(self, mut client: TcpStream, source: SocketAddr) {
+        let Some((name, addr, mut state)) = self.pick(&source) else {
+            // Nobody to take it: closed at once, as a balancer with no healthy member does.
+            reset(&client);
+            return;
+        };
+        let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+        let Ok(Ok(mut upstream)) = upstream else {
+            self.closed(&name);
+            reset(&client);
+            return;
+        };
+        let ended = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(e) = r {
+                    tracing::debug!(member = %name, error = %e, "connection ended");
+                }
+                None
+            }
+            r = state.wait_for(|s| *s != State::Up) => r.ok().map(|s| *s),
+        };
+        self.closed(&name);
+        match ended {
+            Some(State::Down(CrashKind::Kill)) => {
+                // The process died: its peers see a reset.
+                reset(&client);
+            }
+            Some(State::Down(CrashKind::PowerCut)) => {
+                // The machine went dark: nothing more arrives, nothing is answered; the
+                // client's own timeout ends it.
+                drop(upstream);
+                let mut sink = [0u8; 4096];
+                while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Makes closing `stream` a reset (SO_LINGER 0): what peers of a killed process see.
+fn reset(stream: &TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<(String, SocketAddr)> {
+        (1..=n)
+            .map(|i| {
+                (
+                    format!("node-{i}"),
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn source() -> SocketAddr {
+        "127.0.0.1:50000".parse().unwrap()
+    }
+
+    fn picks(b: &Balancer, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| b.pick(&source()).map(|p| p.0).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_skips_members_that_are_down_and_takes_them_back() {
+        let b = Balancer::new(Policy::RoundRobin, &members(3), 1);
+        assert_eq!(picks(&b, 4), ["node-1", "node-2", "node-3", "node-1"]);
+        b.down("node-2", CrashKind::Kill);
+        assert_eq!(picks(&b, 3), ["node-3", "node-1", "node-3"]);
+        b.up("node-2", None);
+        assert_eq!(picks(&b, 3), ["node-1", "node-2", "node-3"]);
+        for name in ["node-1", "node-2", "node-3"] {
+            b.down(name, CrashKind::PowerCut);
+        }
+        assert!(b.pick(&source()).is_none());
+    }
+
+    #[test]
+    fn least_connections_counts_what_is_open() {
+        let b = Balancer::new(Policy::LeastConnections, &members(2), 1);
+        assert_eq!(picks(&b, 3), ["node-1", "node-2", "node-1"]);
+        assert_eq!((b.open("node-1"), b.open("node-2")), (2, 1));
+        b.closed("node-1");
+        b.closed("node-1");
+        assert_eq!(picks(&b, 1), ["node-1"]);
+    }
+
+    #[test]
+    fn source_affinity_and_random_stay_among_members_that_are_up() {
+        let b = Balancer::new(Policy::SourceAffinity, &members(3), 1);
+        let first = picks(&b, 1)[0].clone();
+        assert!(picks(&b, 5).iter().all(|p| *p == first));
+        let r = Balancer::new(Policy::Random, &members(3), 7);
+        r.down("node-3", CrashKind::Kill);
+        let got = picks(&r, 60);
+        assert!(got.iter().all(|p| p != "node-3"));
+        assert!(got.contains(&"node-1".to_owned()) && got.contains(&"node-2".to_owned()));
+    }
+}
