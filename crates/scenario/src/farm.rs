@@ -397,7 +397,7 @@ async fn run_farm(
         entity_rng(seed, "balancer", 0),
         harness.clone() as SharedProbe,
     );
-    harness.set_net(net.clone());
+    harness.set_net(Arc::new(net.clone()));
     let ledger = Ledger::new(scenario.backend.dedupe);
     let mut farm = Farm {
         scenario: scenario.clone(),

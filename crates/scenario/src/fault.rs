@@ -17,6 +17,33 @@ use probe::{Clock, Event, FaultCtx, FaultPoint, Probe, Verdict};
 use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
 use sim::{CrashKind, Net};
+
+/// What the harness needs of the network to carry out fault rules: the simulator's
+/// [`sim::Net`], or (for the live farm) real sockets behind balancers. Fault rules are written
+/// once, against this.
+pub trait Fabric: Send + Sync + 'static {
+    /// Takes a host down: its connections are reset (kill) or go silent (power cut), and new
+    /// ones to it fail the same way.
+    fn crash(&self, host: &str, kind: CrashKind);
+    /// Cuts one connection, by the number its listener gave it; whether it was open.
+    fn cut(&self, conn: u64, reason: &str) -> bool;
+    /// Partitions two parties until healed.
+    fn partition(&self, a: &str, b: &str);
+}
+
+impl Fabric for Net {
+    fn crash(&self, host: &str, kind: CrashKind) {
+        Net::crash(self, host, kind);
+    }
+
+    fn cut(&self, conn: u64, reason: &str) -> bool {
+        Net::cut(self, conn, reason)
+    }
+
+    fn partition(&self, a: &str, b: &str) {
+        Net::partition(self, a, b);
+    }
+}
 use tokio::sync::mpsc;
 
 use crate::{
@@ -92,7 +119,7 @@ pub(crate) struct Harness {
     inner: Mutex<Inner>,
     /// The network holds the harness as its probe; [`Harness::detach`] breaks the cycle at the
     /// end of a run.
-    net: Mutex<Option<Net>>,
+    net: Mutex<Option<std::sync::Arc<dyn Fabric>>>,
     ctl: mpsc::UnboundedSender<Command>,
     /// Set once the run recorded `max_events` events; the farm stops the run.
     over_budget: tokio::sync::watch::Sender<bool>,
@@ -144,7 +171,7 @@ impl Harness {
         self.over_budget.subscribe()
     }
 
-    pub(crate) fn set_net(&self, net: Net) {
+    pub(crate) fn set_net(&self, net: std::sync::Arc<dyn Fabric>) {
         let mut slot = self.net.lock().unwrap_or_else(|p| p.into_inner());
         assert!(slot.is_none(), "the harness's network is set once");
         *slot = Some(net);
@@ -155,7 +182,7 @@ impl Harness {
         self.net.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    fn net(&self) -> Net {
+    fn net(&self) -> std::sync::Arc<dyn Fabric> {
         let slot = self.net.lock().unwrap_or_else(|p| p.into_inner());
         slot.clone().expect("the network is set for the whole run")
     }
