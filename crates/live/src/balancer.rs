@@ -10,7 +10,7 @@ use std::{
 use probe::CrashKind;
 use rand::{RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use scenario::spec::Balancer as Policy;
+use sim::Policy;
 use tokio::{
     io::AsyncReadExt as _,
     net::{TcpListener, TcpStream},

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use live::Balancer;
 use probe::CrashKind;
-use scenario::spec::Balancer as Policy;
+use sim::Policy;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
