@@ -398,13 +398,20 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         app_token: Some(token),
         ..NodeConfig::default()
     };
+    // The node's own ledger reads each delivered upload back to hash it: kept only when
+    // someone can look at it (--control, or --app-url, whose ledger is printed at exit).
     let log = NotificationLog::new(store.clone(), clock, probe::none());
+    let node_probe: probe::SharedProbe = if args.control.is_some() || args.app_url.is_some() {
+        log.clone()
+    } else {
+        probe::none()
+    };
     let node = Node::new(
         cfg,
         node::Env {
             store,
             connector: Arc::new(TcpConnect),
-            probe: log.clone(),
+            probe: node_probe,
             rng: ChaCha8Rng::seed_from_u64(live::entropy_seed()),
             clock,
         },
