@@ -25,7 +25,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     data,
-    fault::{Command, Harness, RuleReport},
+    fault::{Command, Fabric, Harness, RuleReport},
     load::client_name,
     log::Sink,
     spec::{Scenario, SessionState},
@@ -45,6 +45,56 @@ pub fn entity_rng(seed: u64, entity: &str, boot: u64) -> ChaCha8Rng {
     h.write(entity.as_bytes());
     h.write_u64(boot);
     ChaCha8Rng::seed_from_u64(h.finish())
+}
+
+/// The network a farm runs on: the simulator's [`sim::Net`], or real sockets (the live farm,
+/// `scenario::live`). Hosts are named (`node-2`, `backend`, `farm`, `c03`); the farm never sees
+/// an address.
+pub trait Network: Fabric {
+    /// The host's boot number (counts its starts; seeds its generator).
+    fn boot(&self, host: &str) -> u64;
+    /// A listener for the host (it is up from now on).
+    fn listen(&self, host: &str) -> Box<dyn transport::Listen>;
+    /// How the host opens connections to others, by name.
+    fn connector(&self, from: &str) -> Arc<dyn transport::Connect>;
+    /// Whether the host is up.
+    fn is_up(&self, host: &str) -> bool;
+    /// A client host.
+    fn add_client(&self, name: &str);
+    /// A shared address over `members`, picking one per connection.
+    fn add_shared(&self, name: &str, members: Vec<String>, policy: sim::Policy);
+    /// Ends a partition.
+    fn heal(&self, a: &str, b: &str);
+}
+
+impl Network for Net {
+    fn boot(&self, host: &str) -> u64 {
+        Net::boot(self, host)
+    }
+
+    fn listen(&self, host: &str) -> Box<dyn transport::Listen> {
+        Box::new(Net::listen(self, host))
+    }
+
+    fn connector(&self, from: &str) -> Arc<dyn transport::Connect> {
+        Arc::new(Net::connector(self, from))
+    }
+
+    fn is_up(&self, host: &str) -> bool {
+        Net::is_up(self, host)
+    }
+
+    fn add_client(&self, name: &str) {
+        Net::add_client(self, name);
+    }
+
+    fn add_shared(&self, name: &str, members: Vec<String>, policy: sim::Policy) {
+        Net::add_shared(self, name, members, policy);
+    }
+
+    fn heal(&self, a: &str, b: &str) {
+        Net::heal(self, a, b);
+    }
 }
 
 /// What a run produced, before it is summarised.
@@ -94,7 +144,10 @@ pub fn run_bounded(
     // bug that would otherwise hang.
     let (finished, panics) = sim::capture(|| {
         sim::run(deadline + Duration::from_secs(86_400), async move {
-            let result = run_farm(scenario, seed, sink, deadline, max_events).await;
+            let result = run_farm(scenario, seed, sink, deadline, max_events, |probe| {
+                sim_net(scenario, seed, probe)
+            })
+            .await;
             *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
         })
     });
@@ -127,15 +180,19 @@ pub fn run_bounded(
 /// own generator, through whatever faults the scenario injects. A malformed answer panics the
 /// rogue's task (the run fails `no_panics` with the seed and the request). Dropping the set
 /// stops them.
-fn start_rogues(rogues: &crate::spec::Rogues, net: &Net, seed: u64) -> tokio::task::JoinSet<()> {
+fn start_rogues(
+    rogues: &crate::spec::Rogues,
+    net: &Arc<dyn Network>,
+    seed: u64,
+) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for i in 0..rogues.count {
         let name = format!("r{i:02}");
         net.add_client(&name);
-        let connector = Arc::new(net.connector(&name));
+        let connector = net.connector(&name);
         let dial: fuzz::Dial = Arc::new(move || {
             let c = connector.clone();
-            Box::pin(async move { transport::Connect::connect(&*c, SHARED).await })
+            Box::pin(async move { c.connect(SHARED).await })
         });
         let rogue_seed = rand::RngExt::random::<u64>(&mut entity_rng(seed, &name, 0));
         let n = rogues.requests;
@@ -159,7 +216,7 @@ struct Farm {
     scenario: Scenario,
     seed: u64,
     clock: Clock,
-    net: Net,
+    net: Arc<dyn Network>,
     harness: Arc<Harness>,
     ledger: Ledger,
     stores: Arc<Mutex<BTreeMap<String, MemStore>>>,
@@ -212,7 +269,7 @@ impl Farm {
         };
         let env = node::Env {
             store: Arc::new(store),
-            connector: Arc::new(self.net.connector(name)),
+            connector: self.net.connector(name),
             probe: self.harness.clone() as SharedProbe,
             rng: entity_rng(self.seed, name, boot),
             clock: self.clock,
@@ -220,7 +277,7 @@ impl Farm {
         let node = Node::new(self.node_config(name), env)
             .expect("scenario validation keeps node settings valid");
         self.harness.mark_up(name);
-        let task = tokio::spawn(node.clone().run(Box::new(listener)).map_unit());
+        let task = tokio::spawn(node.clone().run(listener).map_unit());
         self.nodes.insert(
             name.to_owned(),
             NodeSlot {
@@ -245,7 +302,7 @@ impl Farm {
         };
         let app = Backend::new(cfg, self.ledger.clone(), env);
         self.harness.mark_up(BACKEND);
-        self.backend = Some(tokio::spawn(app.run(Box::new(listener)).map_unit()));
+        self.backend = Some(tokio::spawn(app.run(listener).map_unit()));
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -368,12 +425,29 @@ struct Upload {
     offset: u64,
 }
 
-async fn run_farm(
+/// The simulator's network for a scenario, reporting to `probe`.
+fn sim_net(scenario: &Scenario, seed: u64, probe: SharedProbe) -> Arc<dyn Network> {
+    let n = &scenario.network;
+    Arc::new(Net::new(
+        NetConfig {
+            latency: Duration::from_millis(n.latency_ms),
+            jitter: Duration::from_millis(n.jitter_ms),
+            window: n.window_bytes as usize,
+        },
+        entity_rng(seed, "balancer", 0),
+        probe,
+    ))
+}
+
+/// Runs a scenario's farm on the network `make_net` builds (given the harness as its probe)
+/// until every job ends, the deadline passes or the event budget is spent.
+pub(crate) async fn run_farm(
     scenario: &Scenario,
     seed: u64,
     sink: Option<Sink>,
     deadline: Duration,
     max_events: u64,
+    make_net: impl FnOnce(SharedProbe) -> Arc<dyn Network>,
 ) -> RunResult {
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
@@ -387,17 +461,8 @@ async fn run_farm(
         ctl_tx.clone(),
         max_events,
     );
-    let n = &scenario.network;
-    let net = Net::new(
-        NetConfig {
-            latency: Duration::from_millis(n.latency_ms),
-            jitter: Duration::from_millis(n.jitter_ms),
-            window: n.window_bytes as usize,
-        },
-        entity_rng(seed, "balancer", 0),
-        harness.clone() as SharedProbe,
-    );
-    harness.set_net(Arc::new(net.clone()));
+    let net = make_net(harness.clone() as SharedProbe);
+    harness.set_net(net.clone());
     let ledger = Ledger::new(scenario.backend.dedupe);
     let mut farm = Farm {
         scenario: scenario.clone(),
@@ -503,7 +568,7 @@ async fn run_farm(
                     ..JobConfig::default()
                 };
                 let env = client::Env {
-                    connector: Arc::new(net.connector(&name)),
+                    connector: net.connector(&name),
                     probe: harness.clone() as SharedProbe,
                     rng: entity_rng(seed, &u.job, 0),
                     clock,
