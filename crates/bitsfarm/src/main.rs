@@ -54,6 +54,8 @@ enum Command {
     Explore(cmd::explore::Args),
     /// Measure the simulator and serve against their targets; writes reports/bench.json.
     Bench(cmd::bench::Args),
+    /// Run a scenario's farm live, on loopback sockets in real time, with its faults.
+    Farm(cmd::farm::Args),
     /// Run one BITS server node and the server application on real sockets.
     Serve(cmd::serve::Args),
     /// Upload one file with bitsfarm's BITS client (Windows' timers and recovery rules).
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
     // summary are the output, so only bitsfarm's own errors show unless RUST_LOG asks for more.
     let default_level = match cli.command {
         Command::Scenario(_)
+        | Command::Farm(_)
         | Command::Scenarios
         | Command::Sweep(_)
         | Command::Report(_)
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     init_tracing(cli.log_json, default_level);
     let result = match cli.command {
         Command::Scenario(args) => cmd::scenario::run(args),
+        Command::Farm(args) => cmd::farm::run(args),
         Command::Scenarios => cmd::scenario::list(),
         Command::Sweep(args) => cmd::sweep::run(args),
         Command::Report(args) => cmd::report::run(args),

@@ -39,6 +39,8 @@ struct Inner {
     members: Vec<Member>,
     next: usize,
     rng: ChaCha8Rng,
+    /// Bumped whenever a member goes down or comes back.
+    changed: watch::Sender<u64>,
 }
 
 /// An L4 balancer over named members (see the crate docs). Clones share it.
@@ -64,6 +66,7 @@ impl Balancer {
                     .collect(),
                 next: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed),
+                changed: watch::channel(0).0,
             })),
         }
     }
@@ -75,9 +78,19 @@ impl Balancer {
     /// Takes a member down: a kill resets its open connections, a power cut silences them;
     /// either way new connections avoid it. Unknown names are ignored.
     pub fn down(&self, name: &str, kind: CrashKind) {
-        if let Some(m) = self.lock().members.iter().find(|m| m.name == name) {
+        let inner = self.lock();
+        if let Some(m) = inner.members.iter().find(|m| m.name == name) {
             m.state.send_replace(State::Down(kind));
+            inner.changed.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Whether every member is down.
+    fn all_down(&self) -> bool {
+        self.lock()
+            .members
+            .iter()
+            .all(|m| *m.state.borrow() != State::Up)
     }
 
     /// Brings a member back, at `addr` if it moved (a restarted node on a new port).
@@ -89,6 +102,7 @@ impl Balancer {
             }
             // A fresh channel: connections of the old life stay down.
             m.state = watch::channel(State::Up).0;
+            inner.changed.send_modify(|n| *n += 1);
         }
     }
 
@@ -160,6 +174,39 @@ impl Balancer {
         }
     }
 
+    /// Like [`Balancer::serve`], for a host's own address: while every member is down the port
+    /// is closed, so connects are refused as they are to a host whose process is dead (a BITS
+    /// client's Host-Id fallback timer must not see a connection succeed), and it is opened
+    /// again at the same address when a member comes back.
+    pub async fn serve_front(&self, listener: TcpListener) -> io::Result<()> {
+        let addr = listener.local_addr()?;
+        let mut changed = self.lock().changed.subscribe();
+        let mut listener = Some(listener);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if self.all_down() {
+                listener = None;
+                changed.changed().await.map_err(io::Error::other)?;
+                continue;
+            }
+            let l = match listener.take() {
+                Some(l) => l,
+                None => rebind(addr)?,
+            };
+            tokio::select! {
+                biased;
+                r = changed.changed() => r.map_err(io::Error::other)?,
+                r = l.accept() => {
+                    let (client, source) = r?;
+                    let this = self.clone();
+                    tasks.spawn(async move { this.forward(client, source).await });
+                }
+            }
+            listener = Some(l);
+        }
+    }
+
     async fn forward(self, mut client: TcpStream, source: SocketAddr) {
         let Some((name, addr, mut state)) = self.pick(&source) else {
             // Nobody to take it: closed at once, as a balancer with no healthy member does.
@@ -172,14 +219,16 @@ impl Balancer {
             reset(&client);
             return;
         };
+        // The member's state first: bytes it wrote as it was taken down must not get out.
         let ended = tokio::select! {
+            biased;
+            r = state.wait_for(|s| *s != State::Up) => r.ok().map(|s| *s),
             r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 if let Err(e) = r {
                     tracing::debug!(member = %name, error = %e, "connection ended");
                 }
                 None
             }
-            r = state.wait_for(|s| *s != State::Up) => r.ok().map(|s| *s),
         };
         self.closed(&name);
         match ended {
@@ -197,6 +246,14 @@ impl Balancer {
             _ => {}
         }
     }
+}
+
+/// Listens at `addr` again (the port of a host coming back).
+fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Makes closing `stream` a reset (SO_LINGER 0): what peers of a killed process see.

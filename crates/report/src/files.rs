@@ -101,6 +101,49 @@ pub fn kind(dir: &Path) -> Result<Kind, ReportError> {
     }
 }
 
+/// A sink that streams the event log to `path` as JSON lines; the error slot says whether a
+/// write failed (a full disk must not abort the run; it is reported after it).
+type Failed = std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>;
+
+fn event_file(path: &Path, flush_each: bool) -> Result<(scenario::log::Sink, Failed), ReportError> {
+    use std::io::Write as _;
+    let mut w = std::io::BufWriter::new(fs::File::create(path).map_err(io(path))?);
+    let failed: Failed = Failed::default();
+    let f = failed.clone();
+    let sink: scenario::log::Sink = Box::new(move |rec| {
+        let wrote = serde_json::to_writer(&mut w, rec)
+            .map_err(std::io::Error::from)
+            .and_then(|()| w.write_all(b"\n"))
+            .and_then(|()| if flush_each { w.flush() } else { Ok(()) });
+        if let Err(e) = wrote {
+            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        }
+    });
+    Ok((sink, failed))
+}
+
+/// Summarises a finished run into `dir`: `summary.json` (with its wall time), `report.md` and
+/// `report.html` (the event log is there already).
+fn conclude(
+    sc: &scenario::Scenario,
+    seed: u64,
+    replay: String,
+    dir: &Path,
+    result: &scenario::farm::RunResult,
+    wall_time_ms: f64,
+    failed: &Failed,
+) -> Result<Summary, ReportError> {
+    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(io(&dir.join("events.jsonl"))(e));
+    }
+    let mut summary = scenario::check::summarize(sc, seed, result, replay);
+    summary.wall_time_ms = wall_time_ms;
+    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
+    write_file(&dir.join("summary.json"), &json)?;
+    write_run_reports(dir)?;
+    Ok(summary)
+}
+
 /// Runs a scenario once into a run directory: the event log streamed to `events.jsonl` as it
 /// is recorded, then `summary.json` (with the run's wall time), `report.md` and `report.html`.
 /// `replay` is the command that replays the run.
@@ -110,33 +153,32 @@ pub fn run_into(
     replay: String,
     dir: &Path,
 ) -> Result<Summary, ReportError> {
-    use std::io::Write as _;
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join("events.jsonl");
-    let mut w = std::io::BufWriter::new(fs::File::create(&path).map_err(io(&path))?);
-    let failed = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
-    let f = failed.clone();
-    let sink: scenario::log::Sink = Box::new(move |rec| {
-        // A full disk must not abort the simulation; it is reported after the run.
-        let wrote = serde_json::to_writer(&mut w, rec)
-            .map_err(std::io::Error::from)
-            .and_then(|()| w.write_all(b"\n"));
-        if let Err(e) = wrote {
-            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-        }
-    });
+    // The simulated run drops its log (flushing it) when it ends.
+    let (sink, failed) = event_file(&dir.join("events.jsonl"), false)?;
     let started = std::time::Instant::now();
     let result = scenario::farm::run(sc, seed, Some(sink));
-    let wall_time_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(io(&path)(e));
-    }
-    let mut summary = scenario::check::summarize(sc, seed, &result, replay);
-    summary.wall_time_ms = wall_time_ms;
-    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
-    write_file(&dir.join("summary.json"), &json)?;
-    write_run_reports(dir)?;
-    Ok(summary)
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    conclude(sc, seed, replay, dir, &result, wall, &failed)
+}
+
+/// [`run_into`] for the live farm ([`scenario::live`]), on the current (real-time) runtime,
+/// for at most `timeout`.
+pub async fn live_into(
+    sc: &scenario::Scenario,
+    seed: u64,
+    replay: String,
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Result<Summary, ReportError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    // Live hosts outlive the run's end by a moment (their tasks stop with the runtime): each
+    // record is flushed as it is written.
+    let (sink, failed) = event_file(&dir.join("events.jsonl"), true)?;
+    let started = std::time::Instant::now();
+    let (result, _net) = scenario::live::run(sc, seed, Some(sink), timeout).await;
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    conclude(sc, seed, replay, dir, &result, wall, &failed)
 }
 
 /// Writes the directory of several runs: `summary.json` (the aggregate) and `report.md`.

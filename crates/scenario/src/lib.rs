@@ -14,6 +14,7 @@ pub mod data;
 pub mod expect;
 pub mod farm;
 pub mod fault;
+pub mod live;
 pub mod load;
 pub mod log;
 pub mod metrics;

@@ -28,6 +28,21 @@ impl TcpListen {
     }
 }
 
+impl TcpListen {
+    /// Accepts on a listener bound already.
+    pub fn from_tokio(inner: TcpListener) -> TcpListen {
+        let addr = inner
+            .local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+        TcpListen {
+            inner,
+            addr,
+            next_conn: 0,
+            accept_errors: 0,
+        }
+    }
+}
+
 impl Listen for TcpListen {
     /// Waits for the next connection. An error that concerns one connection or a passing lack
     /// of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`, ...) is logged and

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod explore;
+pub mod farm;
 pub mod report;
 pub mod scenario;
 pub mod serve;

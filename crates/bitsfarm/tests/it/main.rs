@@ -2,6 +2,7 @@
 //! real-socket commands end to end.
 
 mod explore_cmd;
+mod farm_cmd;
 mod live;
 mod scenario_cmd;
 mod sweep_cmd;

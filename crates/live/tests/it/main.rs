@@ -132,3 +132,41 @@ async fn a_powered_off_member_goes_silent() {
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_refuses_connects_while_its_host_is_down_and_reopens_at_the_same_address() {
+    let target = member("node-1").await;
+    let front = Balancer::new(Policy::RoundRobin, &[("node-1".to_owned(), target)], 1);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let serving = front.clone();
+    tokio::spawn(async move { serving.serve_front(l).await });
+    assert_eq!(greeted(addr).await.1, "node-1");
+    front.down("node-1", CrashKind::Kill);
+    // The port closes: a connect is refused (a Host-Id fallback timer must not see success).
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "connects to a dead host's address must be refused");
+    front.up("node-1", None);
+    let mut back = None;
+    for _ in 0..50 {
+        if let Ok(s) = TcpStream::connect(addr).await {
+            back = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut s = back.expect("the address opens again");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"node-1\n");
+}
