@@ -166,8 +166,11 @@ impl Balancer {
     /// Accepts on `listener` and forwards each connection until the listener fails.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
+        let addr = listener.local_addr()?.to_string();
+        let mut errors = 0;
         loop {
-            let (client, source) = listener.accept().await?;
+            let (client, source) =
+                transport::tcp::accept_patiently(&listener, &addr, &mut errors).await?;
             while tasks.try_join_next().is_some() {}
             let this = self.clone();
             tasks.spawn(async move { this.forward(client, source).await });
@@ -180,6 +183,8 @@ impl Balancer {
     /// again at the same address when a member comes back.
     pub async fn serve_front(&self, listener: TcpListener) -> io::Result<()> {
         let addr = listener.local_addr()?;
+        let shown = addr.to_string();
+        let mut errors = 0;
         let mut changed = self.lock().changed.subscribe();
         let mut listener = Some(listener);
         let mut tasks = tokio::task::JoinSet::new();
@@ -197,7 +202,7 @@ impl Balancer {
             tokio::select! {
                 biased;
                 r = changed.changed() => r.map_err(io::Error::other)?,
-                r = l.accept() => {
+                r = transport::tcp::accept_patiently(&l, &shown, &mut errors) => {
                     let (client, source) = r?;
                     let this = self.clone();
                     tasks.spawn(async move { this.forward(client, source).await });

@@ -50,33 +50,18 @@ impl Listen for TcpListen {
     /// peer opened too many connections. Only an error of the listening socket itself ends it.
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
-            let mut backoff = Duration::from_millis(10);
-            loop {
-                match self.inner.accept().await {
-                    Ok((stream, peer)) => {
-                        // A peer that already reset makes these fail; the connection then
-                        // fails on its own, the listener does not.
-                        let _ = stream.set_nodelay(true);
-                        let _ = keepalive(&stream);
-                        self.next_conn += 1;
-                        return Ok(Accepted {
-                            io: Box::new(stream),
-                            peer: peer.to_string(),
-                            conn: self.next_conn,
-                        });
-                    }
-                    Err(e) if listener_is_broken(&e) => return Err(e),
-                    Err(e) => {
-                        self.accept_errors += 1;
-                        if self.accept_errors.is_power_of_two() {
-                            tracing::warn!(addr = %self.addr, error = %e, errors = self.accept_errors,
-                                "cannot accept a connection; waiting and trying again");
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                }
-            }
+            let (stream, peer) =
+                accept_patiently(&self.inner, &self.addr, &mut self.accept_errors).await?;
+            // A peer that already reset makes these fail; the connection then fails on its
+            // own, the listener does not.
+            let _ = stream.set_nodelay(true);
+            let _ = keepalive(&stream);
+            self.next_conn += 1;
+            Ok(Accepted {
+                io: Box::new(stream),
+                peer: peer.to_string(),
+                conn: self.next_conn,
+            })
         })
     }
 
@@ -123,6 +108,33 @@ pub fn raise_fd_limit() -> Option<u64> {
         let _ = setrlimit(Resource::Nofile, l);
     }
     fd_limit()
+}
+
+/// Accepts the next connection on `listener`, waiting out errors that concern one connection or
+/// a passing lack of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`, ...:
+/// logged, 10 ms doubling to 1 s while they last); only an error of the listening socket
+/// itself is returned. `errors` counts the errors waited out (logged at powers of two).
+pub async fn accept_patiently(
+    listener: &TcpListener,
+    addr: &str,
+    errors: &mut u64,
+) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return Ok(accepted),
+            Err(e) if listener_is_broken(&e) => return Err(e),
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    tracing::warn!(addr, error = %e, errors = *errors,
+                        "cannot accept a connection; waiting and trying again");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Opens TCP connections; an authority without a port means port 80.
