@@ -162,21 +162,23 @@ pub fn run_into(
     conclude(sc, seed, replay, dir, &result, wall, &failed)
 }
 
-/// [`run_into`] for the live farm ([`scenario::live`]), on the current (real-time) runtime,
-/// for at most `timeout`.
+/// [`run_into`] for the live farm ([`scenario::live::run`]), on the current (real-time)
+/// runtime, for at most `timeout`.
 pub async fn live_into(
     sc: &scenario::Scenario,
     seed: u64,
     replay: String,
     dir: &Path,
     timeout: std::time::Duration,
+    net: scenario::live::LiveNet,
+    hold: Option<scenario::live::Hold>,
 ) -> Result<Summary, ReportError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     // Live hosts outlive the run's end by a moment (their tasks stop with the runtime): each
     // record is flushed as it is written.
     let (sink, failed) = event_file(&dir.join("events.jsonl"), true)?;
     let started = std::time::Instant::now();
-    let (result, _net) = scenario::live::run(sc, seed, Some(sink), timeout).await;
+    let result = scenario::live::run(sc, seed, Some(sink), timeout, net, hold).await;
     let wall = started.elapsed().as_secs_f64() * 1000.0;
     conclude(sc, seed, replay, dir, &result, wall, &failed)
 }

@@ -65,6 +65,11 @@ pub trait Network: Fabric {
     fn add_shared(&self, name: &str, members: Vec<String>, policy: sim::Policy);
     /// Ends a partition.
     fn heal(&self, a: &str, b: &str);
+    /// What the host is called where others must reach it (its `BITS-Host-Id`): its name on
+    /// the simulator, its address on real sockets.
+    fn advertise(&self, host: &str) -> String {
+        host.to_owned()
+    }
 }
 
 impl Network for Net {
@@ -144,9 +149,15 @@ pub fn run_bounded(
     // bug that would otherwise hang.
     let (finished, panics) = sim::capture(|| {
         sim::run(deadline + Duration::from_secs(86_400), async move {
-            let result = run_farm(scenario, seed, sink, deadline, max_events, |probe| {
-                sim_net(scenario, seed, probe)
-            })
+            let result = run_farm(
+                scenario,
+                seed,
+                sink,
+                deadline,
+                max_events,
+                |probe| sim_net(scenario, seed, probe),
+                None,
+            )
             .await;
             *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
         })
@@ -236,7 +247,7 @@ impl Farm {
         let f = &self.scenario.farm;
         NodeConfig {
             name: name.to_owned(),
-            host_id: self.host_id.then(|| name.to_owned()),
+            host_id: self.host_id.then(|| self.net.advertise(name)),
             host_id_fallback_timeout_s: f.fallback_timeout_s,
             session_timeout_s: f.session_timeout_s,
             cleanup_interval_s: f.cleanup_interval_s,
@@ -353,7 +364,7 @@ impl Farm {
                 self.host_id = enabled;
                 for (name, slot) in &self.nodes {
                     if let Some(n) = &slot.node {
-                        n.set_host_id(enabled.then(|| name.clone()));
+                        n.set_host_id(enabled.then(|| self.net.advertise(name)));
                     }
                 }
                 probe::Probe::event(&*self.harness, Event::HostIdToggled { enabled });
@@ -448,6 +459,7 @@ pub(crate) async fn run_farm(
     deadline: Duration,
     max_events: u64,
     make_net: impl FnOnce(SharedProbe) -> Arc<dyn Network>,
+    hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> RunResult {
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
@@ -456,7 +468,11 @@ pub(crate) async fn run_farm(
         clock,
         &scenario.faults,
         entity_rng(seed, "faults", 0),
-        Tracker::new(commits),
+        if hold.is_some() {
+            Tracker::adopting(commits)
+        } else {
+            Tracker::new(commits)
+        },
         sink,
         ctl_tx.clone(),
         max_events,
@@ -598,7 +614,13 @@ pub(crate) async fn run_farm(
         tokio::select! {
             biased;
             _ = over_budget.wait_for(|b| *b) => false,
-            () = async { while clients.join_next().await.is_some() {} } => true,
+            () = async {
+                while clients.join_next().await.is_some() {}
+                // External clients: the farm serves until told to stop.
+                if let Some(hold) = hold {
+                    hold.await;
+                }
+            } => true,
         }
     })
     .await;

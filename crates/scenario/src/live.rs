@@ -41,12 +41,16 @@ struct Inner {
     up: BTreeSet<String>,
     boots: BTreeMap<String, u64>,
     partitions: BTreeSet<(String, String)>,
+    /// Where the shared address listens (`None`: a free loopback port).
+    shared_at: Option<SocketAddr>,
 }
 
 /// Loopback TCP as a farm's network. Clones share it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LiveNet {
     inner: Arc<Mutex<Inner>>,
+    /// Turns true once the shared address is up (every host has started).
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -65,6 +69,22 @@ fn bind() -> io::Result<tokio::net::TcpListener> {
 }
 
 impl LiveNet {
+    /// A network whose shared address listens at `shared_at` (or a free loopback port).
+    pub fn new(shared_at: Option<SocketAddr>) -> LiveNet {
+        LiveNet {
+            inner: Arc::new(Mutex::new(Inner {
+                shared_at,
+                ..Inner::default()
+            })),
+            ready: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Waits until every host and the shared address are up.
+    pub async fn ready(&self) {
+        let _ = self.ready.subscribe().wait_for(|r| *r).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -149,7 +169,15 @@ impl Network for LiveNet {
             .collect();
         let seed = u64::from(std::process::id());
         let shared = live::Balancer::new(policy, &targets, seed);
-        let listener = bind().expect("a loopback port for the shared address");
+        let listener = match inner.shared_at {
+            Some(at) => std::net::TcpListener::bind(at)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                })
+                .unwrap_or_else(|e| panic!("cannot listen on {at} for the shared address: {e}")),
+            None => bind().expect("a loopback port for the shared address"),
+        };
         inner.addrs.insert(
             name.to_owned(),
             listener.local_addr().expect("a bound address"),
@@ -157,10 +185,18 @@ impl Network for LiveNet {
         let serving = shared.clone();
         tokio::spawn(async move { serving.serve(listener).await });
         inner.shared = Some((shared, members));
+        self.ready.send_replace(true);
     }
 
     fn heal(&self, a: &str, b: &str) {
         self.lock().partitions.remove(&pair(a, b));
+    }
+
+    fn advertise(&self, host: &str) -> String {
+        self.lock()
+            .addrs
+            .get(host)
+            .map_or_else(|| host.to_owned(), ToString::to_string)
     }
 }
 
@@ -174,18 +210,27 @@ pub struct NameConnect {
 impl Connect for NameConnect {
     fn connect<'a>(&'a self, authority: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
         Box::pin(async move {
-            let host = authority.split(':').next().unwrap_or(authority);
             let (addr, cut) = {
                 let inner = self.net.lock();
-                (
-                    inner.addrs.get(host).copied(),
-                    inner.partitions.contains(&pair(&self.from, host)),
-                )
+                // A name (`node-2`), or a host's advertised address (its Host-Id).
+                let by_addr: Option<(String, SocketAddr)> = authority.parse().ok().and_then(|a| {
+                    inner
+                        .addrs
+                        .iter()
+                        .find(|(_, x)| **x == a)
+                        .map(|(n, x)| (n.clone(), *x))
+                });
+                let host = authority.split(':').next().unwrap_or(authority);
+                let (name, addr) = match by_addr {
+                    Some((n, a)) => (n, Some(a)),
+                    None => (host.to_owned(), inner.addrs.get(host).copied()),
+                };
+                (addr, inner.partitions.contains(&pair(&self.from, &name)))
             };
             let Some(addr) = addr else {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
-                    format!("unknown host {host}"),
+                    format!("unknown host {authority}"),
                 ));
             };
             if cut {
@@ -212,25 +257,29 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
         .collect()
 }
 
-/// Runs a scenario's farm live (on the current tokio runtime, which must not be paused) until
-/// every job ends or `deadline` passes. The network is returned with the result, for its
-/// addresses.
+/// Something that ends when a live farm serving outside clients should stop.
+pub type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs a scenario's farm live on the current tokio runtime (real time, not paused) until its
+/// clients are done and `hold` (for clients the farm does not run: uploads of unknown files are
+/// followed from their first session) has ended, or `deadline` passes. `net` is the network to
+/// run on ([`LiveNet::new`]); keep a clone to read its addresses once [`LiveNet::ready`].
 pub async fn run(
     scenario: &Scenario,
     seed: u64,
     sink: Option<Sink>,
     deadline: Duration,
-) -> (RunResult, LiveNet) {
-    let net = LiveNet::default();
-    let handle = net.clone();
-    let result = run_farm(
+    net: LiveNet,
+    hold: Option<Hold>,
+) -> RunResult {
+    run_farm(
         scenario,
         seed,
         sink,
         deadline,
         crate::fault::MAX_EVENTS,
-        move |_probe: SharedProbe| Arc::new(handle) as Arc<dyn Network>,
+        move |_probe: SharedProbe| Arc::new(net) as Arc<dyn Network>,
+        hold,
     )
-    .await;
-    (result, net)
+    .await
 }

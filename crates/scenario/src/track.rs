@@ -133,6 +133,9 @@ pub struct Tracker {
     session_file: HashMap<String, String>,
     /// Events not about one file: crashes, restarts, partitions, Host-Id switches, timed faults.
     pub global: Vec<Record>,
+    /// Follow files no job registered, from their first session (the live farm's external
+    /// clients).
+    adopt: bool,
 }
 
 impl Tracker {
@@ -144,6 +147,16 @@ impl Tracker {
             job_file: HashMap::new(),
             session_file: HashMap::new(),
             global: Vec::new(),
+            adopt: false,
+        }
+    }
+
+    /// A tracker that also follows files uploaded by clients it does not run (their outcome is
+    /// unknown: they count as neither acknowledged nor lost).
+    pub fn adopting(commits_are_deliveries: bool) -> Tracker {
+        Tracker {
+            adopt: true,
+            ..Tracker::new(commits_are_deliveries)
         }
     }
 
@@ -185,6 +198,9 @@ impl Tracker {
         let job_file = |job: &str| self.job_file.get(job).cloned();
         match &rec.event {
             Event::SessionCreated { session, file, .. } => {
+                if self.adopt && !self.files.contains_key(file) {
+                    self.register(file, file, "external");
+                }
                 self.session_file.insert(session.clone(), file.clone());
                 self.push(Some(file.clone()), rec, false);
             }

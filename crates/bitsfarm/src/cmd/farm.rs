@@ -13,23 +13,30 @@ use crate::out::{out, outln};
 The same farm as `bitsfarm scenario`, on real sockets: each node and the application listen on
 a loopback port of their own, behind a front that a crash resets (kill) or silences (power
 cut); the shared address balances per connection with the scenario's policy. The scenario's
-clients (bitsfarm's client) upload through it and the run ends when they are done. Timers run
-in real time: shorten them with --set (clients.retry_delay_s=5, farm.fallback_timeout_s=20,
-fault[0].restart_after_s=30). The reports are those of a simulated run, from the live event log.
-Not yet: external clients, --app-url, the control API, drop-response and partitions.")]
+clients (bitsfarm's client) upload through it with --clients, and the run ends when they are
+done; without --clients the farm serves outside clients (bitsadmin, Start-BitsTransfer,
+`bitsfarm upload`) at --listen until Ctrl-C or --timeout-s, and follows every file they upload.
+Each node's BITS-Host-Id is its own address. Timers run in real time: shorten them with --set
+(clients.retry_delay_s=5, farm.fallback_timeout_s=20, fault[0].restart_after_s=30). The reports
+are those of a simulated run, from the live event log. Not yet: --app-url, the control API,
+drop-response and partitions.")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
     /// Change a key of the scenario: `--set clients.retry_delay_s=5` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Run the scenario's clients against the farm (required for now).
+    /// Run the scenario's clients against the farm; without it, serve outside clients until
+    /// Ctrl-C (or --timeout-s).
     #[arg(long)]
     clients: bool,
+    /// The shared address (where clients upload).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
     /// Longest the run may take, seconds of real time.
     #[arg(long, default_value_t = 600, value_name = "S")]
     timeout_s: u64,
-    /// Print the summary as JSON on stdout.
+    /// Print the addresses as one JSON line first, and the summary as JSON at the end.
     #[arg(long)]
     json: bool,
     /// Report directory (default reports/<scenario>/live/).
@@ -40,11 +47,12 @@ pub struct Args {
 /// Runs the farm live.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sets = super::scenario::overrides(&args.set)?;
-    let sc = scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
-    anyhow::ensure!(
-        args.clients,
-        "external clients are not supported yet: pass --clients to run the scenario's own"
-    );
+    let mut sc =
+        scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !args.clients {
+        // Outside clients only: the scenario's own do not run.
+        sc.clients.count = 0;
+    }
     let unsupported = scenario::live::unsupported(&sc);
     anyhow::ensure!(unsupported.is_empty(), "{}", unsupported.join("; "));
     let dir = args
@@ -59,9 +67,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let json = args.json;
     let summary = rt.block_on(async {
         let timeout = Duration::from_secs(args.timeout_s);
-        report::live_into(&sc, seed, replay, &dir, timeout)
+        let net = scenario::live::LiveNet::new(Some(args.listen));
+        // Outside clients: serve until Ctrl-C or the timeout, either a normal end.
+        let hold: Option<scenario::live::Hold> = (!args.clients).then(|| {
+            Box::pin(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = tokio::time::sleep(timeout) => {}
+                }
+            }) as scenario::live::Hold
+        });
+        let deadline = if args.clients {
+            timeout
+        } else {
+            timeout + Duration::from_secs(60)
+        };
+        let announce = net.clone();
+        tokio::spawn(async move {
+            announce.ready().await;
+            let addrs = announce.addresses();
+            if json {
+                let nodes: serde_json::Map<String, serde_json::Value> = addrs
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("node-"))
+                    .map(|(n, a)| (n.clone(), a.to_string().into()))
+                    .collect();
+                let line = serde_json::json!({
+                    "shared": addrs.get(scenario::farm::SHARED).map(ToString::to_string),
+                    "nodes": nodes,
+                    "app": addrs.get(scenario::farm::BACKEND).map(ToString::to_string),
+                });
+                outln!("{line}");
+            } else {
+                let mut banner = String::from("bitsfarm farm\n");
+                for (name, addr) in &addrs {
+                    banner.push_str(&format!("  {name:<16} http://{addr}/\n"));
+                }
+                out!(
+                    "{banner}Upload to the farm's address; Ctrl-C stops and writes the reports.\n"
+                );
+            }
+        });
+        report::live_into(&sc, seed, replay, &dir, deadline, net, hold)
             .await
             .with_context(|| format!("cannot write the reports into {}", dir.display()))
     })?;

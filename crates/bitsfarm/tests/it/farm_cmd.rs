@@ -49,6 +49,8 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
         "farm",
         "crash-after-forward",
         "--clients",
+        "--listen",
+        "127.0.0.1:0",
         "--json",
         "--timeout-s",
         "110",
@@ -61,7 +63,18 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
     let took = started.elapsed();
     // The scenario's own expectations are for its two-day timers; with these they fail (exit 1).
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    let live: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The first line gives the addresses; the summary follows.
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (first, rest) = out.split_once('\n').unwrap();
+    let addrs: serde_json::Value = serde_json::from_str(first).unwrap();
+    assert!(
+        addrs["shared"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{first}"
+    );
+    assert_eq!(addrs["nodes"].as_object().unwrap().len(), 3, "{first}");
+    let live: serde_json::Value = serde_json::from_str(rest).unwrap();
     for name in TOTALS {
         assert_eq!(
             live[name], sim[name],
@@ -92,10 +105,73 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
 
 #[test]
 fn farm_refuses_what_it_cannot_do_yet() {
-    let o = bitsfarm(&["farm", "crash-after-forward"]);
-    assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("--clients"), "{}", stderr(&o));
     let o = bitsfarm(&["farm", "hostid-resume", "--clients"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("drop-response"), "{}", stderr(&o));
+}
+
+/// A farm serving an outside client: `bitsfarm upload` through the shared address, a crash of
+/// the node after the application processed the file, the node back 3 s later with its
+/// sessions: the retried final fragment delivers the file again. Ctrl-C ends the farm, which
+/// writes the reports: the file it never ran a job for is followed, its duplicate explained.
+#[test]
+fn a_farm_serves_outside_clients_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let root = tempdir("farm-outside");
+    let sc = root.join("outside.toml");
+    std::fs::write(
+        &sc,
+        "[farm]\nnodes = 1\nhost_id = true\nnotification = \"by-value\"\nsession_state = \"durable\"\n\
+         [[fault]]\npoint = \"after-forward\"\nnode = \"node-1\"\naction = \"crash\"\nrestart_after_s = 3\n",
+    )
+    .unwrap();
+    let out = root.join("reports");
+    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "farm",
+            sc.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ])
+        .args(["--timeout-s", "90", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addrs: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let shared = addrs["shared"].as_str().unwrap().to_owned();
+    let file = root.join("report.bin");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{shared}/upload/report.bin"),
+        "--retry-delay-s",
+        "5",
+        "--no-progress-timeout-s",
+        "60",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Ctrl-C: the farm stops and writes its reports.
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &farm.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = farm.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let summary: serde_json::Value = serde_json::from_str(&rest.join("\n")).unwrap();
+    assert_eq!(status.code(), Some(0), "{summary}");
+    assert_eq!(summary["files"], 1);
+    assert_eq!(summary["duplicate_deliveries"], 1, "{summary}");
+    assert_eq!(summary["duplicates"][0]["file"], "/upload/report.bin");
+    assert_eq!(summary["duplicates"][0]["chains"][0]["rule"], 0);
+    for inv in summary["invariants"].as_array().unwrap() {
+        assert_eq!(inv["held"], true, "{inv}");
+    }
+    assert!(out.join("report.html").is_file());
 }
