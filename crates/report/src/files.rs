@@ -171,14 +171,14 @@ pub async fn live_into(
     dir: &Path,
     timeout: std::time::Duration,
     net: scenario::live::LiveNet,
-    hold: Option<scenario::live::Hold>,
+    extras: scenario::live::Extras,
 ) -> Result<Summary, ReportError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     // Live hosts outlive the run's end by a moment (their tasks stop with the runtime): each
     // record is flushed as it is written.
     let (sink, failed) = event_file(&dir.join("events.jsonl"), true)?;
     let started = std::time::Instant::now();
-    let result = scenario::live::run(sc, seed, Some(sink), timeout, net, hold).await;
+    let result = scenario::live::run(sc, seed, Some(sink), timeout, net, extras).await;
     let wall = started.elapsed().as_secs_f64() * 1000.0;
     conclude(sc, seed, replay, dir, &result, wall, &failed)
 }

@@ -156,7 +156,7 @@ pub fn run_bounded(
                 deadline,
                 max_events,
                 |probe| sim_net(scenario, seed, probe),
-                None,
+                Extras::default(),
             )
             .await;
             *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
@@ -234,6 +234,8 @@ struct Farm {
     nodes: BTreeMap<String, NodeSlot>,
     backend: Option<JoinHandle<()>>,
     host_id: bool,
+    /// The user's application, instead of the built-in one (live farm only).
+    app_url: Option<String>,
     ctl: mpsc::UnboundedSender<Command>,
     /// Each client's current job, for `cancel` faults.
     jobs: Jobs,
@@ -253,7 +255,11 @@ impl Farm {
             cleanup_interval_s: f.cleanup_interval_s,
             max_upload_size: f.max_upload_size,
             notification: f.notification,
-            notification_url: Some(format!("http://{BACKEND}/bits/notify")),
+            notification_url: Some(
+                self.app_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{BACKEND}/bits/notify")),
+            ),
             app_deadline_s: f.app_deadline_s,
             upload_reply: f.upload_reply,
             allow_overwrites: f.allow_overwrites,
@@ -436,6 +442,20 @@ struct Upload {
     offset: u64,
 }
 
+/// Something that ends when a live farm serving outside clients should stop.
+pub type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What a live run adds to a farm; the simulator uses none of it.
+#[derive(Default)]
+pub struct Extras {
+    /// Serve until this ends too, for clients the farm does not run (their files are followed
+    /// from their first session).
+    pub hold: Option<Hold>,
+    /// The user's application instead of the built-in one; its 2xx answers count as
+    /// deliveries.
+    pub app_url: Option<String>,
+}
+
 /// The simulator's network for a scenario, reporting to `probe`.
 fn sim_net(scenario: &Scenario, seed: u64, probe: SharedProbe) -> Arc<dyn Network> {
     let n = &scenario.network;
@@ -459,8 +479,9 @@ pub(crate) async fn run_farm(
     deadline: Duration,
     max_events: u64,
     make_net: impl FnOnce(SharedProbe) -> Arc<dyn Network>,
-    hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    extras: Extras,
 ) -> RunResult {
+    let Extras { hold, app_url } = extras;
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let commits = scenario.farm.notification == node::NotificationType::None;
@@ -468,10 +489,17 @@ pub(crate) async fn run_farm(
         clock,
         &scenario.faults,
         entity_rng(seed, "faults", 0),
-        if hold.is_some() {
-            Tracker::adopting(commits)
-        } else {
-            Tracker::new(commits)
+        {
+            let t = if hold.is_some() {
+                Tracker::adopting(commits)
+            } else {
+                Tracker::new(commits)
+            };
+            if app_url.is_some() {
+                t.counting_answers()
+            } else {
+                t
+            }
         },
         sink,
         ctl_tx.clone(),
@@ -491,11 +519,14 @@ pub(crate) async fn run_farm(
         nodes: BTreeMap::new(),
         backend: None,
         host_id: scenario.farm.host_id,
+        app_url: app_url.clone(),
         ctl: ctl_tx.clone(),
         jobs: Jobs::default(),
     };
     let jobs = farm.jobs.clone();
-    farm.start_backend();
+    if app_url.is_none() {
+        farm.start_backend();
+    }
     let node_names: Vec<String> = (1..=scenario.farm.nodes)
         .map(|i| format!("node-{i}"))
         .collect();

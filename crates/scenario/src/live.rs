@@ -227,11 +227,18 @@ impl Connect for NameConnect {
                 };
                 (addr, inner.partitions.contains(&pair(&self.from, &name)))
             };
-            let Some(addr) = addr else {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("unknown host {authority}"),
-                ));
+            let addr = match addr {
+                Some(a) => a,
+                // An address outside the farm (the user's application): dialled as it is.
+                None if authority.parse::<SocketAddr>().is_ok() => {
+                    return TcpConnect.connect(authority).await;
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("unknown host {authority}"),
+                    ));
+                }
             };
             if cut {
                 std::future::pending::<()>().await;
@@ -257,12 +264,10 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
         .collect()
 }
 
-/// Something that ends when a live farm serving outside clients should stop.
-pub type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+pub use crate::farm::{Extras, Hold};
 
 /// Runs a scenario's farm live on the current tokio runtime (real time, not paused) until its
-/// clients are done and `hold` (for clients the farm does not run: uploads of unknown files are
-/// followed from their first session) has ended, or `deadline` passes. `net` is the network to
+/// clients are done and `extras.hold` has ended, or `deadline` passes. `net` is the network to
 /// run on ([`LiveNet::new`]); keep a clone to read its addresses once [`LiveNet::ready`].
 pub async fn run(
     scenario: &Scenario,
@@ -270,7 +275,7 @@ pub async fn run(
     sink: Option<Sink>,
     deadline: Duration,
     net: LiveNet,
-    hold: Option<Hold>,
+    extras: Extras,
 ) -> RunResult {
     run_farm(
         scenario,
@@ -279,7 +284,7 @@ pub async fn run(
         deadline,
         crate::fault::MAX_EVENTS,
         move |_probe: SharedProbe| Arc::new(net) as Arc<dyn Network>,
-        hold,
+        extras,
     )
     .await
 }

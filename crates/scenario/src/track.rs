@@ -136,6 +136,9 @@ pub struct Tracker {
     /// Follow files no job registered, from their first session (the live farm's external
     /// clients).
     adopt: bool,
+    /// The application is not bitsfarm's (it reports no deliveries): an application's 2xx
+    /// answer to a notification counts as a delivery, from the node's side.
+    answers_are_deliveries: bool,
 }
 
 impl Tracker {
@@ -148,7 +151,15 @@ impl Tracker {
             session_file: HashMap::new(),
             global: Vec::new(),
             adopt: false,
+            answers_are_deliveries: false,
         }
+    }
+
+    /// Counts an application's 2xx answers as deliveries (an application that is not
+    /// bitsfarm's: `farm --app-url`); their bytes cannot be compared.
+    pub fn counting_answers(mut self) -> Tracker {
+        self.answers_are_deliveries = true;
+        self
     }
 
     /// A tracker that also follows files uploaded by clients it does not run (their outcome is
@@ -211,9 +222,29 @@ impl Tracker {
             Event::Forwarded { file, .. } | Event::CachedAckReplayed { file, .. } => {
                 self.push(Some(file.clone()), rec, false)
             }
-            Event::AppAnswered { file, status, .. } => {
-                let trouble = !status.is_some_and(|s| (200..300).contains(&s));
-                self.push(Some(file.clone()), rec, trouble);
+            Event::AppAnswered {
+                file,
+                status,
+                node,
+                session,
+                ..
+            } => {
+                let ok = status.is_some_and(|s| (200..300).contains(&s));
+                if ok
+                    && self.answers_are_deliveries
+                    && let Some(t) = self.track(file)
+                {
+                    t.deliveries.push(Delivery {
+                        seq: rec.seq,
+                        t_ms: rec.t_ms,
+                        node: node.clone(),
+                        session: Some(session.clone()),
+                        hash: None,
+                        len: None,
+                        effect: true,
+                    });
+                }
+                self.push(Some(file.clone()), rec, !ok);
             }
             Event::Committed {
                 node,

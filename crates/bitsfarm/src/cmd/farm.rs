@@ -18,8 +18,8 @@ done; without --clients the farm serves outside clients (bitsadmin, Start-BitsTr
 `bitsfarm upload`) at --listen until Ctrl-C or --timeout-s, and follows every file they upload.
 Each node's BITS-Host-Id is its own address. Timers run in real time: shorten them with --set
 (clients.retry_delay_s=5, farm.fallback_timeout_s=20, fault[0].restart_after_s=30). The reports
-are those of a simulated run, from the live event log. Not yet: --app-url, the control API,
-drop-response and partitions.")]
+are those of a simulated run, from the live event log. --app-url puts your own application in
+the built-in one's place. Not yet: the control API, drop-response and partitions.")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
@@ -30,6 +30,10 @@ pub struct Args {
     /// Ctrl-C (or --timeout-s).
     #[arg(long)]
     clients: bool,
+    /// Your own server application: the nodes notify it at URL (by value) instead of the
+    /// built-in one, and its 2xx answers count as deliveries (their bytes cannot be compared).
+    #[arg(long, value_name = "URL")]
+    app_url: Option<String>,
     /// The shared address (where clients upload).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: std::net::SocketAddr,
@@ -52,6 +56,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.clients {
         // Outside clients only: the scenario's own do not run.
         sc.clients.count = 0;
+    }
+    if let Some(url) = &args.app_url {
+        let target =
+            transport::url::parse(url).map_err(|e| anyhow::anyhow!("--app-url {url:?}: {e}"))?;
+        anyhow::ensure!(
+            target.authority.parse::<std::net::SocketAddr>().is_ok(),
+            "--app-url {url:?}: give the application as IP:port (http://127.0.0.1:5000/notify)"
+        );
+        anyhow::ensure!(
+            sc.farm.notification != node::NotificationType::None,
+            "--app-url needs notification by-value (the scenario's is none)"
+        );
+        // The live farm keeps session files in memory: an application cannot open them, so it
+        // gets the upload in the request body.
+        sc.farm.notification = node::NotificationType::ByValue;
     }
     let unsupported = scenario::live::unsupported(&sc);
     anyhow::ensure!(unsupported.is_empty(), "{}", unsupported.join("; "));
@@ -111,7 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
         });
-        report::live_into(&sc, seed, replay, &dir, deadline, net, hold)
+        let extras = scenario::live::Extras {
+            hold,
+            app_url: args.app_url.clone(),
+        };
+        report::live_into(&sc, seed, replay, &dir, deadline, net, extras)
             .await
             .with_context(|| format!("cannot write the reports into {}", dir.display()))
     })?;

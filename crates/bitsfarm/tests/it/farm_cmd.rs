@@ -175,3 +175,47 @@ fn a_farm_serves_outside_clients_until_ctrl_c() {
     }
     assert!(out.join("report.html").is_file());
 }
+
+/// `farm --app-url`: the nodes notify an application written in the test (it counts what it
+/// gets); the crash after it processed a file makes it receive that file twice, and the farm's
+/// report, which counts the application's 2xx answers from the nodes' side, says so.
+#[test]
+fn a_live_farm_puts_your_own_application_under_the_faults() {
+    let root = tempdir("farm-app");
+    let (app, seen) = crate::live::counting_app();
+    let dir = root.join("live");
+    let url = format!("http://{app}/notify");
+    let mut args = vec![
+        "farm",
+        "crash-after-forward",
+        "--clients",
+        "--listen",
+        "127.0.0.1:0",
+        "--app-url",
+        &url,
+        "--json",
+        "--timeout-s",
+        "110",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(SHORT);
+    let o = bitsfarm(&args);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let summary: serde_json::Value = serde_json::from_str(out.split_once('\n').unwrap().1).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    // 3 files, one of them twice: the application's own count.
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(path, len)| path == "/notify" && *len == 65536),
+        "{seen:?}"
+    );
+    assert_eq!(summary["deliveries"], 4, "{summary}");
+    assert_eq!(summary["duplicate_deliveries"], 1);
+    assert_eq!(summary["duplicates"][0]["chains"][0]["rule"], 0);
+    for inv in summary["invariants"].as_array().unwrap() {
+        assert_eq!(inv["held"], true, "{inv}");
+    }
+}

@@ -402,11 +402,11 @@ fn a_413_shrinks_fragments_below_the_starting_size() {
 }
 
 /// What the test's application saw: each notification's path and body length.
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>;
+pub(crate) type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>;
 
 /// A server application of the test's own (not bitsfarm's backend): counts the notifications
 /// it gets, with their path and body length, and answers each 200.
-fn counting_app() -> (String, Seen) {
+pub(crate) fn counting_app() -> (String, Seen) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
