@@ -204,6 +204,22 @@ impl Tracker {
         }
     }
 
+    /// A delivery seen from a node's side (a commit, an outside application's 2xx): its bytes
+    /// are not known, so they cannot be compared.
+    fn node_side_delivery(&mut self, file: &str, node: &str, session: &str, rec: &Record) {
+        if let Some(t) = self.track(file) {
+            t.deliveries.push(Delivery {
+                seq: rec.seq,
+                t_ms: rec.t_ms,
+                node: node.to_owned(),
+                session: Some(session.to_owned()),
+                hash: None,
+                len: None,
+                effect: true,
+            });
+        }
+    }
+
     /// Takes one recorded event into account.
     pub fn observe(&mut self, rec: &Record) {
         let job_file = |job: &str| self.job_file.get(job).cloned();
@@ -230,19 +246,8 @@ impl Tracker {
                 ..
             } => {
                 let ok = status.is_some_and(|s| (200..300).contains(&s));
-                if ok
-                    && self.answers_are_deliveries
-                    && let Some(t) = self.track(file)
-                {
-                    t.deliveries.push(Delivery {
-                        seq: rec.seq,
-                        t_ms: rec.t_ms,
-                        node: node.clone(),
-                        session: Some(session.clone()),
-                        hash: None,
-                        len: None,
-                        effect: true,
-                    });
+                if ok && self.answers_are_deliveries {
+                    self.node_side_delivery(file, node, session, rec);
                 }
                 self.push(Some(file.clone()), rec, !ok);
             }
@@ -251,18 +256,8 @@ impl Tracker {
                 session,
                 file,
             } => {
-                if self.commits_are_deliveries
-                    && let Some(t) = self.track(file)
-                {
-                    t.deliveries.push(Delivery {
-                        seq: rec.seq,
-                        t_ms: rec.t_ms,
-                        node: node.clone(),
-                        session: Some(session.clone()),
-                        hash: None,
-                        len: None,
-                        effect: true,
-                    });
+                if self.commits_are_deliveries {
+                    self.node_side_delivery(file, node, session, rec);
                 }
                 self.push(Some(file.clone()), rec, false);
             }

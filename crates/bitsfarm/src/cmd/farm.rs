@@ -11,8 +11,8 @@ use crate::out::{out, outln};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 The same farm as `bitsfarm scenario`, on real sockets: each node and the application listen on
-a loopback port of their own, behind a front that a crash resets (kill) or silences (power
-cut); the shared address balances per connection with the scenario's policy. The scenario's
+a loopback port of their own, behind a front: a crash resets (kill) or silences (power cut)
+its open connections and closes its port until it restarts; the shared address balances per connection with the scenario's policy. The scenario's
 clients (bitsfarm's client) upload through it with --clients, and the run ends when they are
 done; without --clients the farm serves outside clients (bitsadmin, Start-BitsTransfer,
 `bitsfarm upload`) at --listen until Ctrl-C or --timeout-s, and follows every file they upload.
