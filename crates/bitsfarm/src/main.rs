@@ -2,6 +2,7 @@
 //! The work lives in the library crates.
 
 mod cmd;
+mod control;
 mod flags;
 mod live;
 mod out;

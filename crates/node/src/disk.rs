@@ -296,30 +296,8 @@ impl DiskStore {
         let f = open_file(&dir, name, OFlags::RDONLY)?
             .ok_or_else(|| StorageError::Io(std::io::ErrorKind::NotFound.into()))?;
         let len = f.metadata()?.len();
-        Ok((len, stream(f, len)))
+        Ok((len, transport::file_chunks(f, len, CHUNK)))
     }
-}
-
-/// The first `len` bytes of `f`, [`CHUNK`] bytes at a time.
-fn stream(f: File, len: u64) -> ChunkSource {
-    let mut at = 0u64;
-    Box::new(std::iter::from_fn(move || {
-        if at >= len {
-            return None;
-        }
-        let n = (len - at).min(CHUNK) as usize;
-        let mut buf = vec![0u8; n];
-        match f.read_exact_at(&mut buf, at) {
-            Ok(()) => {
-                at += n as u64;
-                Some(Ok(Bytes::from(buf)))
-            }
-            Err(e) => {
-                at = len;
-                Some(Err(e))
-            }
-        }
-    }))
 }
 
 fn inode(f: &File) -> std::io::Result<(u64, u64)> {
@@ -412,7 +390,7 @@ impl Storage for DiskStore {
                 "entity of {id} holds {have} of {len} bytes"
             )));
         }
-        Ok(stream(f, len))
+        Ok(transport::file_chunks(f, len, CHUNK))
     }
 
     fn entity_path(&self, id: &str) -> String {

@@ -46,7 +46,7 @@ use transport::{
 
 pub use config::{CommitPoint, ConfigError, NodeConfig, NotificationType};
 pub use disk::DiskStore;
-pub use notifications::{Notification, NotificationLog};
+pub use notifications::{Notification, NotificationLog, StoreOf};
 pub use session::{CachedAck, Phase, SessionRecord};
 pub use storage::{MemStore, Placement, Storage, StorageError};
 
@@ -120,6 +120,12 @@ impl Node {
     /// Sets or clears `BITSHostId` while the node runs; later Create-Session Acks follow it.
     pub fn set_host_id(&self, host_id: Option<String>) {
         *lock(&self.host_id) = host_id;
+    }
+
+    /// Sessions open on the node (created, not yet closed, cancelled or cleaned up).
+    pub fn open_sessions(&self) -> u64 {
+        self.open_sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current `BITSHostId`.

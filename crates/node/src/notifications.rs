@@ -51,9 +51,12 @@ struct Inner {
     pending: BTreeMap<String, u64>,
 }
 
+/// A node's store, by the node's name (a farm's ledger covers every node).
+pub type StoreOf = Box<dyn Fn(&str) -> Option<Arc<dyn Storage>> + Send + Sync>;
+
 /// The node's notification ledger, and a probe that fills it.
 pub struct NotificationLog {
-    store: Arc<dyn Storage>,
+    store_of: StoreOf,
     clock: Clock,
     inner_probe: SharedProbe,
     inner: Mutex<Inner>,
@@ -62,8 +65,13 @@ pub struct NotificationLog {
 impl NotificationLog {
     /// A ledger reading hashes from `store` (the node's), passing events on to `inner`.
     pub fn new(store: Arc<dyn Storage>, clock: Clock, inner: SharedProbe) -> Arc<NotificationLog> {
+        NotificationLog::of_nodes(Box::new(move |_| Some(store.clone())), clock, inner)
+    }
+
+    /// A ledger of several nodes, reading each node's hashes from `store_of(node)`.
+    pub fn of_nodes(store_of: StoreOf, clock: Clock, inner: SharedProbe) -> Arc<NotificationLog> {
         Arc::new(NotificationLog {
-            store,
+            store_of,
             clock,
             inner_probe: inner,
             inner: Mutex::default(),
@@ -85,16 +93,16 @@ impl NotificationLog {
     }
 
     /// XXH3-64 of a session's first `len` bytes, read back from the store.
-    fn hash(&self, session: &str, len: u64) -> Option<String> {
+    fn hash(&self, node: &str, session: &str, len: u64) -> Option<String> {
         let mut h = twox_hash::XxHash3_64::new();
-        for chunk in self.store.entity(session, len).ok()? {
+        for chunk in (self.store_of)(node)?.entity(session, len).ok()? {
             std::hash::Hasher::write(&mut h, &chunk.ok()?);
         }
         Some(format!("{:016x}", std::hash::Hasher::finish(&h)))
     }
 
     fn sent(&self, node: &str, session: &str, file: &str, bytes: u64) {
-        let hash = self.hash(session, bytes);
+        let hash = self.hash(node, session, bytes);
         let mut inner = self.lock();
         let seq = inner.total;
         inner.total += 1;

@@ -239,6 +239,9 @@ struct Farm {
     ctl: mpsc::UnboundedSender<Command>,
     /// Each client's current job, for `cancel` faults.
     jobs: Jobs,
+    /// What the nodes report to: the harness, or (live, with a control API) the nodes'
+    /// notification ledger in front of it.
+    node_probe: SharedProbe,
 }
 
 /// Each client's running job, by client name.
@@ -287,7 +290,7 @@ impl Farm {
         let env = node::Env {
             store: Arc::new(store),
             connector: self.net.connector(name),
-            probe: self.harness.clone() as SharedProbe,
+            probe: self.node_probe.clone(),
             rng: entity_rng(self.seed, name, boot),
             clock: self.clock,
         };
@@ -347,7 +350,8 @@ impl Farm {
                 }
             }
             Command::Restart { host } => {
-                if self.net.is_up(&host) {
+                // Up already, or the user's application (not the farm's to start).
+                if self.net.is_up(&host) || (host == BACKEND && self.app_url.is_some()) {
                     return;
                 }
                 let durable =
@@ -380,6 +384,19 @@ impl Farm {
                 if let Some(job) = jobs.get(&client) {
                     job.cancel();
                 }
+            }
+            Command::Hosts(answer) => {
+                let mut hosts: Vec<(String, Option<u64>)> = self
+                    .nodes
+                    .iter()
+                    .map(|(name, slot)| {
+                        (name.clone(), slot.node.as_ref().map(|n| n.open_sessions()))
+                    })
+                    .collect();
+                if self.app_url.is_none() {
+                    hosts.push((BACKEND.to_owned(), None));
+                }
+                let _ = answer.send(hosts);
             }
             Command::Heal { a, b, after } => {
                 let net = self.net.clone();
@@ -454,6 +471,11 @@ pub struct Extras {
     /// The user's application instead of the built-in one; its 2xx answers count as
     /// deliveries.
     pub app_url: Option<String>,
+    /// Hand a [`crate::control::Control`] here once the farm is up (and keep the nodes'
+    /// notification ledger for it).
+    pub control: Option<crate::control::ControlSlot>,
+    /// Ends the run early, its clients done or not (Ctrl-C, `POST /stop`).
+    pub stop: Option<Hold>,
 }
 
 /// The simulator's network for a scenario, reporting to `probe`.
@@ -481,7 +503,12 @@ pub(crate) async fn run_farm(
     make_net: impl FnOnce(SharedProbe) -> Arc<dyn Network>,
     extras: Extras,
 ) -> RunResult {
-    let Extras { hold, app_url } = extras;
+    let Extras {
+        hold,
+        app_url,
+        control,
+        stop,
+    } = extras;
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let commits = scenario.farm.notification == node::NotificationType::None;
@@ -508,6 +535,17 @@ pub(crate) async fn run_farm(
     let net = make_net(harness.clone() as SharedProbe);
     harness.set_net(net.clone());
     let ledger = Ledger::new(scenario.backend.dedupe);
+    let stores: Arc<Mutex<BTreeMap<String, MemStore>>> = Arc::default();
+    let notifications = control.is_some().then(|| {
+        let stores = stores.clone();
+        let store_of: node::StoreOf = Box::new(move |node| {
+            let stores = stores.lock().unwrap_or_else(|p| p.into_inner());
+            stores
+                .get(node)
+                .map(|s| Arc::new(s.clone()) as Arc<dyn node::Storage>)
+        });
+        node::NotificationLog::of_nodes(store_of, clock, harness.clone() as SharedProbe)
+    });
     let mut farm = Farm {
         scenario: scenario.clone(),
         seed,
@@ -515,13 +553,17 @@ pub(crate) async fn run_farm(
         net: net.clone(),
         harness: harness.clone(),
         ledger: ledger.clone(),
-        stores: Arc::default(),
+        stores,
         nodes: BTreeMap::new(),
         backend: None,
         host_id: scenario.farm.host_id,
         app_url: app_url.clone(),
         ctl: ctl_tx.clone(),
         jobs: Jobs::default(),
+        node_probe: match &notifications {
+            Some(log) => log.clone() as SharedProbe,
+            None => harness.clone() as SharedProbe,
+        },
     };
     let jobs = farm.jobs.clone();
     if app_url.is_none() {
@@ -534,6 +576,15 @@ pub(crate) async fn run_farm(
         farm.start_node(name);
     }
     net.add_shared(SHARED, node_names, scenario.farm.balancer.policy());
+    if let (Some(slot), Some(log)) = (control, notifications) {
+        let _ = slot.send(crate::control::Control::new(
+            scenario.clone(),
+            harness.clone(),
+            net.clone(),
+            ctl_tx.clone(),
+            log,
+        ));
+    }
 
     // Plan every upload before anything runs, so the plan depends on the seed alone.
     let c = &scenario.clients;
@@ -580,11 +631,7 @@ pub(crate) async fn run_farm(
     });
     for (index, rule) in scenario.faults.iter().enumerate() {
         if let Some(at) = rule.at_s {
-            let h = harness.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs_f64(at)).await;
-                h.fire_timed(index);
-            });
+            harness.arm_timed(index, at);
         }
     }
 
@@ -641,22 +688,30 @@ pub(crate) async fn run_farm(
     }
     let rogues = start_rogues(&scenario.rogues, &net, seed);
     let mut over_budget = harness.over_budget();
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.await,
+            None => std::future::pending().await,
+        }
+    };
+    // Some(true): the clients are done; Some(false): the event budget is spent; None: stopped.
     let ended = tokio::time::timeout(deadline, async {
         tokio::select! {
             biased;
-            _ = over_budget.wait_for(|b| *b) => false,
+            _ = over_budget.wait_for(|b| *b) => Some(false),
+            () = stopped => None,
             () = async {
                 while clients.join_next().await.is_some() {}
                 // External clients: the farm serves until told to stop.
                 if let Some(hold) = hold {
                     hold.await;
                 }
-            } => true,
+            } => Some(true),
         }
     })
     .await;
-    let completed = ended == Ok(true);
-    let harness_failure = (ended == Ok(false)).then(|| {
+    let completed = ended == Ok(Some(true));
+    let harness_failure = (ended == Ok(Some(false))).then(|| {
         format!(
             "stopped after {max_events} events, the most one run may record: shorten deadline_days or the retry timeouts, or use fewer clients, files or fragments"
         )

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod check;
+pub mod control;
 pub mod data;
 pub mod expect;
 pub mod farm;

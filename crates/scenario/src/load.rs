@@ -99,6 +99,36 @@ pub fn load_str(text: &str, origin: &str, default_name: &str) -> Result<Scenario
     Ok(scenario)
 }
 
+/// Checks a fault rule added to a running farm (the live farm's control API) as the loader
+/// would check it as the next `[[fault]]` table of `s`: each problem as `key: what is wrong`.
+/// Times are bounded by the loader's longest deadline, not the scenario's (a live farm runs
+/// until it is stopped).
+pub fn check_added_fault(s: &Scenario, f: &crate::spec::Fault) -> Result<(), String> {
+    if s.faults.len() >= limits::FAULTS {
+        return Err(format!("at most {} rules", limits::FAULTS));
+    }
+    let mut with = s.clone();
+    with.deadline_days = limits::DEADLINE_DAYS;
+    with.expect.clear();
+    let index = with.faults.len();
+    with.faults.push(f.clone());
+    let problems: Vec<String> = validate(&with)
+        .into_iter()
+        .filter(
+            |p| matches!(p.path.get(..2), Some([Seg::Key("fault"), Seg::Index(i)]) if *i == index),
+        )
+        .map(|p| match p.path.get(2..) {
+            Some(rest) if !rest.is_empty() => format!("{}: {}", render(rest), p.message),
+            _ => p.message,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 fn render(path: &[Seg]) -> String {
     let mut s = String::new();
     for seg in path {
@@ -685,6 +715,26 @@ mod tests {
         assert_eq!(s.clients.retry_delay_s, 600);
         assert_eq!(s.clients.no_progress_timeout_s, 1_209_600);
         assert_eq!(s.farm.app_deadline_s, 300);
+    }
+
+    #[test]
+    fn a_rule_added_to_a_running_farm_is_checked_like_a_table() {
+        let s = load_str("deadline_days = 0.01\n[farm]\nnodes = 2\n", "t.toml", "t").unwrap();
+        let rule = |json: &str| -> crate::spec::Fault { serde_json::from_str(json).unwrap() };
+        // Past the scenario's deadline is fine: a live farm runs until it is stopped.
+        let late = rule(r#"{"at_s": 5000, "node": "node-2", "action": "crash"}"#);
+        assert_eq!(check_added_fault(&s, &late), Ok(()));
+        let e = check_added_fault(
+            &s,
+            &rule(r#"{"point": "after-forward", "action": "crash", "node": "node-3"}"#),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("node: no such node"), "{e}");
+        let e =
+            check_added_fault(&s, &rule(r#"{"point": "request", "action": "delay"}"#)).unwrap_err();
+        assert_eq!(e, "duration_s: delay needs duration_s");
+        let e = check_added_fault(&s, &rule(r#"{"action": "crash"}"#)).unwrap_err();
+        assert!(e.contains("needs a trigger"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,30 @@ impl std::fmt::Debug for Chunks {
     }
 }
 
+/// The first `len` bytes of `f`, `chunk` bytes at a time (a file served as a
+/// [`Body::streamed`]: memory O(chunk)). A read error ends the source with that error.
+pub fn file_chunks(f: std::fs::File, len: u64, chunk: u64) -> ChunkSource {
+    use std::os::unix::fs::FileExt as _;
+    let mut at = 0u64;
+    Box::new(std::iter::from_fn(move || {
+        if at >= len {
+            return None;
+        }
+        let n = (len - at).min(chunk.max(1)) as usize;
+        let mut buf = vec![0u8; n];
+        match f.read_exact_at(&mut buf, at) {
+            Ok(()) => {
+                at += n as u64;
+                Some(Ok(Bytes::from(buf)))
+            }
+            Err(e) => {
+                at = len;
+                Some(Err(e))
+            }
+        }
+    }))
+}
+
 /// A body of zero or more [`Bytes`] chunks with an exact size, so hyper writes
 /// `Content-Length` and hands the chunks to the transport without copying them.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use std::{future::Future, io, pin::Pin};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use body::{Body, ChunkSource};
+pub use body::{Body, ChunkSource, file_chunks};
 pub use client::{Error, HttpConn};
 
 /// A byte stream an actor can speak HTTP over.

@@ -19,7 +19,10 @@ done; without --clients the farm serves outside clients (bitsadmin, Start-BitsTr
 Each node's BITS-Host-Id is its own address. Timers run in real time: shorten them with --set
 (clients.retry_delay_s=5, farm.fallback_timeout_s=20, fault[0].restart_after_s=30). The reports
 are those of a simulated run, from the live event log. --app-url puts your own application in
-the built-in one's place. Not yet: the control API, drop-response and partitions.")]
+the built-in one's place. The control API (--control) lists the hosts, crashes and restarts
+them, adds and removes fault rules while the farm runs (each is a rule of the run, so the
+report explains what it caused), serves the nodes' notification ledger and the event log, and
+stops the run (POST /stop). Not yet: drop-response and partitions.")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
@@ -37,6 +40,10 @@ pub struct Args {
     /// The shared address (where clients upload).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: std::net::SocketAddr,
+    /// The control API (JSON over HTTP: GET /nodes, POST /nodes/{name}/crash, POST /faults,
+    /// GET /ledger, POST /stop, ...; see the README), or `none`.
+    #[arg(long, default_value = "127.0.0.1:8079", value_name = "ADDR|none")]
+    control: String,
     /// Longest the run may take, seconds of real time.
     #[arg(long, default_value_t = 600, value_name = "S")]
     timeout_s: u64,
@@ -79,10 +86,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| std::path::Path::new("reports").join(&sc.name).join("live"));
     let seed = crate::live::entropy_seed();
-    let mut replay = format!("bitsfarm farm {} --clients", args.scenario);
+    // The same farm again (real time: not the same run).
+    let mut replay = format!("bitsfarm farm {}", args.scenario);
+    if args.clients {
+        replay.push_str(" --clients");
+    }
     for s in &args.set {
         replay.push_str(&format!(" --set {s}"));
     }
+    let control_at: Option<std::net::SocketAddr> = match args.control.as_str() {
+        "none" => None,
+        a => Some(a.parse().map_err(|_| {
+            anyhow::anyhow!("--control {a:?}: give IP:port (127.0.0.1:8079) or none")
+        })?),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -90,15 +107,60 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = rt.block_on(async {
         let timeout = Duration::from_secs(args.timeout_s);
         let net = scenario::live::LiveNet::new(Some(args.listen));
-        // Outside clients: serve until Ctrl-C or the timeout, either a normal end.
-        let hold: Option<scenario::live::Hold> = (!args.clients).then(|| {
-            Box::pin(async move {
+        let control_listener = match control_at {
+            Some(at) => Some(
+                transport::tcp::TcpListen::bind(&at.to_string())
+                    .await
+                    .with_context(|| format!("cannot listen on --control {at}"))?,
+            ),
+            None => None,
+        };
+        let control_addr = control_listener.as_ref().map(transport::Listen::local_addr);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Ctrl-C or POST /stop.
+        let stopped = move || {
+            let mut stop_rx = stop_rx.clone();
+            async move {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
-                    () = tokio::time::sleep(timeout) => {}
+                    _ = stop_rx.wait_for(|s| *s) => {}
                 }
-            }) as scenario::live::Hold
-        });
+            }
+        };
+        // Outside clients: serve until stopped or the timeout, either a normal end. The
+        // scenario's clients: stopping early ends the run before they are done.
+        let (hold, stop): (Option<scenario::live::Hold>, Option<scenario::live::Hold>) =
+            if args.clients {
+                (None, Some(Box::pin(stopped())))
+            } else {
+                let stopped = stopped();
+                (
+                    Some(Box::pin(async move {
+                        tokio::select! {
+                            () = stopped => {}
+                            () = tokio::time::sleep(timeout) => {}
+                        }
+                    })),
+                    None,
+                )
+            };
+        let (slot, handed) = tokio::sync::oneshot::channel();
+        if let Some(listener) = control_listener {
+            let events = dir.join("events.jsonl");
+            tokio::spawn(async move {
+                if let Ok(control) = handed.await {
+                    let api =
+                        crate::control::Api::Farm(std::sync::Arc::new(crate::control::FarmApi {
+                            control,
+                            events,
+                            stop: stop_tx,
+                        }));
+                    if let Err(e) = crate::control::serve(listener, api).await {
+                        tracing::warn!(error = %e, "the control API stopped");
+                    }
+                }
+            });
+        }
         let deadline = if args.clients {
             timeout
         } else {
@@ -118,12 +180,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "shared": addrs.get(scenario::farm::SHARED).map(ToString::to_string),
                     "nodes": nodes,
                     "app": addrs.get(scenario::farm::BACKEND).map(ToString::to_string),
+                    "control": control_addr.map(|a| a.to_string()),
                 });
                 outln!("{line}");
             } else {
                 let mut banner = String::from("bitsfarm farm\n");
                 for (name, addr) in &addrs {
                     banner.push_str(&format!("  {name:<16} http://{addr}/\n"));
+                }
+                if let Some(addr) = control_addr {
+                    banner.push_str(&format!("  {:<16} http://{addr}/nodes\n", "control API"));
                 }
                 out!(
                     "{banner}Upload to the farm's address; Ctrl-C stops and writes the reports.\n"
@@ -133,6 +199,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let extras = scenario::live::Extras {
             hold,
             app_url: args.app_url.clone(),
+            control: control_at.map(|_| slot),
+            stop,
         };
         report::live_into(&sc, seed, replay, &dir, deadline, net, extras)
             .await

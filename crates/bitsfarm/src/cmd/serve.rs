@@ -280,47 +280,6 @@ async fn application(
     ))
 }
 
-/// `GET /ledger` on the control address: the node's notifications as JSON.
-async fn control(listener: TcpListen, log: Arc<NotificationLog>) -> io::Result<()> {
-    let handler = move |req: http::Request<hyper::body::Incoming>, _conn, _peer| {
-        let log = log.clone();
-        async move {
-            let (status, body) = match (req.method().as_str(), req.uri().path()) {
-                ("GET", "/ledger") => (
-                    http::StatusCode::OK,
-                    serde_json::to_string_pretty(&log.snapshot()).unwrap_or_default(),
-                ),
-                ("GET", _) => (
-                    http::StatusCode::NOT_FOUND,
-                    r#"{"error": "GET /ledger"}"#.to_owned(),
-                ),
-                _ => (
-                    http::StatusCode::METHOD_NOT_ALLOWED,
-                    r#"{"error": "GET /ledger"}"#.to_owned(),
-                ),
-            };
-            let mut resp = http::Response::new(transport::Body::from(body));
-            *resp.status_mut() = status;
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
-    };
-    let options = transport::server::ServerOptions {
-        idle_timeout: std::time::Duration::from_secs(60),
-        max_connections: Some(64),
-    };
-    transport::server::serve_all(
-        Box::new(listener),
-        options,
-        tokio::task::JoinSet::new(),
-        handler,
-    )
-    .await
-}
-
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let fd_limit = transport::tcp::raise_fd_limit();
     let max_connections = args
@@ -453,7 +412,12 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => (None, None),
     };
-    let control_task = control_listener.map(|l| tokio::spawn(control(l, log.clone())));
+    let control_task = control_listener.map(|l| {
+        tokio::spawn(crate::control::serve(
+            l,
+            crate::control::Api::Node(log.clone()),
+        ))
+    });
     let app_stopped = async {
         match app_task {
             Some(t) => t.await,

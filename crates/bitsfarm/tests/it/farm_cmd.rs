@@ -51,6 +51,8 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
         "--clients",
         "--listen",
         "127.0.0.1:0",
+        "--control",
+        "none",
         "--json",
         "--timeout-s",
         "110",
@@ -132,6 +134,8 @@ fn a_farm_serves_outside_clients_until_ctrl_c() {
             sc.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
             "--json",
         ])
         .args(["--timeout-s", "90", "--out", out.to_str().unwrap()])
@@ -191,6 +195,8 @@ fn a_live_farm_puts_your_own_application_under_the_faults() {
         "--clients",
         "--listen",
         "127.0.0.1:0",
+        "--control",
+        "none",
         "--app-url",
         &url,
         "--json",
@@ -218,4 +224,194 @@ fn a_live_farm_puts_your_own_application_under_the_faults() {
     for inv in summary["invariants"].as_array().unwrap() {
         assert_eq!(inv["held"], true, "{inv}");
     }
+}
+
+/// One request to the control API: its status and its JSON answer.
+fn control(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = crate::live::http(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+    (status, value)
+}
+
+/// The control API steering a live farm in front of the user's own application: a crash rule
+/// added with POST /faults makes an outside `bitsfarm upload` deliver its file twice; the
+/// application counted 2, the nodes' ledger says 2, and the report explains the duplicate by
+/// that rule. Bad requests get 400/404 with a JSON error that names the problem; a node crashed
+/// and restarted through the API goes down and comes back; POST /stop writes the reports.
+#[test]
+fn the_control_api_puts_a_fault_on_your_application_while_the_farm_runs() {
+    use std::io::{BufRead, BufReader};
+    let root = tempdir("farm-control");
+    let sc = root.join("two.toml");
+    std::fs::write(&sc, "[farm]\nnodes = 2\nnotification = \"by-value\"\n").unwrap();
+    let (app, seen) = crate::live::counting_app();
+    let out = root.join("reports");
+    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args(["farm", sc.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--control", "127.0.0.1:0", "--json", "--timeout-s", "90"])
+        .args(["--app-url", &format!("http://{app}/notify")])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addrs: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let shared = addrs["shared"].as_str().unwrap().to_owned();
+    let ctl = addrs["control"].as_str().unwrap().to_owned();
+
+    let (status, hosts) = control(&ctl, "GET", "/nodes", "");
+    assert_eq!(status, 200, "{hosts}");
+    let hosts = hosts.as_array().unwrap().clone();
+    assert_eq!(
+        hosts.len(),
+        2,
+        "two nodes, no built-in application: {hosts:?}"
+    );
+    assert!(
+        hosts.iter().all(|h| h["up"] == true && h["sessions"] == 0),
+        "{hosts:?}"
+    );
+    assert_eq!(hosts[0]["address"], addrs["nodes"]["node-1"]);
+
+    // Bad rules are refused with what is wrong, and change nothing.
+    let (status, e) = control(&ctl, "POST", "/faults", r#"{"pont": "after-forward"}"#);
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("pont"), "{e}");
+    let (status, e) = control(
+        &ctl,
+        "POST",
+        "/faults",
+        r#"{"point": "after-forward", "action": "crash", "node": "node-9"}"#,
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("node: no such node"),
+        "{e}"
+    );
+    let (status, e) = control(&ctl, "POST", "/faults", "{not json");
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = control(&ctl, "POST", "/nodes/node-7/crash", "");
+    assert_eq!(status, 404, "{e}");
+    let (status, e) = control(&ctl, "DELETE", "/faults/0", "");
+    assert_eq!(status, 404, "no rule yet: {e}");
+
+    let (status, added) = control(
+        &ctl,
+        "POST",
+        "/faults",
+        r#"{"point": "after-forward", "action": "crash", "restart_after_s": 3}"#,
+    );
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["id"], 0);
+
+    let file = root.join("report.bin");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{shared}/upload/report.bin"),
+        "--retry-delay-s",
+        "3",
+        "--no-progress-timeout-s",
+        "60",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // The application's own count, and the nodes' ledger.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("/notify".to_owned(), data.len()),
+            ("/notify".to_owned(), data.len())
+        ],
+        "the application received the file twice"
+    );
+    let (status, ledger) = control(&ctl, "GET", "/ledger", "");
+    assert_eq!(status, 200, "{ledger}");
+    let ledger = ledger.as_array().unwrap().clone();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let hash = format!("{:016x}", crate::live::xxh3(&data));
+    for n in &ledger {
+        assert_eq!(n["file"], "/upload/report.bin", "{n}");
+        assert_eq!(n["bytes"], data.len() as u64, "{n}");
+        assert_eq!(n["hash"], hash.as_str(), "{n}");
+        assert_eq!(n["status"], 200, "{n}");
+    }
+    assert_ne!(ledger[0]["session"], ledger[1]["session"], "{ledger:?}");
+    let (_, faults) = control(&ctl, "GET", "/faults", "");
+    assert_eq!(faults[0]["fired"], 1, "{faults}");
+    assert_eq!(faults[0]["rule"]["action"], "crash", "{faults}");
+
+    // A node crashed through the API is down until restarted through it.
+    let (status, r) = control(&ctl, "POST", "/nodes/node-2/power-cut", "");
+    assert_eq!(status, 200, "{r}");
+    let node2_up = || {
+        let (_, hosts) = control(&ctl, "GET", "/nodes", "");
+        hosts[1]["up"] == true
+    };
+    assert!(!node2_up());
+    let (status, r) = control(&ctl, "POST", "/nodes/node-2/restart", "");
+    assert_eq!(status, 200, "{r}");
+    let back = std::time::Instant::now();
+    while !node2_up() {
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(10),
+            "node-2 never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A rule removed before it fires is not held against the run.
+    let (status, r) = control(
+        &ctl,
+        "POST",
+        "/faults",
+        r#"{"point": "request", "action": "delay", "duration_s": 1}"#,
+    );
+    assert_eq!((status, r["id"].as_u64()), (201, Some(3)), "{r}");
+    let (status, r) = control(&ctl, "DELETE", "/faults/3", "");
+    assert_eq!(status, 200, "{r}");
+
+    let (status, events) = {
+        let (status, text) = crate::live::http(
+            &ctl,
+            &format!("GET /events HTTP/1.1\r\nHost: {ctl}\r\nConnection: close\r\n\r\n"),
+        );
+        (status, text)
+    };
+    assert_eq!(status, 200);
+    let fired = events
+        .lines()
+        .filter(|l| l.contains("\"fault_fired\""))
+        .count();
+    assert_eq!(
+        fired, 3,
+        "the crash, the power cut and the restart: {events}"
+    );
+
+    let (status, r) = control(&ctl, "POST", "/stop", "");
+    assert_eq!(status, 202, "{r}");
+    let status = farm.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let summary: serde_json::Value = serde_json::from_str(&rest.join("\n")).unwrap();
+    assert_eq!(status.code(), Some(0), "{summary}");
+    assert_eq!(summary["deliveries"], 2, "{summary}");
+    assert_eq!(summary["duplicate_deliveries"], 1, "{summary}");
+    assert_eq!(summary["duplicates"][0]["file"], "/upload/report.bin");
+    assert_eq!(summary["duplicates"][0]["chains"][0]["rule"], 0);
+    for inv in summary["invariants"].as_array().unwrap() {
+        assert_eq!(inv["held"], true, "{inv}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("removed while the farm ran"), "{report}");
 }

@@ -260,7 +260,7 @@ fn serve_survives_running_out_of_file_descriptors() {
 }
 
 /// A raw HTTP exchange; the status and the body.
-fn http(addr: &str, request: &str) -> (u16, String) {
+pub(crate) fn http(addr: &str, request: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(request.as_bytes()).unwrap();
@@ -349,7 +349,7 @@ fn the_ledger_and_dedupe_survive_kill_9() {
     assert_eq!(l["deliveries"][1]["effect"], false);
 }
 
-fn xxh3(data: &[u8]) -> u64 {
+pub(crate) fn xxh3(data: &[u8]) -> u64 {
     protocol::txid::hash(data)
 }
 
