@@ -74,6 +74,8 @@ pub(crate) enum Command {
     },
     /// A client cancels its current job.
     Cancel { client: String },
+    /// Tell the farm's hosts and the sessions open on each (the control API).
+    Hosts(tokio::sync::oneshot::Sender<Vec<(String, Option<u64>)>>),
 }
 
 /// A rule's counters, reported with the run.
@@ -94,8 +96,41 @@ pub struct RuleReport {
 /// A rule with its counters.
 struct Armed {
     rule: Rule,
+    /// The table it was made from (the control API shows it).
+    source: Fault,
     hits: u64,
     fired: u64,
+    /// Taken out of a running farm (the control API): it no longer matches or fires.
+    removed: bool,
+}
+
+impl Armed {
+    fn new(index: usize, f: &Fault) -> Armed {
+        Armed {
+            rule: Rule::parse(index, f),
+            source: f.clone(),
+            hits: 0,
+            fired: 0,
+            removed: false,
+        }
+    }
+}
+
+/// A rule as the live farm's control API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleState {
+    /// Its id: the position in the run's rules (the scenario's first, then those added).
+    pub id: usize,
+    /// The rule in words.
+    pub description: String,
+    /// Matching hits seen.
+    pub hits: u64,
+    /// Times it fired.
+    pub fired: u64,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// The rule, with the keys of a `[[fault]]` table.
+    pub rule: Fault,
 }
 
 struct Inner {
@@ -149,11 +184,7 @@ impl Harness {
                 rules: faults
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| Armed {
-                        rule: Rule::parse(i, f),
-                        hits: 0,
-                        fired: 0,
-                    })
+                    .map(|(i, f)| Armed::new(i, f))
                     .collect(),
                 rng,
                 down: BTreeSet::new(),
@@ -210,12 +241,72 @@ impl Harness {
             .enumerate()
             .map(|(index, r)| RuleReport {
                 index,
+                description: if r.removed {
+                    format!("{} (removed while the farm ran)", r.rule.description)
+                } else {
+                    r.rule.description.clone()
+                },
+                hits: r.hits,
+                fired: r.fired,
+                // A removed rule was not meant to fire any more.
+                optional: r.rule.optional || r.removed,
+            })
+            .collect()
+    }
+
+    /// Every rule with its counters (the control API's `GET /faults`).
+    pub(crate) fn rule_states(&self) -> Vec<RuleState> {
+        self.lock()
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(id, r)| RuleState {
+                id,
                 description: r.rule.description.clone(),
                 hits: r.hits,
                 fired: r.fired,
-                optional: r.rule.optional,
+                removed: r.removed,
+                rule: r.source.clone(),
             })
             .collect()
+    }
+
+    /// Adds a rule the caller validated to the running farm; its id. A timed rule fires when
+    /// the caller arms it ([`Harness::arm_timed`]) or fires it.
+    pub(crate) fn add_rule(&self, f: &Fault) -> usize {
+        let mut inner = self.lock();
+        let index = inner.rules.len();
+        inner.rules.push(Armed::new(index, f));
+        index
+    }
+
+    /// Takes a rule out of the running farm; false if there is no such rule or it is out
+    /// already.
+    pub(crate) fn remove_rule(&self, index: usize) -> bool {
+        let mut inner = self.lock();
+        match inner.rules.get_mut(index) {
+            Some(r) if !r.removed => {
+                r.removed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Seconds since the run started (the farm's clock).
+    pub(crate) fn now_s(&self) -> f64 {
+        self.clock.now_ms() as f64 / 1000.0
+    }
+
+    /// Fires timed rule `index` at `at_s` seconds of the run's time (at once if that has
+    /// passed).
+    pub(crate) fn arm_timed(self: &Arc<Self>, index: usize, at_s: f64) {
+        let when = self.clock.epoch() + Duration::from_secs_f64(at_s);
+        let h = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(when).await;
+            h.fire_timed(index);
+        });
     }
 
     /// A host is up again (restarted): its events count again.
@@ -333,6 +424,9 @@ impl Harness {
         let rule = {
             let mut inner = self.lock();
             let r = &mut inner.rules[index];
+            if r.removed {
+                return;
+            }
             r.hits += 1;
             r.fired += 1;
             r.rule.clone()
@@ -367,7 +461,7 @@ impl Probe for Harness {
             let inner = &mut *inner;
             let mut out = Vec::new();
             for r in inner.rules.iter_mut() {
-                if !r.rule.matches(ctx.point, ctx.actor, ctx.packet, ctx.file) {
+                if r.removed || !r.rule.matches(ctx.point, ctx.actor, ctx.packet, ctx.file) {
                     continue;
                 }
                 r.hits += 1;

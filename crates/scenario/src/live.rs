@@ -34,6 +34,10 @@ use crate::{
 struct Inner {
     /// What a name dials: a host's front, or the shared address.
     addrs: BTreeMap<String, SocketAddr>,
+    /// What a host is called where clients reach it (its `BITS-Host-Id`), by name.
+    advertised: BTreeMap<String, String>,
+    /// Front listeners bound up front, taken when their host first listens.
+    unclaimed: BTreeMap<String, std::net::TcpListener>,
     /// The single-member balancer in front of each host.
     fronts: BTreeMap<String, live::Balancer>,
     /// The shared address's balancer and its members.
@@ -41,8 +45,24 @@ struct Inner {
     up: BTreeSet<String>,
     boots: BTreeMap<String, u64>,
     partitions: BTreeSet<(String, String)>,
-    /// Where the shared address listens (`None`: a free loopback port).
-    shared_at: Option<SocketAddr>,
+    /// The shared address's listener, until the farm puts its balancer on it.
+    shared_listener: Option<std::net::TcpListener>,
+}
+
+/// Where a live farm listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The shared address. With a port other than 0, node `i` listens on the port `i` above
+    /// it and the built-in application on the one after the last node, on the same IP; with
+    /// port 0, each on a free port.
+    pub shared: SocketAddr,
+    /// Nodes (`node-1` ... `node-N`).
+    pub nodes: u32,
+    /// Whether the built-in application runs (not with `--app-url`).
+    pub app: bool,
+    /// The host name or IP clients use to reach this machine, for the nodes' `BITS-Host-Id`
+    /// (default: the shared address's IP, or the machine's name when that is 0.0.0.0).
+    pub advertise: Option<String>,
 }
 
 /// Loopback TCP as a farm's network. Clones share it.
@@ -63,21 +83,89 @@ fn pair(a: &str, b: &str) -> (String, String) {
 
 /// Binds a loopback listener at once (the farm's code is synchronous where it starts hosts).
 fn bind() -> io::Result<tokio::net::TcpListener> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    tokio_listener(std::net::TcpListener::bind("127.0.0.1:0")?)
+}
+
+fn tokio_listener(l: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
     l.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(l)
 }
 
+/// A bound address as others on this machine dial it (0.0.0.0 is dialled on loopback).
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// This machine's name (for `BITS-Host-Id` when the farm listens on every interface).
+fn machine_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 impl LiveNet {
-    /// A network whose shared address listens at `shared_at` (or a free loopback port).
-    pub fn new(shared_at: Option<SocketAddr>) -> LiveNet {
-        LiveNet {
-            inner: Arc::new(Mutex::new(Inner {
-                shared_at,
-                ..Inner::default()
-            })),
-            ready: tokio::sync::watch::channel(false).0,
+    /// Binds every address of `layout` (the shared address and each host's), so that an
+    /// address in use is an error here rather than later; the hosts start with the farm.
+    pub fn bind(layout: &Layout) -> io::Result<LiveNet> {
+        let shared = std::net::TcpListener::bind(layout.shared).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", layout.shared))
+        })?;
+        let shared_addr = shared.local_addr()?;
+        let fixed = layout.shared.port() != 0;
+        let host = match &layout.advertise {
+            Some(h) => h.clone(),
+            None if shared_addr.ip().is_unspecified() => machine_name(),
+            None => shared_addr.ip().to_string(),
+        };
+        let mut inner = Inner {
+            shared_listener: Some(shared),
+            ..Inner::default()
+        };
+        inner
+            .addrs
+            .insert(crate::farm::SHARED.to_owned(), dialable(shared_addr));
+        inner.advertised.insert(
+            crate::farm::SHARED.to_owned(),
+            format!("{host}:{}", shared_addr.port()),
+        );
+        let mut hosts: Vec<String> = (1..=layout.nodes).map(|i| format!("node-{i}")).collect();
+        if layout.app {
+            hosts.push(crate::farm::BACKEND.to_owned());
         }
+        for (i, name) in hosts.into_iter().enumerate() {
+            let at = if fixed {
+                let port =
+                    u16::try_from(usize::from(layout.shared.port()) + i + 1).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "{name} would listen past port 65535 (use a lower --listen port)"
+                            ),
+                        )
+                    })?;
+                SocketAddr::new(layout.shared.ip(), port)
+            } else {
+                SocketAddr::new(layout.shared.ip(), 0)
+            };
+            let l = std::net::TcpListener::bind(at).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {at} for {name}: {e}"))
+            })?;
+            let addr = l.local_addr()?;
+            inner.addrs.insert(name.clone(), dialable(addr));
+            inner
+                .advertised
+                .insert(name.clone(), format!("{host}:{}", addr.port()));
+            inner.unclaimed.insert(name, l);
+        }
+        Ok(LiveNet {
+            inner: Arc::new(Mutex::new(inner)),
+            ready: tokio::sync::watch::channel(false).0,
+        })
     }
 
     /// Waits until every host and the shared address are up.
@@ -89,9 +177,10 @@ impl LiveNet {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every host's address and the shared one, by name (for banners and `--json`).
-    pub fn addresses(&self) -> BTreeMap<String, SocketAddr> {
-        self.lock().addrs.clone()
+    /// Every host's address and the shared one as clients reach them (`host:port`), by name
+    /// (for banners and `--json`).
+    pub fn addresses(&self) -> BTreeMap<String, String> {
+        self.lock().advertised.clone()
     }
 }
 
@@ -132,11 +221,22 @@ impl Network for LiveNet {
             None => {
                 let front =
                     live::Balancer::new(sim::Policy::RoundRobin, &[(host.to_owned(), addr)], 0);
-                let front_listener = bind().expect("a loopback port for a farm host's front");
+                let front_listener = match inner.unclaimed.remove(host) {
+                    Some(l) => tokio_listener(l),
+                    None => bind(),
+                }
+                .expect("a listener for a farm host's front");
                 let front_addr = front_listener.local_addr().expect("a bound address");
                 let serving = front.clone();
                 tokio::spawn(async move { serving.serve_front(front_listener).await });
-                inner.addrs.insert(host.to_owned(), front_addr);
+                inner
+                    .addrs
+                    .entry(host.to_owned())
+                    .or_insert_with(|| dialable(front_addr));
+                inner
+                    .advertised
+                    .entry(host.to_owned())
+                    .or_insert_with(|| front_addr.to_string());
                 inner.fronts.insert(host.to_owned(), front);
             }
         }
@@ -169,19 +269,20 @@ impl Network for LiveNet {
             .collect();
         let seed = u64::from(std::process::id());
         let shared = live::Balancer::new(policy, &targets, seed);
-        let listener = match inner.shared_at {
-            Some(at) => std::net::TcpListener::bind(at)
-                .and_then(|l| {
-                    l.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(l)
-                })
-                .unwrap_or_else(|e| panic!("cannot listen on {at} for the shared address: {e}")),
-            None => bind().expect("a loopback port for the shared address"),
-        };
-        inner.addrs.insert(
-            name.to_owned(),
-            listener.local_addr().expect("a bound address"),
-        );
+        let listener = match inner.shared_listener.take() {
+            Some(l) => tokio_listener(l),
+            None => bind(),
+        }
+        .expect("a listener for the shared address");
+        let addr = listener.local_addr().expect("a bound address");
+        inner
+            .addrs
+            .entry(name.to_owned())
+            .or_insert_with(|| dialable(addr));
+        inner
+            .advertised
+            .entry(name.to_owned())
+            .or_insert_with(|| addr.to_string());
         let serving = shared.clone();
         tokio::spawn(async move { serving.serve(listener).await });
         inner.shared = Some((shared, members));
@@ -194,9 +295,10 @@ impl Network for LiveNet {
 
     fn advertise(&self, host: &str) -> String {
         self.lock()
-            .addrs
+            .advertised
             .get(host)
-            .map_or_else(|| host.to_owned(), ToString::to_string)
+            .cloned()
+            .unwrap_or_else(|| host.to_owned())
     }
 }
 
@@ -212,8 +314,14 @@ impl Connect for NameConnect {
         Box::pin(async move {
             let (addr, cut) = {
                 let inner = self.net.lock();
-                // A name (`node-2`), or a host's advertised address (its Host-Id).
-                let by_addr: Option<(String, SocketAddr)> = authority.parse().ok().and_then(|a| {
+                // A name (`node-2`), or a host's advertised address (its Host-Id) or bound one.
+                let advertised = inner
+                    .advertised
+                    .iter()
+                    .find(|(_, x)| x.as_str() == authority)
+                    .and_then(|(n, _)| Some((n.clone(), *inner.addrs.get(n)?)));
+                let by_addr: Option<(String, SocketAddr)> = advertised.or_else(|| {
+                    let a: SocketAddr = authority.parse().ok()?;
                     inner
                         .addrs
                         .iter()

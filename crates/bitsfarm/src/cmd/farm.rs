@@ -37,9 +37,15 @@ pub struct Args {
     /// built-in one, and its 2xx answers count as deliveries (their bytes cannot be compared).
     #[arg(long, value_name = "URL")]
     app_url: Option<String>,
-    /// The shared address (where clients upload).
+    /// The shared address (where clients upload). Node i listens on the port i above it, the
+    /// built-in application on the next (port 0: free ports). 0.0.0.0:8080 lets clients on
+    /// other machines in.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: std::net::SocketAddr,
+    /// The name or IP clients reach this machine by, for the nodes' BITS-Host-Id (default:
+    /// the --listen IP, or this machine's name with 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
     /// The control API (JSON over HTTP: GET /nodes, POST /nodes/{name}/crash, POST /faults,
     /// GET /ledger, POST /stop, ...; see the README), or `none`.
     #[arg(long, default_value = "127.0.0.1:8079", value_name = "ADDR|none")]
@@ -106,7 +112,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let summary = rt.block_on(async {
         let timeout = Duration::from_secs(args.timeout_s);
-        let net = scenario::live::LiveNet::new(Some(args.listen));
+        let layout = scenario::live::Layout {
+            shared: args.listen,
+            nodes: sc.farm.nodes,
+            app: args.app_url.is_none(),
+            advertise: args.advertise.clone(),
+        };
+        let net = scenario::live::LiveNet::bind(&layout)?;
         let control_listener = match control_at {
             Some(at) => Some(
                 transport::tcp::TcpListen::bind(&at.to_string())
@@ -174,12 +186,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let nodes: serde_json::Map<String, serde_json::Value> = addrs
                     .iter()
                     .filter(|(n, _)| n.starts_with("node-"))
-                    .map(|(n, a)| (n.clone(), a.to_string().into()))
+                    .map(|(n, a)| (n.clone(), a.clone().into()))
                     .collect();
                 let line = serde_json::json!({
-                    "shared": addrs.get(scenario::farm::SHARED).map(ToString::to_string),
+                    "shared": addrs.get(scenario::farm::SHARED),
                     "nodes": nodes,
-                    "app": addrs.get(scenario::farm::BACKEND).map(ToString::to_string),
+                    "app": addrs.get(scenario::farm::BACKEND),
                     "control": control_addr.map(|a| a.to_string()),
                 });
                 outln!("{line}");

@@ -105,6 +105,28 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
     assert!(took < std::time::Duration::from_secs(120), "took {took:?}");
 }
 
+/// Node i listens on the port i above --listen: when that port is taken, the farm says which
+/// and for whom, and exits 2 (no panic, nothing half started).
+#[test]
+fn a_taken_node_port_is_a_clear_error() {
+    // Two free consecutive ports: the shared address's, and node-1's (held here).
+    let (shared, _held) = (0..50)
+        .find_map(|_| {
+            let a = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = a.local_addr().ok()?.port();
+            let b = std::net::TcpListener::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+            drop(a);
+            Some((port, b))
+        })
+        .expect("two consecutive free ports");
+    let listen = format!("127.0.0.1:{shared}");
+    let o = bitsfarm(&["farm", "happy-path", "--listen", &listen, "--control", "none"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let want = format!("cannot listen on 127.0.0.1:{} for node-1", shared + 1);
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
 #[test]
 fn farm_refuses_what_it_cannot_do_yet() {
     let o = bitsfarm(&["farm", "hostid-resume", "--clients"]);
@@ -136,6 +158,8 @@ fn a_farm_serves_outside_clients_until_ctrl_c() {
             "127.0.0.1:0",
             "--control",
             "127.0.0.1:0",
+            "--advertise",
+            "localhost",
             "--json",
         ])
         .args(["--timeout-s", "90", "--out", out.to_str().unwrap()])
@@ -147,6 +171,13 @@ fn a_farm_serves_outside_clients_until_ctrl_c() {
     let first = lines.next().unwrap().unwrap();
     let addrs: serde_json::Value = serde_json::from_str(&first).unwrap();
     let shared = addrs["shared"].as_str().unwrap().to_owned();
+    // The node's BITS-Host-Id, which the client follows after the crash, is the name given.
+    assert!(
+        addrs["nodes"]["node-1"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("localhost:")),
+        "{first}"
+    );
     let file = root.join("report.bin");
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
     std::fs::write(&file, &data).unwrap();
