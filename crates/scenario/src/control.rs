@@ -88,6 +88,9 @@ impl Control {
     /// Adds a rule (the keys of a `[[fault]]` table); its id, or what is wrong with it.
     pub fn add_fault(&self, fault: &Fault) -> Result<usize, String> {
         crate::load::check_added_fault(&self.inner.scenario, fault)?;
+        if let Some(why) = crate::live::cannot(fault) {
+            return Err(why);
+        }
         if fault.at_s.is_some_and(|at| at < self.inner.harness.now_s()) {
             return Err(format!(
                 "at_s: {} s has passed (the farm has run {:.1} s); leave it out to act now",

@@ -1,14 +1,21 @@
 //! The live farm: a scenario's farm on real sockets in real time. The same farm code as the
-//! simulation ([`crate::farm`]) over a [`Network`] of loopback TCP: every host listens on a
-//! port of its own behind a single-member [`live::Balancer`] (so a crash can reset or silence
-//! its connections), and the shared address `farm` is a balancer over the nodes with the
-//! scenario's policy. Hosts reach each other by name through [`NameConnect`].
+//! simulation ([`crate::farm`]) over a [`Network`] of TCP: every host listens on a loopback
+//! port of its own behind a single-member [`live::Balancer`] (its front, on the address the
+//! farm gives it: so a crash can reset or silence its connections and close its port), and the
+//! shared address `farm` is a balancer over the nodes with the scenario's policy. Hosts reach
+//! each other by name, or by the address they advertise, through [`NameConnect`].
 //!
-//! Not carried out live yet: `drop-response` (a node's connection number does not name a
-//! forwarded connection) and `partition`; [`unsupported`] names such rules and `farm` refuses
-//! them. One difference from the simulation: a powered-off host's port is closed, so connects
-//! to it are refused at once where the simulator leaves them unanswered until the client's
-//! connect timeout (a loopback port cannot drop SYNs without privileges).
+//! The network keeps a handle on every connection a host accepted (numbered across the farm:
+//! `drop-response` cuts the node's side of one, so the client never hears the answer) and on
+//! every connection a host opened by name (a partition silences those between the two sides,
+//! and new connects between them go unanswered). It reports crashes, cuts and partitions to
+//! the run's probe, like the simulator.
+//!
+//! Not carried out live: partitions with a client ([`cannot`]; clients reach the nodes through
+//! the balancer, which cannot tell whose connection it forwards). One difference from the
+//! simulation: a powered-off host's port is closed, so connects to it are refused at once
+//! where the simulator leaves them unanswered until the client's connect timeout (a port
+//! cannot drop SYNs without privileges).
 //!
 //! **Invariant:** real time and OS randomness enter here and in the CLI's live commands only.
 
@@ -20,8 +27,18 @@ use std::{
     time::Duration,
 };
 
-use probe::{CrashKind, SharedProbe};
-use transport::{BoxFuture, BoxIo, Connect, Listen, tcp::TcpConnect};
+use std::{
+    os::fd::{AsFd as _, OwnedFd},
+    pin::Pin,
+    sync::{
+        Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use probe::{CrashKind, Event, SharedProbe};
+use transport::{BoxFuture, BoxIo, Connect, Listen};
 
 use crate::{
     farm::{Network, RunResult, run_farm},
@@ -47,6 +64,87 @@ struct Inner {
     partitions: BTreeSet<(String, String)>,
     /// The shared address's listener, until the farm puts its balancer on it.
     shared_listener: Option<std::net::TcpListener>,
+    /// Where the network's own events go (crashes, cuts, partitions).
+    probe: Option<SharedProbe>,
+    /// Connection numbers, unique across the farm (a fault names a connection by it).
+    next_conn: u64,
+    /// Connections the hosts accepted and have open: their host, and a handle to cut them.
+    accepted: BTreeMap<u64, (String, OwnedFd)>,
+    /// Connections hosts opened by name and have open: who dialled whom, and the switch that
+    /// silences them when the two are partitioned.
+    dialed: BTreeMap<u64, (String, String, Arc<AtomicBool>)>,
+}
+
+impl Inner {
+    fn event(&self, event: Event) {
+        if let Some(p) = &self.probe {
+            p.event(event);
+        }
+    }
+}
+
+/// A connection the live farm keeps a handle on: it forgets it when dropped, and goes silent
+/// (reads and writes never complete, like packets dropped) when its switch is set.
+struct Tracked {
+    io: tokio::net::TcpStream,
+    conn: u64,
+    silenced: Option<Arc<AtomicBool>>,
+    net: Weak<Mutex<Inner>>,
+}
+
+impl Tracked {
+    fn silent(&self) -> bool {
+        self.silenced
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(net) = self.net.upgrade() {
+            let mut inner = net.lock().unwrap_or_else(|p| p.into_inner());
+            inner.accepted.remove(&self.conn);
+            inner.dialed.remove(&self.conn);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.silent() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.silent() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.silent() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Where a live farm listens.
@@ -168,6 +266,46 @@ impl LiveNet {
         })
     }
 
+    /// Reports the network's own events (crashes, cuts, partitions) to `probe`.
+    fn set_probe(&self, probe: SharedProbe) {
+        self.lock().probe = Some(probe);
+    }
+
+    /// Numbers an accepted connection and keeps a handle to cut it.
+    fn track_accepted(&self, host: &str, stream: tokio::net::TcpStream) -> (BoxIo, u64) {
+        let mut inner = self.lock();
+        inner.next_conn += 1;
+        let conn = inner.next_conn;
+        if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
+            inner.accepted.insert(conn, (host.to_owned(), fd));
+        }
+        let io = Tracked {
+            io: stream,
+            conn,
+            silenced: None,
+            net: Arc::downgrade(&self.inner),
+        };
+        (Box::new(io), conn)
+    }
+
+    /// Keeps a handle on a connection `from` opened to `to`, silenced while they are
+    /// partitioned.
+    fn track_dialed(&self, from: &str, to: &str, stream: tokio::net::TcpStream) -> BoxIo {
+        let mut inner = self.lock();
+        inner.next_conn += 1;
+        let conn = inner.next_conn;
+        let silenced = Arc::new(AtomicBool::new(false));
+        inner
+            .dialed
+            .insert(conn, (from.to_owned(), to.to_owned(), silenced.clone()));
+        Box::new(Tracked {
+            io: stream,
+            conn,
+            silenced: Some(silenced),
+            net: Arc::downgrade(&self.inner),
+        })
+    }
+
     /// Waits until every host and the shared address are up.
     pub async fn ready(&self) {
         let _ = self.ready.subscribe().wait_for(|r| *r).await;
@@ -194,14 +332,41 @@ impl Fabric for LiveNet {
         if let Some((shared, _)) = &inner.shared {
             shared.down(host, kind);
         }
+        inner.event(Event::Crashed {
+            host: host.to_owned(),
+            kind,
+        });
     }
 
-    fn cut(&self, _conn: u64, _reason: &str) -> bool {
-        false
+    /// Shuts the node's side of the connection down: what the node writes next goes nowhere,
+    /// and the client's side ends without an answer.
+    fn cut(&self, conn: u64, reason: &str) -> bool {
+        let inner = self.lock();
+        let Some((_, fd)) = inner.accepted.get(&conn) else {
+            return false;
+        };
+        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+        inner.event(Event::ConnectionCut {
+            conn,
+            reason: reason.to_owned(),
+        });
+        true
     }
 
+    /// New connections between the two go unanswered, and those they have open go silent.
     fn partition(&self, a: &str, b: &str) {
-        self.lock().partitions.insert(pair(a, b));
+        let mut inner = self.lock();
+        let key = pair(a, b);
+        for (from, to, silenced) in inner.dialed.values() {
+            if pair(from, to) == key {
+                silenced.store(true, Ordering::Relaxed);
+            }
+        }
+        inner.partitions.insert(key);
+        inner.event(Event::Partitioned {
+            a: a.to_owned(),
+            b: b.to_owned(),
+        });
     }
 }
 
@@ -245,7 +410,13 @@ impl Network for LiveNet {
         {
             shared.up(host, None);
         }
-        Box::new(transport::tcp::TcpListen::from_tokio(listener))
+        drop(inner);
+        let net = self.clone();
+        let name = host.to_owned();
+        Box::new(
+            transport::tcp::TcpListen::from_tokio(listener)
+                .with_hook(Box::new(move |stream| net.track_accepted(&name, stream))),
+        )
     }
 
     fn connector(&self, from: &str) -> Arc<dyn Connect> {
@@ -290,7 +461,12 @@ impl Network for LiveNet {
     }
 
     fn heal(&self, a: &str, b: &str) {
-        self.lock().partitions.remove(&pair(a, b));
+        let mut inner = self.lock();
+        inner.partitions.remove(&pair(a, b));
+        inner.event(Event::Healed {
+            a: a.to_owned(),
+            b: b.to_owned(),
+        });
     }
 
     fn advertise(&self, host: &str) -> String {
@@ -312,7 +488,7 @@ pub struct NameConnect {
 impl Connect for NameConnect {
     fn connect<'a>(&'a self, authority: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
         Box::pin(async move {
-            let (addr, cut) = {
+            let (name, addr, cut) = {
                 let inner = self.net.lock();
                 // A name (`node-2`), or a host's advertised address (its Host-Id) or bound one.
                 let advertised = inner
@@ -331,16 +507,18 @@ impl Connect for NameConnect {
                 let host = authority.split(':').next().unwrap_or(authority);
                 let (name, addr) = match by_addr {
                     Some((n, a)) => (n, Some(a)),
+                    // An address outside the farm is the user's application, in the built-in
+                    // one's place (for partitions).
+                    None if authority.parse::<SocketAddr>().is_ok() => {
+                        (crate::farm::BACKEND.to_owned(), None)
+                    }
                     None => (host.to_owned(), inner.addrs.get(host).copied()),
                 };
-                (addr, inner.partitions.contains(&pair(&self.from, &name)))
+                let cut = inner.partitions.contains(&pair(&self.from, &name));
+                (name, addr, cut)
             };
-            let addr = match addr {
+            let addr = match addr.or_else(|| authority.parse().ok()) {
                 Some(a) => a,
-                // An address outside the farm (the user's application): dialled as it is.
-                None if authority.parse::<SocketAddr>().is_ok() => {
-                    return TcpConnect.connect(authority).await;
-                }
                 None => {
                     return Err(io::Error::new(
                         io::ErrorKind::ConnectionRefused,
@@ -351,24 +529,41 @@ impl Connect for NameConnect {
             if cut {
                 std::future::pending::<()>().await;
             }
-            TcpConnect.connect(&addr.to_string()).await
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(self.net.track_dialed(&self.from, &name, stream))
         })
     }
 }
 
-/// The fault rules of a scenario the live farm cannot carry out yet, in words (empty: none).
+/// Why the live farm cannot carry out a rule, if it cannot: a partition between a client and
+/// a node (clients reach the nodes through the shared balancer, which cannot tell whose
+/// connection it forwards).
+pub fn cannot(fault: &crate::spec::Fault) -> Option<String> {
+    let is_host = |n: &str| {
+        n == crate::farm::BACKEND
+            || n.strip_prefix("node-")
+                .is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let client = [&fault.node, &fault.peer]
+        .into_iter()
+        .flatten()
+        .find(|n| !is_host(n));
+    match (fault.action, client) {
+        (Some(Action::Partition), Some(c)) => Some(format!(
+            "a partition with client {c} is not carried out on real sockets (clients reach the nodes through the shared balancer); partitions between nodes and the application are"
+        )),
+        _ => None,
+    }
+}
+
+/// The fault rules of a scenario the live farm cannot carry out, in words (empty: none).
 pub fn unsupported(scenario: &Scenario) -> Vec<String> {
     scenario
         .faults
         .iter()
         .enumerate()
-        .filter(|(_, f)| matches!(f.action, Some(Action::DropResponse | Action::Partition)))
-        .map(|(i, f)| {
-            format!(
-                "fault #{i} ({}): not carried out on real sockets yet",
-                f.action.map_or("?", Action::name)
-            )
-        })
+        .filter_map(|(i, f)| cannot(f).map(|why| format!("fault #{i}: {why}")))
         .collect()
 }
 
@@ -376,7 +571,7 @@ pub use crate::farm::{Extras, Hold};
 
 /// Runs a scenario's farm live on the current tokio runtime (real time, not paused) until its
 /// clients are done and `extras.hold` has ended, or `deadline` passes. `net` is the network to
-/// run on ([`LiveNet::new`]); keep a clone to read its addresses once [`LiveNet::ready`].
+/// run on ([`LiveNet::bind`]); keep a clone to read its addresses once [`LiveNet::ready`].
 pub async fn run(
     scenario: &Scenario,
     seed: u64,
@@ -391,7 +586,10 @@ pub async fn run(
         sink,
         deadline,
         crate::fault::MAX_EVENTS,
-        move |_probe: SharedProbe| Arc::new(net) as Arc<dyn Network>,
+        move |probe: SharedProbe| {
+            net.set_probe(probe);
+            Arc::new(net) as Arc<dyn Network>
+        },
         extras,
     )
     .await

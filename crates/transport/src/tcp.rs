@@ -12,7 +12,12 @@ pub struct TcpListen {
     addr: String,
     next_conn: u64,
     accept_errors: u64,
+    hook: Option<AcceptHook>,
 }
+
+/// Numbers and wraps each accepted connection instead of the listener (the live farm keeps a
+/// handle on every connection so that a fault can cut it).
+pub type AcceptHook = Box<dyn Fn(TcpStream) -> (BoxIo, u64) + Send + Sync>;
 
 impl TcpListen {
     /// Binds `addr` (`127.0.0.1:0` picks a free port).
@@ -24,11 +29,18 @@ impl TcpListen {
             addr,
             next_conn: 0,
             accept_errors: 0,
+            hook: None,
         })
     }
 }
 
 impl TcpListen {
+    /// Hands every accepted connection to `hook`, which numbers and wraps it.
+    pub fn with_hook(mut self, hook: AcceptHook) -> TcpListen {
+        self.hook = Some(hook);
+        self
+    }
+
     /// Accepts on a listener bound already.
     pub fn from_tokio(inner: TcpListener) -> TcpListen {
         let addr = inner
@@ -39,6 +51,7 @@ impl TcpListen {
             addr,
             next_conn: 0,
             accept_errors: 0,
+            hook: None,
         }
     }
 }
@@ -56,11 +69,17 @@ impl Listen for TcpListen {
             // own, the listener does not.
             let _ = stream.set_nodelay(true);
             let _ = keepalive(&stream);
-            self.next_conn += 1;
+            let (io, conn): (BoxIo, u64) = match &self.hook {
+                Some(hook) => hook(stream),
+                None => {
+                    self.next_conn += 1;
+                    (Box::new(stream), self.next_conn)
+                }
+            };
             Ok(Accepted {
-                io: Box::new(stream),
+                io,
                 peer: peer.to_string(),
-                conn: self.next_conn,
+                conn,
             })
         })
     }

@@ -10,19 +10,24 @@ use crate::out::{out, outln};
 /// Flags of `bitsfarm farm`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-The same farm as `bitsfarm scenario`, on real sockets: each node and the application listen on
-a loopback port of their own, behind a front: a crash resets (kill) or silences (power cut)
-its open connections and closes its port until it restarts; the shared address balances per connection with the scenario's policy. The scenario's
-clients (bitsfarm's client) upload through it with --clients, and the run ends when they are
-done; without --clients the farm serves outside clients (bitsadmin, Start-BitsTransfer,
-`bitsfarm upload`) at --listen until Ctrl-C or --timeout-s, and follows every file they upload.
-Each node's BITS-Host-Id is its own address. Timers run in real time: shorten them with --set
-(clients.retry_delay_s=5, farm.fallback_timeout_s=20, fault[0].restart_after_s=30). The reports
-are those of a simulated run, from the live event log. --app-url puts your own application in
-the built-in one's place. The control API (--control) lists the hosts, crashes and restarts
-them, adds and removes fault rules while the farm runs (each is a rule of the run, so the
-report explains what it caused), serves the nodes' notification ledger and the event log, and
-stops the run (POST /stop). Not yet: drop-response and partitions.")]
+The same farm as `bitsfarm scenario`, on real sockets. The shared address (--listen) balances
+per connection with the scenario's policy; node i listens on the port i above it and the
+built-in application on the next, each behind a front: a crash resets (kill) or silences
+(power cut) its open connections and closes its port until it restarts. drop-response cuts
+the node's side of the connection, a partition silences connections between a node and the
+application (not with a client: the balancer cannot tell whose connection it forwards).
+
+With --clients the scenario's clients (bitsfarm's) upload and the run ends when they are done;
+without, the farm serves outside clients (bitsadmin, Start-BitsTransfer, `bitsfarm upload`)
+until Ctrl-C, POST /stop or --timeout-s, and follows every file they upload. Each node's
+BITS-Host-Id is its address as --advertise names this machine. Timers run in real time:
+shorten them with --set (clients.retry_delay_s=5, farm.fallback_timeout_s=20,
+fault[0].restart_after_s=30). The reports are those of a simulated run, from the live event
+log. --app-url puts your own application in the built-in one's place.
+
+The control API (--control) lists the hosts, crashes and restarts them, adds and removes fault
+rules while the farm runs (each is a rule of the run, so the report explains what it caused),
+serves the nodes' notification ledger and the event log, and stops the run (POST /stop).")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
