@@ -14,9 +14,8 @@ use std::{
 };
 
 use backend::{Backend, BackendConfig, Ledger};
-use bytes::Bytes;
 use client::{Job, JobConfig, JobKind};
-use node::{MemStore, Node, NodeConfig};
+use node::{Node, NodeConfig};
 use probe::{Clock, Event, SharedProbe};
 use rand::{RngExt as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +28,7 @@ use crate::{
     load::client_name,
     log::Sink,
     spec::{Scenario, SessionState},
+    stores::Stores,
     track::Tracker,
 };
 
@@ -230,7 +230,7 @@ struct Farm {
     net: Arc<dyn Network>,
     harness: Arc<Harness>,
     ledger: Ledger,
-    stores: Arc<Mutex<BTreeMap<String, MemStore>>>,
+    stores: Stores,
     nodes: BTreeMap<String, NodeSlot>,
     backend: Option<JoinHandle<()>>,
     host_id: bool,
@@ -275,20 +275,10 @@ impl Farm {
     fn start_node(&mut self, name: &str) {
         let boot = self.net.boot(name);
         let listener = self.net.listen(name);
-        let store = {
-            let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-            let keep = self.scenario.farm.session_state == SessionState::Durable;
-            match stores.get(name) {
-                Some(s) if keep => s.clone(),
-                _ => {
-                    let s = MemStore::new(name);
-                    stores.insert(name.to_owned(), s.clone());
-                    s
-                }
-            }
-        };
+        let keep = self.scenario.farm.session_state == SessionState::Durable;
+        let store = self.stores.boot(name, boot, keep);
         let env = node::Env {
-            store: Arc::new(store),
+            store,
             connector: self.net.connector(name),
             probe: self.node_probe.clone(),
             rng: entity_rng(self.seed, name, boot),
@@ -316,7 +306,7 @@ impl Farm {
             ..BackendConfig::default()
         };
         let env = backend::Env {
-            files: Arc::new(SimFiles(self.stores.clone())),
+            files: self.stores.files(),
             probe: self.harness.clone() as SharedProbe,
             clock: self.clock,
         };
@@ -421,36 +411,6 @@ impl<F: std::future::Future<Output = io::Result<()>> + Send> MapUnit for F {
     }
 }
 
-/// The application reads by-reference uploads from the nodes' disks, by their UNC-like paths.
-struct SimFiles(Arc<Mutex<BTreeMap<String, MemStore>>>);
-
-impl backend::Files for SimFiles {
-    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let chunks = {
-            let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            stores
-                .values()
-                .find(|s| s.owns_path(path))
-                .and_then(|s| s.read_path(path))
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.to_owned()))?
-        };
-        let mut len = 0;
-        for c in &chunks {
-            each(c);
-            len += c.len() as u64;
-        }
-        Ok(len)
-    }
-
-    fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
-        let stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match stores.values().find(|s| s.owns_path(path)) {
-            Some(s) if s.write_path(path, data) => Ok(()),
-            _ => Err(io::Error::new(io::ErrorKind::NotFound, path.to_owned())),
-        }
-    }
-}
-
 /// One file a client uploads.
 struct Upload {
     job: String,
@@ -476,6 +436,8 @@ pub struct Extras {
     pub control: Option<crate::control::ControlSlot>,
     /// Ends the run early, its clients done or not (Ctrl-C, `POST /stop`).
     pub stop: Option<Hold>,
+    /// Keep the nodes' sessions on disk under this directory instead of in memory.
+    pub upload_root: Option<std::path::PathBuf>,
 }
 
 /// The simulator's network for a scenario, reporting to `probe`.
@@ -508,6 +470,7 @@ pub(crate) async fn run_farm(
         app_url,
         control,
         stop,
+        upload_root,
     } = extras;
     let clock = Clock::starting_now();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
@@ -535,15 +498,13 @@ pub(crate) async fn run_farm(
     let net = make_net(harness.clone() as SharedProbe);
     harness.set_net(net.clone());
     let ledger = Ledger::new(scenario.backend.dedupe);
-    let stores: Arc<Mutex<BTreeMap<String, MemStore>>> = Arc::default();
+    let stores = match upload_root {
+        Some(root) => Stores::disk(root),
+        None => Stores::memory(),
+    };
     let notifications = control.is_some().then(|| {
         let stores = stores.clone();
-        let store_of: node::StoreOf = Box::new(move |node| {
-            let stores = stores.lock().unwrap_or_else(|p| p.into_inner());
-            stores
-                .get(node)
-                .map(|s| Arc::new(s.clone()) as Arc<dyn node::Storage>)
-        });
+        let store_of: node::StoreOf = Box::new(move |node| stores.of(node));
         node::NotificationLog::of_nodes(store_of, clock, harness.clone() as SharedProbe)
     });
     let mut farm = Farm {

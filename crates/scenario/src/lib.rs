@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod overrides;
 pub mod rule;
 pub mod spec;
+pub mod stores;
 pub mod summary;
 pub mod text;
 pub mod track;

@@ -51,6 +51,11 @@ pub struct Args {
     /// the --listen IP, or this machine's name with 0.0.0.0).
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
+    /// Keep the nodes' sessions on disk under DIR (node-1/, node-2/, ...: durable state that
+    /// survives a crash for real, files a by-reference application can open) instead of in
+    /// memory.
+    #[arg(long, value_name = "DIR")]
+    upload_root: Option<PathBuf>,
     /// The control API (JSON over HTTP: GET /nodes, POST /nodes/{name}/crash, POST /faults,
     /// GET /ledger, POST /stop, ...; see the README), or `none`.
     #[arg(long, default_value = "127.0.0.1:8079", value_name = "ADDR|none")]
@@ -82,13 +87,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             target.authority.parse::<std::net::SocketAddr>().is_ok(),
             "--app-url {url:?}: give the application as IP:port (http://127.0.0.1:5000/notify)"
         );
+        match sc.farm.notification {
+            // An application is notified: by value unless the scenario says by reference.
+            node::NotificationType::None => sc.farm.notification = node::NotificationType::ByValue,
+            node::NotificationType::ByReference => anyhow::ensure!(
+                args.upload_root.is_some(),
+                "--app-url with by-reference notification gives your application file paths: add --upload-root DIR so the sessions are files it can open (or --set farm.notification=by-value)"
+            ),
+            node::NotificationType::ByValue => {}
+        }
+    }
+    if let Some(root) = &args.upload_root {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot use --upload-root {}", root.display()))?;
+        // A farm's nodes start empty: never mix in (or delete) what a directory holds.
+        let used = std::fs::read_dir(root)
+            .with_context(|| format!("cannot use --upload-root {}", root.display()))?
+            .next()
+            .is_some();
         anyhow::ensure!(
-            sc.farm.notification != node::NotificationType::None,
-            "--app-url needs notification by-value (the scenario's is none)"
+            !used,
+            "--upload-root {} is not empty (a previous farm's sessions?): give a new or empty directory",
+            root.display()
         );
-        // The live farm keeps session files in memory: an application cannot open them, so it
-        // gets the upload in the request body.
-        sc.farm.notification = node::NotificationType::ByValue;
     }
     let unsupported = scenario::live::unsupported(&sc);
     anyhow::ensure!(unsupported.is_empty(), "{}", unsupported.join("; "));
@@ -218,6 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             app_url: args.app_url.clone(),
             control: control_at.map(|_| slot),
             stop,
+            upload_root: args.upload_root.clone(),
         };
         report::live_into(&sc, seed, replay, &dir, deadline, net, extras)
             .await

@@ -1,15 +1,14 @@
 //! `bitsfarm serve`: one BITS node and the server application on real sockets, for real BITS
 //! clients (bitsadmin, Start-BitsTransfer, `bitsfarm upload`, curl).
 
-use std::{io, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
-use backend::{Backend, BackendConfig, Files, Ledger};
-use bytes::Bytes;
+use backend::{Backend, BackendConfig, Ledger};
 use clap::ValueEnum;
 use node::{
     DiskStore, MemStore, Node, NodeConfig, NotificationLog, NotificationType, Storage,
-    disk::{SESSIONS_DIR, SessionFile},
+    disk::SESSIONS_DIR,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -167,44 +166,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(serve(args))
 }
 
-/// The application's by-reference files: only the node's own session files, through the
-/// node's store (which follows no symbolic link).
-struct SessionFiles(DiskStore);
-
-impl Files for SessionFiles {
-    fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let (id, which) = self.0.session_file(path).ok_or_else(|| refused(path))?;
-        let (_, chunks) = self
-            .0
-            .read_session_file(&id, which)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let mut len = 0;
-        for c in chunks {
-            let c = c?;
-            len += c.len() as u64;
-            each(&c);
-        }
-        Ok(len)
-    }
-
-    fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
-        match self.0.session_file(path) {
-            Some((id, SessionFile::Response)) => self
-                .0
-                .put_reply(&id, data)
-                .map_err(|e| io::Error::other(e.to_string())),
-            _ => Err(refused(path)),
-        }
-    }
-}
-
-fn refused(path: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!("{path:?} is not a file of this node's sessions"),
-    )
-}
-
 /// A random token from the operating system (live mode only).
 fn random_token() -> anyhow::Result<String> {
     use std::io::Read as _;
@@ -258,7 +219,7 @@ async fn application(
         },
         ledger.clone(),
         backend::Env {
-            files: Arc::new(SessionFiles(disk.clone())),
+            files: Arc::new(scenario::stores::DiskFiles::of_one(disk.clone())),
             probe: probe::none(),
             clock,
         },

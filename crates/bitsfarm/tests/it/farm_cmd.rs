@@ -38,7 +38,7 @@ const TOTALS: [&str; 9] = [
 fn crash_after_forward_live_gives_the_simulations_totals() {
     let root = tempdir("farm");
     // --timeout-s 110 bounds it: a run cut short fails `completed`.
-    let (_, live) = sim_and_live(&root, "crash-after-forward", &SHORT);
+    let (_, live) = sim_and_live(&root, "crash-after-forward", &SHORT, &[]);
     // The scenario's own expectations are for its two-day timers; with these they fail.
     assert_eq!(live["ok"], false, "{live}");
     let live_dir = root.join("live");
@@ -60,6 +60,48 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
     for f in ["events.jsonl", "summary.json", "report.md", "report.html"] {
         assert!(live_dir.join(f).is_file(), "{f}");
     }
+}
+
+/// --upload-root: the nodes keep their sessions on disk. crash-after-forward with node-2 back
+/// after 3 s: it reopens its directory and finds the session (node_started with 1 session),
+/// the retried final fragment is forwarded again, and the built-in application reads both
+/// deliveries by reference from the disk, with the client's bytes (integrity holds). Totals
+/// as simulated. A directory that is not empty is refused.
+#[test]
+fn a_live_farm_keeps_sessions_on_disk_and_recovers_them() {
+    let root = tempdir("farm-disk");
+    let uploads = root.join("uploads");
+    let mut sets = SHORT.to_vec();
+    sets[5] = "fault[0].restart_after_s=3";
+    let (_, live) = sim_and_live(
+        &root,
+        "crash-after-forward",
+        &sets,
+        &["--upload-root", uploads.to_str().unwrap()],
+    );
+    assert_eq!(live["duplicate_deliveries"], 1, "{live}");
+    for inv in live["invariants"].as_array().unwrap() {
+        assert_eq!(inv["held"], true, "{inv}");
+    }
+    let events = std::fs::read_to_string(root.join("live/events.jsonl")).unwrap();
+    assert!(
+        events.contains(r#""type":"node_started","node":"node-2","sessions":1"#),
+        "node-2 did not recover its session from the disk: {events}"
+    );
+    assert!(uploads.join("node-2/BITS-Sessions").is_dir());
+    // The same directory again: not empty, refused.
+    let o = bitsfarm(&[
+        "farm",
+        "happy-path",
+        "--control",
+        "none",
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-root",
+        uploads.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
 }
 
 /// Node i listens on the port i above --listen: when that port is taken, the farm says which
@@ -109,12 +151,13 @@ fn farm_refuses_what_it_cannot_do_yet() {
     );
 }
 
-/// Runs `scenario` simulated and live (`--clients`) with the same `--set`s, the reports in
-/// `root/sim` and `root/live`; both summaries.
+/// Runs `scenario` simulated and live (`--clients`, and `live_args`) with the same `--set`s,
+/// the reports in `root/sim` and `root/live`; both summaries.
 fn sim_and_live(
     root: &std::path::Path,
     scenario: &str,
     sets: &[&str],
+    live_args: &[&str],
 ) -> (serde_json::Value, serde_json::Value) {
     let (sim_dir, live_dir) = (root.join("sim"), root.join("live"));
     let mut sim_args = vec![
@@ -127,11 +170,12 @@ fn sim_and_live(
     sim_args.extend(sets);
     let sim = bitsfarm(&sim_args);
     let sim: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
-    let mut live_args = vec!["farm", scenario, "--clients", "--listen", "127.0.0.1:0"];
-    live_args.extend(["--control", "none", "--json", "--timeout-s", "110"]);
-    live_args.extend(["--out", live_dir.to_str().unwrap()]);
-    live_args.extend(sets);
-    let o = bitsfarm(&live_args);
+    let mut args = vec!["farm", scenario, "--clients", "--listen", "127.0.0.1:0"];
+    args.extend(["--control", "none", "--json", "--timeout-s", "110"]);
+    args.extend(["--out", live_dir.to_str().unwrap()]);
+    args.extend(sets);
+    args.extend(live_args);
+    let o = bitsfarm(&args);
     let out = stdout(&o);
     let (_, rest) = out
         .split_once('\n')
@@ -160,13 +204,13 @@ fn drop_response_is_carried_out_live() {
         "--set",
         "deadline_days=0.01",
     ];
-    let (_, live) = sim_and_live(&tempdir("farm-drop-1"), "no-hostid-reconnect", &short);
+    let (_, live) = sim_and_live(&tempdir("farm-drop-1"), "no-hostid-reconnect", &short, &[]);
     assert_eq!(
         (live["ok"].as_bool(), live["restarts"].as_u64()),
         (Some(true), Some(1)),
         "{live}"
     );
-    let (_, live) = sim_and_live(&tempdir("farm-drop-2"), "hostid-resume", &short);
+    let (_, live) = sim_and_live(&tempdir("farm-drop-2"), "hostid-resume", &short, &[]);
     assert_eq!(
         (live["ok"].as_bool(), live["restarts"].as_u64()),
         (Some(true), Some(0)),
@@ -189,7 +233,7 @@ fn a_partition_from_the_application_is_carried_out_live() {
          [expect]\ndeliveries = 1\nbytes_resent = 65536\n",
     )
     .unwrap();
-    let (_, live) = sim_and_live(&root, sc.to_str().unwrap(), &[]);
+    let (_, live) = sim_and_live(&root, sc.to_str().unwrap(), &[], &[]);
     assert_eq!(live["ok"], true, "{live}");
     let events = std::fs::read_to_string(root.join("live/events.jsonl")).unwrap();
     for kind in ["\"partitioned\"", "\"healed\""] {
@@ -300,6 +344,12 @@ fn a_live_farm_puts_your_own_application_under_the_faults() {
         dir.to_str().unwrap(),
     ];
     args.extend(SHORT);
+    // The scenario says by reference: the application would get paths of files in memory.
+    let o = bitsfarm(&args);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("add --upload-root"), "{}", stderr(&o));
+    assert!(seen.lock().unwrap().is_empty());
+    args.extend(["--set", "farm.notification=by-value"]);
     let o = bitsfarm(&args);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
