@@ -72,6 +72,9 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
         },
         escape(&s.replay)
     );
+    if let Some(note) = scenario::summary::outside_note(s.outside_files) {
+        let _ = write!(o, "<p>{}.</p>", escape(&note));
+    }
     o += r#"<div class="cards">"#;
     card(&mut o, "files", &s.metrics.files.to_string(), false);
     card(

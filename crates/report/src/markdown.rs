@@ -41,7 +41,11 @@ pub fn run(s: &Summary) -> String {
         if s.ok { "PASS" } else { "FAIL" },
         s.replay
     );
-    o += "## Totals\n\n| metric | value |\n|---|---:|\n";
+    o += "## Totals\n\n";
+    if let Some(note) = scenario::summary::outside_note(s.outside_files) {
+        o += &format!("{note}.\n\n");
+    }
+    o += "| metric | value |\n|---|---:|\n";
     for (k, v) in [
         ("files (uploads)", s.metrics.files.to_string()),
         (

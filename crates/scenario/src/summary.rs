@@ -266,8 +266,26 @@ pub struct Summary {
     /// The first panic messages, each with its source location (at most 10).
     #[serde(default)]
     pub panic_messages: Vec<String>,
+    /// Files uploaded by clients the run did not start (the live farm's outside clients): only
+    /// their clients know whether they were acknowledged, restarted or re-sent bytes, so they
+    /// count in none of those totals.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outside_files: u64,
     /// Whether every expectation and invariant held.
     pub ok: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What the report says of files uploaded by outside clients, if there were any.
+pub fn outside_note(outside_files: u64) -> Option<String> {
+    (outside_files > 0).then(|| {
+        format!(
+            "{outside_files} file(s) came from outside clients: deliveries and duplicates are counted from the farm's side; whether they were acknowledged, restarted or re-sent bytes only their clients know (not in those totals)"
+        )
+    })
 }
 
 impl Summary {
@@ -292,6 +310,7 @@ impl Summary {
             failed_jobs: Vec::new(),
             panics: 0,
             panic_messages: Vec::new(),
+            outside_files: 0,
             ok: false,
         }
     }
@@ -320,6 +339,9 @@ impl Summary {
                 m.files, m.acknowledged, m.failed
             ),
         );
+        if let Some(note) = outside_note(self.outside_files) {
+            p(&mut o, format!("  ({note})"));
+        }
         p(
             &mut o,
             format!(

@@ -123,6 +123,9 @@ impl FileTrack {
     }
 }
 
+/// The client of a file uploaded by a client the run did not start (an outside client).
+pub const OUTSIDE: &str = "external";
+
 /// Follows every file of a run.
 pub struct Tracker {
     commits_are_deliveries: bool,
@@ -226,7 +229,7 @@ impl Tracker {
         match &rec.event {
             Event::SessionCreated { session, file, .. } => {
                 if self.adopt && !self.files.contains_key(file) {
-                    self.register(file, file, "external");
+                    self.register(file, file, OUTSIDE);
                 }
                 self.session_file.insert(session.clone(), file.clone());
                 self.push(Some(file.clone()), rec, false);

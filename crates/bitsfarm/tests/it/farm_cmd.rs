@@ -556,6 +556,13 @@ fn the_control_api_puts_a_fault_on_your_application_while_the_farm_runs() {
     for inv in summary["invariants"].as_array().unwrap() {
         assert_eq!(inv["held"], true, "{inv}");
     }
+    // Its client is outside: the report does not pretend to know its acknowledgment.
+    assert_eq!(summary["outside_files"], 1, "{summary}");
+    assert_eq!(summary["acknowledged"], 0, "{summary}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("removed while the farm ran"), "{report}");
+    assert!(
+        report.contains("1 file(s) came from outside clients"),
+        "{report}"
+    );
 }

@@ -27,7 +27,10 @@ pub(super) fn count(scenario: &Scenario, run: &RunResult, s: &mut Summary) {
             m.duplicate_deliveries += n - 1;
             m.files_duplicated += 1;
         }
-        let Some(o) = &t.outcome else { continue };
+        let Some(o) = &t.outcome else {
+            s.outside_files += u64::from(t.client == crate::track::OUTSIDE);
+            continue;
+        };
         s.durations
             .add(o.finished_ms.saturating_sub(o.started_ms) as f64 / 1000.0);
         m.acknowledged += u64::from(o.final_acked);
