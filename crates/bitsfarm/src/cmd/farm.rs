@@ -19,7 +19,8 @@ application (not with a client: the balancer cannot tell whose connection it for
 
 With --clients the scenario's clients (bitsfarm's) upload and the run ends when they are done;
 without, the farm serves outside clients (bitsadmin, Start-BitsTransfer, `bitsfarm upload`)
-until Ctrl-C, POST /stop or --timeout-s, and follows every file they upload. Each node's
+until Ctrl-C, POST /stop or --timeout-s, and follows every file they upload (the scenario's
+expectations are about its own clients: only the invariants are checked). Each node's
 BITS-Host-Id is its address as --advertise names this machine. Timers run in real time:
 shorten them with --set (clients.retry_delay_s=5, farm.fallback_timeout_s=20,
 fault[0].restart_after_s=30). The reports are those of a simulated run, from the live event
@@ -77,8 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut sc =
         scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !args.clients {
-        // Outside clients only: the scenario's own do not run.
+        // Outside clients only: the scenario's own do not run, and its expectations, which
+        // are about them, are not checked (the invariants are).
         sc.clients.count = 0;
+        sc.expect.clear();
     }
     if let Some(url) = &args.app_url {
         let target =
