@@ -218,6 +218,26 @@ fn drop_response_is_carried_out_live() {
     );
 }
 
+/// delay on real sockets: the application sleeps 4 s after recording its effect, past the
+/// node's 2 s deadline; the node fails the final fragment, the client retries and the file is
+/// delivered again, as simulated, and slow-backend's expectations hold.
+#[test]
+fn a_delay_past_the_application_deadline_is_carried_out_live() {
+    let sets = [
+        "--set",
+        "farm.app_deadline_s=2",
+        "--set",
+        "fault[0].duration_s=4",
+        "--set",
+        "clients.retry_delay_s=5",
+        "--set",
+        "deadline_days=0.01",
+    ];
+    let (_, live) = sim_and_live(&tempdir("farm-delay"), "slow-backend", &sets, &[]);
+    assert_eq!(live["ok"], true, "{live}");
+    assert_eq!(live["duplicate_deliveries"], 1, "{live}");
+}
+
 /// A partition between the node and the application on real sockets: the notification's
 /// connect goes unanswered past the application deadline, the client retries, and after the
 /// heal the file is delivered once, as in the simulation.
