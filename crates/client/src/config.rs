@@ -38,7 +38,8 @@ pub const RETRY_DELAY_FLOOR_S: u64 = 5;
 pub struct JobConfig {
     /// Name in events and logs (`c03-f001`).
     pub name: String,
-    /// The remote name: `http://host[:port]/path[?query]`.
+    /// The remote name: `http://host[:port]/path[?query]` (or `https://`: the caller gives a
+    /// TLS connector).
     pub url: String,
     /// Upload or upload-reply.
     pub kind: JobKind,
@@ -75,6 +76,10 @@ pub struct JobConfig {
     /// Wrap the upload in bitsfarm's transaction-id envelope (see `protocol::txid`), with an id
     /// chosen once per job, so the application can deduplicate re-uploads.
     pub transaction_id: bool,
+    /// HTTP Basic credentials sent with every request (`Debug` hides the password; never
+    /// serialized).
+    #[serde(skip)]
+    pub credentials: Option<transport::auth::Credentials>,
 }
 
 impl Default for JobConfig {
@@ -94,6 +99,7 @@ impl Default for JobConfig {
             content_name: None,
             max_reply_size: 64 << 20,
             transaction_id: false,
+            credentials: None,
         }
     }
 }
@@ -120,10 +126,11 @@ pub enum ConfigError {
 impl JobConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let target = transport::url::parse(&self.url).map_err(|e| ConfigError::BadUrl {
-            url: self.url.clone(),
-            why: e.to_string(),
-        })?;
+        let (target, _) =
+            transport::url::parse_web(&self.url).map_err(|e| ConfigError::BadUrl {
+                url: self.url.clone(),
+                why: e.to_string(),
+            })?;
         if target.path_and_query.split('?').next() == Some("/") {
             return Err(ConfigError::BadUrl {
                 url: self.url.clone(),

@@ -200,7 +200,7 @@ impl Job {
         mut env: Env,
     ) -> Result<Job, ConfigError> {
         cfg.validate()?;
-        let target = transport::url::parse(&cfg.url).expect("validated");
+        let (target, _) = transport::url::parse_web(&cfg.url).expect("validated");
         let payload = payload.into();
         let (entity, txid) = if cfg.transaction_id {
             let id = format!("{:016x}{:016x}", env.rng.next_u64(), env.rng.next_u64());
@@ -595,7 +595,7 @@ impl<'j> Engine<'j> {
     /// The reply of an upload-reply job, fetched with an ordinary GET.
     async fn download_reply(&mut self) -> Result<(), Failure> {
         let url = self.up.reply_url.clone().unwrap_or_default();
-        let target = transport::url::parse(&url)
+        let (target, _) = transport::url::parse_web(&url)
             .map_err(|e| Failure::Fatal(format!("BITS-Reply-URL {url:?}: {e}")))?;
         let mut req = http::Request::new(Body::empty());
         *req.uri_mut() = target
@@ -604,6 +604,10 @@ impl<'j> Engine<'j> {
             .map_err(|_| Failure::Fatal(format!("bad reply URL {url:?}")))?;
         req.headers_mut()
             .insert(http::header::HOST, header_value(&target.authority));
+        if let Some(c) = &self.job.cfg.credentials {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, c.header());
+        }
         let timeouts = transport::client::Timeouts {
             connect: probe::clock::secs(self.job.cfg.connect_timeout_s),
             request: probe::clock::secs(self.job.cfg.request_timeout_s),
@@ -772,6 +776,10 @@ impl<'j> Engine<'j> {
             .map(|()| Body::from(body));
         req.headers_mut()
             .insert(http::header::HOST, header_value(&target));
+        if let Some(c) = &job.cfg.credentials {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, c.header());
+        }
         let timeout = probe::clock::secs(job.cfg.request_timeout_s);
         let resp = match conn.send_limited(req, timeout, ACK_BODY_LIMIT).await {
             Ok(r) => r,
@@ -814,10 +822,23 @@ impl<'j> Engine<'j> {
             Err(e) => {
                 // Not a BITS Ack: a proxy's error page, or IIS answering 404 for a directory
                 // without uploads. Judge it by its HTTP status.
-                let why = format!(
+                let mut why = format!(
                     "{kind} to {target}: HTTP {status} without a BITS Ack ({e}; {})",
                     protocol::HResult::from_http_status(status)
                 );
+                if status == 401 {
+                    let wants = resp
+                        .headers()
+                        .get_all(http::header::WWW_AUTHENTICATE)
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    why.push_str(&format!(
+                        ": the server asks for authentication ({}); bitsfarm sends Basic credentials only when given some",
+                        if wants.is_empty() { "no scheme named" } else { &wants }
+                    ));
+                }
                 self.event(Event::ClientFailure {
                     job: job.cfg.name.clone(),
                     target,
@@ -861,7 +882,13 @@ impl<'j> Engine<'j> {
                         packet: kind,
                         error: e.to_string(),
                     });
-                    return Err(Failure::Transient(format!("{kind} to {target}: {e}")));
+                    let why = format!("{kind} to {target}: {e}");
+                    // A refused certificate would be refused again: no retry.
+                    return Err(if matches!(e, transport::client::Error::Tls(_)) {
+                        Failure::Fatal(why)
+                    } else {
+                        Failure::Transient(why)
+                    });
                 }
             }
         }

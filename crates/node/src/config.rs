@@ -103,6 +103,11 @@ pub struct NodeConfig {
     /// A secret sent to the application with every notification (`X-Bitsfarm-App-Token`), so
     /// the application can refuse notifications that do not come from a node. Default none.
     pub app_token: Option<String>,
+    /// Require HTTP Basic authentication with these credentials on every request (IIS with
+    /// Basic authentication on the virtual directory): others get 401 with
+    /// `WWW-Authenticate: Basic`. Never serialized.
+    #[serde(skip)]
+    pub basic_auth: Option<transport::auth::Credentials>,
 }
 
 impl Default for NodeConfig {
@@ -130,6 +135,7 @@ impl Default for NodeConfig {
             empty_session_timeout_s: None,
             max_connections: None,
             app_token: None,
+            basic_auth: None,
         }
     }
 }

@@ -91,6 +91,11 @@ impl Node {
 
     /// The BITS packet a request carries, or why the node turns it away before looking further.
     fn admit(&self, parts: &Parts, body: &Incoming) -> Result<Packet, Turned> {
+        if let Some(c) = &self.cfg.basic_auth
+            && !c.admits(parts.headers.get(http::header::AUTHORIZATION))
+        {
+            return Err(Turned::Unauthenticated);
+        }
         if parts.method == Method::GET || parts.method == Method::HEAD {
             return Err(Turned::Get);
         }
@@ -117,6 +122,15 @@ impl Node {
     fn turn_away(self: &Arc<Self>, turned: Turned, parts: &Parts) -> Response<Body> {
         let ack = match turned {
             Turned::Get => return reply::serve(self, parts),
+            Turned::Unauthenticated => {
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"bitsfarm\""),
+                );
+                return resp;
+            }
             Turned::NotBits => {
                 let mut resp = Response::new(Body::empty());
                 *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -634,6 +648,8 @@ enum Turned {
     Get,
     /// Not a BITS request at all.
     NotBits,
+    /// Authentication is required and the request's does not match.
+    Unauthenticated,
     /// Uploads are off on this virtual directory.
     Disabled,
     /// The packet's headers do not parse.

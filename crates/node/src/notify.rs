@@ -107,7 +107,9 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
             answered(None, Some(e.to_string()));
             return Err(match e {
                 Error::Timeout => app_error(504, HResult::WINHTTP_TIMEOUT),
-                Error::Connect(_) => app_error(502, HResult::WINHTTP_CANNOT_CONNECT),
+                Error::Connect(_) | Error::Tls(_) => {
+                    app_error(502, HResult::WINHTTP_CANNOT_CONNECT)
+                }
                 Error::Broken(_) | Error::Protocol(_) | Error::TooLarge(_) => {
                     app_error(502, HResult::WINHTTP_CONNECTION_ERROR)
                 }

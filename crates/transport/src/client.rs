@@ -15,6 +15,9 @@ use crate::{Body, BoxIo, Connect};
 pub enum Error {
     /// The connection could not be opened (refused, unreachable, connect timeout).
     Connect(String),
+    /// The server's TLS certificate was refused or the handshake failed: a retry would meet
+    /// the same certificate.
+    Tls(String),
     /// No complete response arrived within the request timeout.
     Timeout,
     /// The connection broke before a complete response arrived (reset, closed).
@@ -30,6 +33,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Connect(why) => write!(f, "cannot connect: {why}"),
+            Error::Tls(why) => f.write_str(why),
             Error::Timeout => f.write_str("timed out waiting for the response"),
             Error::Broken(why) => write!(f, "connection broken: {why}"),
             Error::Protocol(why) => write!(f, "not an HTTP/1.1 response: {why}"),
@@ -72,7 +76,17 @@ impl HttpConn {
     ) -> Result<HttpConn, Error> {
         let io = match tokio::time::timeout(timeout, connector.connect(authority)).await {
             Ok(Ok(io)) => io,
-            Ok(Err(e)) => return Err(Error::Connect(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(
+                    match e
+                        .get_ref()
+                        .and_then(|i| i.downcast_ref::<crate::tls::Refused>())
+                    {
+                        Some(refused) => Error::Tls(refused.0.clone()),
+                        None => Error::Connect(e.to_string()),
+                    },
+                );
+            }
             Err(_) => return Err(Error::Connect("connect timed out".into())),
         };
         HttpConn::handshake(io).await

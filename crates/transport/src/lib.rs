@@ -9,11 +9,13 @@
 //! **Invariant:** the same [`server::serve`] and [`client::HttpConn`] code runs on both
 //! transports; there is no simulation-only HTTP path.
 
+pub mod auth;
 pub mod body;
 pub mod client;
 pub mod mem;
 pub mod server;
 pub mod tcp;
+pub mod tls;
 pub mod url;
 
 use std::{future::Future, io, pin::Pin};

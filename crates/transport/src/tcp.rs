@@ -174,7 +174,8 @@ impl Connect for TcpConnect {
     }
 }
 
-fn has_port(authority: &str) -> bool {
+/// Whether an authority names a port (`host:80`, `[::1]:80`; not `host`, `[::1]`).
+pub(crate) fn has_port(authority: &str) -> bool {
     let tail = authority.rsplit_once(']').map_or(authority, |(_, t)| t);
     tail.rsplit_once(':')
         .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))

@@ -16,18 +16,21 @@ pub struct Target {
 pub enum UrlError {
     /// Not a URL at all.
     Syntax,
-    /// Not `http://`: BITS notifications are HTTP only, and bitsfarm speaks no TLS.
+    /// Not `http://` where only that is accepted (notifications to the server application).
     NotHttp,
     /// No host.
     NoHost,
+    /// Neither `http://` nor `https://`.
+    NotWeb,
 }
 
 impl std::fmt::Display for UrlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             UrlError::Syntax => "not a valid URL",
-            UrlError::NotHttp => "only http:// URLs are supported (bitsfarm speaks no TLS)",
+            UrlError::NotHttp => "only http:// URLs are supported here",
             UrlError::NoHost => "the URL has no host",
+            UrlError::NotWeb => "only http:// and https:// URLs are supported",
         })
     }
 }
@@ -36,12 +39,30 @@ impl std::error::Error for UrlError {}
 
 /// Splits an absolute `http://host[:port]/path?query` URL.
 pub fn parse(url: &str) -> Result<Target, UrlError> {
+    split(url, false).map(|(t, _)| t)
+}
+
+/// Splits an absolute `http://` or `https://` URL (what a client may upload to); whether it is
+/// `https://`. The caller connects over TLS for `https://` (the authority names no port then
+/// means 443).
+pub fn parse_web(url: &str) -> Result<(Target, bool), UrlError> {
+    split(url, true)
+}
+
+fn split(url: &str, https_ok: bool) -> Result<(Target, bool), UrlError> {
     let uri: Uri = url.trim().parse().map_err(|_| UrlError::Syntax)?;
-    match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") => {}
-        Some(_) => return Err(UrlError::NotHttp),
+    let tls = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") => false,
+        Some(s) if https_ok && s.eq_ignore_ascii_case("https") => true,
+        Some(_) => {
+            return Err(if https_ok {
+                UrlError::NotWeb
+            } else {
+                UrlError::NotHttp
+            });
+        }
         None => return Err(UrlError::Syntax),
-    }
+    };
     let authority = uri.authority().ok_or(UrlError::NoHost)?.as_str().to_owned();
     if authority.is_empty() || authority.contains('@') {
         return Err(UrlError::NoHost);
@@ -52,18 +73,21 @@ pub fn parse(url: &str) -> Result<Target, UrlError> {
     } else {
         path_and_query.to_owned()
     };
-    Ok(Target {
-        authority,
-        path_and_query,
-    })
+    Ok((
+        Target {
+            authority,
+            path_and_query,
+        },
+        tls,
+    ))
 }
 
 /// The decoded path of a URL without its query (`http://h/up/a%20b?x` → `/up/a b`): how every
 /// bitsfarm actor names the file an upload is for. Falls back to the raw text when `url` is not
 /// an absolute `http://` URL.
 pub fn file_path(url: &str) -> String {
-    let pq = match parse(url) {
-        Ok(t) => t.path_and_query,
+    let pq = match parse_web(url) {
+        Ok((t, _)) => t.path_and_query,
         Err(_) => url.to_owned(),
     };
     let path = pq.split('?').next().unwrap_or("/");

@@ -61,6 +61,16 @@ pub struct Args {
     /// Address the BITS node listens on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: String,
+    /// Serve HTTPS with this PEM certificate chain (and --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require HTTP Basic authentication as NAME:PASSWORD (or NAME, the password from
+    /// BITSFARM_PASSWORD): other requests are answered 401, as IIS with Basic authentication.
+    #[arg(long, value_name = "NAME[:PASSWORD]")]
+    require_user: Option<String>,
     /// Your own server application: the node notifies it at URL (the job's query string
     /// appended) instead of the built-in one, which then does not run. The node keeps its own
     /// ledger of what it sent and how the application answered (`GET /ledger` on --control;
@@ -246,9 +256,28 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let max_connections = args
         .max_connections
         .unwrap_or_else(|| fd_limit.map_or(256, |n| (n.saturating_sub(64) / 4).max(16)) as usize);
-    let node_listener = TcpListen::bind(&args.listen)
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(transport::tls::server_config(cert, key).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        _ => None,
+    };
+    let basic_auth = args
+        .require_user
+        .as_deref()
+        .map(|u| crate::flags::credentials("--require-user", u))
+        .transpose()?;
+    let tcp_listener = TcpListen::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let node_listener: Box<dyn Listen> = match tls {
+        Some(config) => Box::new(transport::tls::TlsListen::new(
+            Box::new(tcp_listener),
+            config,
+        )),
+        None => Box::new(tcp_listener),
+    };
     let control_listener = match &args.control {
         Some(addr) => Some(
             TcpListen::bind(addr)
@@ -287,6 +316,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         application(&args, &disk, &token, app_max_size, clock).await?;
     let cfg = NodeConfig {
         name: "node".into(),
+        basic_auth,
         host_id: args.host_id.clone(),
         host_id_fallback_timeout_s: args.fallback_timeout_s,
         session_timeout_s: args.session_timeout_s,
@@ -354,7 +384,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         .map(|l| format!("  node's ledger    http://{}/ledger\n", l.local_addr()))
         .unwrap_or_default();
     let banner = format!(
-        "bitsfarm serve\n  BITS node        http://{node_addr}/<any path>   (sessions: {files_note}; notification: {})\n{app_banner}{control_banner}  BITSHostId       {host_id}\n  limits           {max_connections} connections, {} sessions\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
+        "bitsfarm serve\n  BITS node        {scheme}://{node_addr}/<any path>   (sessions: {files_note}; notification: {})\n{app_banner}{control_banner}  BITSHostId       {host_id}\n  limits           {max_connections} connections, {} sessions\nCtrl-C stops and prints the ledger. Logs: RUST_LOG=debug for every packet.\n",
         notification.name(),
         args.max_sessions,
     );
@@ -365,7 +395,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         let _ = out.flush();
     }
 
-    let node_task = tokio::spawn(node.run(Box::new(node_listener)));
+    let node_task = tokio::spawn(node.run(node_listener));
     let (app_task, app_ledger) = match built_in {
         Some(b) => (
             Some(tokio::spawn(b.app.run(Box::new(b.listener)))),

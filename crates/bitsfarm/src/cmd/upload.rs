@@ -2,14 +2,13 @@
 //! BITS server (an IIS farm).
 
 use crate::out::{errln, outln};
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use client::{Env, Job, JobConfig, JobKind, JobState};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use transport::tcp::TcpConnect;
 
 use crate::{live, progress};
 
@@ -24,8 +23,10 @@ cancelled, 2 on usage errors.")]
 pub struct Args {
     /// The file to upload.
     file: PathBuf,
-    /// The remote name: http://host[:port]/path (BITS only speaks to http:// here).
+    /// The remote name: http://host[:port]/path or https://host[:port]/path.
     url: String,
+    #[command(flatten)]
+    reach: crate::flags::Reach,
     /// Bytes per fragment.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     fragment_size: u64,
@@ -72,15 +73,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned()),
         transaction_id: args.transaction_id,
+        credentials: args.reach.credentials()?,
         ..JobConfig::default()
     };
     cfg.validate().context("invalid job settings")?;
+    let connector = args.reach.connector(&args.url)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let report = rt.block_on(async move {
         let env = Env {
-            connector: Arc::new(TcpConnect),
+            connector,
             probe: probe::none(),
             rng: ChaCha8Rng::seed_from_u64(live::entropy_seed()),
             clock: live::clock(),

@@ -7,10 +7,10 @@ use std::{
 
 use crate::*;
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    node: String,
-    app: String,
+    pub(crate) node: String,
+    pub(crate) app: String,
 }
 
 impl Drop for Server {
@@ -20,7 +20,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(extra: &[&str], root: &std::path::Path) -> Server {
+pub(crate) fn serve(extra: &[&str], root: &std::path::Path) -> Server {
     serve_limited(None, extra, root)
 }
 
@@ -55,12 +55,8 @@ fn serve_limited(nofile: Option<u32>, extra: &[&str], root: &std::path::Path) ->
         let line = lines.next().expect("serve prints its addresses").unwrap();
         if let Some(rest) = line.trim().strip_prefix(prefix) {
             let url = rest.split_whitespace().next().unwrap();
-            return url
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap()
-                .to_owned();
+            let url = url.split_once("://").map_or(url, |(_, rest)| rest);
+            return url.split('/').next().unwrap().to_owned();
         }
     };
     let node = addr("BITS node");
@@ -120,7 +116,7 @@ fn ledger_header_len(ledger: &serde_json::Value) -> u64 {
     format!("bitsfarm-txid:1 {txid} 300000 0000000000000000\n").len() as u64
 }
 
-fn ledger(app: &str) -> serde_json::Value {
+pub(crate) fn ledger(app: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(app).unwrap();
     write!(

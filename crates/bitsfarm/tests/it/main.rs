@@ -6,6 +6,7 @@ mod farm_cmd;
 mod live;
 mod scenario_cmd;
 mod sweep_cmd;
+mod tls;
 
 use std::process::{Command, Output};
 

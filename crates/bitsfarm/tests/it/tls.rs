@@ -1,0 +1,137 @@
+//! HTTPS and Basic authentication end to end: `serve --tls-cert --tls-key --require-user` and
+//! `upload https://...` with a certificate authority made by the test.
+
+use std::path::{Path, PathBuf};
+
+use crate::{
+    live::{ledger, serve},
+    *,
+};
+
+/// A test CA and a server certificate it signed for `localhost` only, as PEM files in `dir`:
+/// (the CA's certificate, the server's certificate, the server's key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "bitsfarm test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, server_cert.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+/// `bitsfarm upload` with `args` and BITSFARM_PASSWORD set to `password`.
+fn upload(args: &[&str], password: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .arg("upload")
+        .args(args)
+        .env("BITSFARM_PASSWORD", password)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// HTTPS with a CA given by --ca-cert and Basic authentication (the password from
+/// BITSFARM_PASSWORD) uploads the file, which the application receives once with its bytes.
+/// Each way of getting it wrong ends at once with exit 1 and says what is wrong, without a
+/// retry: an unknown authority, a name the certificate does not list, a missing or wrong
+/// password. --insecure uploads without checking, and warns.
+#[test]
+fn upload_over_https_with_basic_authentication() {
+    let root = tempdir("tls");
+    let (ca, cert, key) = certificates(&root);
+    let srv = serve(
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--require-user",
+            "alice:s3cret pass",
+        ],
+        &root.join("uploads"),
+    );
+    let port = srv.node.rsplit(':').next().unwrap().to_owned();
+    let file = root.join("a.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let f = file.to_str().unwrap();
+    let url = format!("https://localhost:{port}/upload/a.bin");
+    let ca = ca.to_str().unwrap();
+    let quick = [
+        "--retry-delay-s",
+        "5",
+        "--no-progress-timeout-s",
+        "20",
+        "--json",
+    ];
+    let ok = |o: &std::process::Output| {
+        assert_eq!(code(o), 0, "{}", stderr(o));
+    };
+    // Refused without a retry: the job's report says how many transient errors it met.
+    let refused = |o: &std::process::Output, says: &str| {
+        assert_eq!(code(o), 1, "{}", stderr(o));
+        assert!(stderr(o).contains(says), "{says:?} not in: {}", stderr(o));
+        assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+        let report: serde_json::Value = serde_json::from_str(&stdout(o)).unwrap();
+        assert_eq!(report["transient_errors"], 0, "retried: {report}");
+    };
+
+    let mut args = vec![f, url.as_str(), "--ca-cert", ca, "--user", "alice"];
+    args.extend(quick);
+    ok(&upload(&args, "s3cret pass"));
+    let l = ledger(&srv.app);
+    assert_eq!(l["total_deliveries"], 1, "{l}");
+    assert_eq!(l["deliveries"][0]["len"], data.len() as u64);
+
+    // The system's trust store does not know the test's CA.
+    let mut args = vec![f, url.as_str(), "--user", "alice"];
+    args.extend(quick);
+    refused(
+        &upload(&args, "s3cret pass"),
+        "TLS with localhost: its certificate is signed by an authority this machine does not trust",
+    );
+    // The certificate names localhost, not 127.0.0.1.
+    let by_ip = format!("https://127.0.0.1:{port}/upload/b.bin");
+    let mut args = vec![f, by_ip.as_str(), "--ca-cert", ca, "--user", "alice"];
+    args.extend(quick);
+    refused(
+        &upload(&args, "s3cret pass"),
+        "its certificate is not valid for the name \"127.0.0.1\"",
+    );
+    // No credentials, then a wrong password: 401, with the scheme the server asks for.
+    let mut args = vec![f, url.as_str(), "--ca-cert", ca];
+    args.extend(quick);
+    refused(
+        &upload(&args, ""),
+        "the server asks for authentication (Basic realm=\"bitsfarm\")",
+    );
+    let mut args = vec![f, url.as_str(), "--ca-cert", ca, "--user", "alice"];
+    args.extend(quick);
+    let o = upload(&args, "wrong");
+    refused(&o, "HTTP 401");
+    assert!(!stderr(&o).contains("wrong"), "the password was printed");
+    // --insecure: no check, a loud warning.
+    let mut args = vec![f, url.as_str(), "--insecure", "--user", "alice"];
+    args.extend(quick);
+    let o = upload(&args, "s3cret pass");
+    ok(&o);
+    assert!(stderr(&o).contains("WARNING: --insecure"), "{}", stderr(&o));
+    assert_eq!(ledger(&srv.app)["total_deliveries"], 2);
+}
