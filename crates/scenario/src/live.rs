@@ -73,6 +73,12 @@ struct Inner {
     /// Connections hosts opened by name and have open: who dialled whom, and the switch that
     /// silences them when the two are partitioned.
     dialed: BTreeMap<u64, (String, String, Arc<AtomicBool>)>,
+    /// HTTPS on the nodes: their certificate, and how the farm's own clients speak to them
+    /// (without checking it: they are bitsfarm's clients, the certificate is the user's).
+    tls: Option<(
+        Arc<transport::tls::ServerSettings>,
+        Arc<transport::tls::ClientSettings>,
+    )>,
 }
 
 impl Inner {
@@ -266,6 +272,18 @@ impl LiveNet {
         })
     }
 
+    /// Serves HTTPS on every node (the shared address forwards TLS connections whole, as an L4
+    /// balancer does); the application stays on HTTP.
+    pub fn serve_tls(&self, server: Arc<transport::tls::ServerSettings>) -> io::Result<()> {
+        let client = transport::tls::client_config(&transport::tls::Trust {
+            ca_files: Vec::new(),
+            insecure: true,
+        })
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        self.lock().tls = Some((server, client));
+        Ok(())
+    }
+
     /// Reports the network's own events (crashes, cuts, partitions) to `probe`.
     fn set_probe(&self, probe: SharedProbe) {
         self.lock().probe = Some(probe);
@@ -410,13 +428,22 @@ impl Network for LiveNet {
         {
             shared.up(host, None);
         }
+        let tls = inner
+            .tls
+            .as_ref()
+            .filter(|_| host != crate::farm::BACKEND)
+            .map(|(server, _)| server.clone());
         drop(inner);
         let net = self.clone();
         let name = host.to_owned();
-        Box::new(
+        let tcp = Box::new(
             transport::tcp::TcpListen::from_tokio(listener)
                 .with_hook(Box::new(move |stream| net.track_accepted(&name, stream))),
-        )
+        );
+        match tls {
+            Some(server) => Box::new(transport::tls::TlsListen::new(tcp, server)),
+            None => tcp,
+        }
     }
 
     fn connector(&self, from: &str) -> Arc<dyn Connect> {
@@ -488,7 +515,7 @@ pub struct NameConnect {
 impl Connect for NameConnect {
     fn connect<'a>(&'a self, authority: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
         Box::pin(async move {
-            let (name, addr, cut) = {
+            let (name, addr, cut, tls) = {
                 let inner = self.net.lock();
                 // A name (`node-2`), or a host's advertised address (its Host-Id) or bound one.
                 let advertised = inner
@@ -515,7 +542,13 @@ impl Connect for NameConnect {
                     None => (host.to_owned(), inner.addrs.get(host).copied()),
                 };
                 let cut = inner.partitions.contains(&pair(&self.from, &name));
-                (name, addr, cut)
+                // The nodes (directly, or through the shared address) speak HTTPS.
+                let tls = inner
+                    .tls
+                    .as_ref()
+                    .filter(|_| name == crate::farm::SHARED || name.starts_with("node-"))
+                    .map(|(_, client)| client.clone());
+                (name, addr, cut, tls)
             };
             let addr = match addr.or_else(|| authority.parse().ok()) {
                 Some(a) => a,
@@ -531,7 +564,11 @@ impl Connect for NameConnect {
             }
             let stream = tokio::net::TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(true);
-            Ok(self.net.track_dialed(&self.from, &name, stream))
+            let io = self.net.track_dialed(&self.from, &name, stream);
+            match tls {
+                Some(client) => transport::tls::connect_over(client, "localhost", io).await,
+                None => Ok(io),
+            }
         })
     }
 }

@@ -24,6 +24,8 @@ use rustls::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub use rustls::{ClientConfig as ClientSettings, ServerConfig as ServerSettings};
+
 use crate::{Accepted, BoxFuture, BoxIo, Connect, Listen, tcp::TcpConnect};
 
 /// A TLS setting that cannot be used: which file, and why.
@@ -243,24 +245,27 @@ impl Connect for TlsConnect {
             } else {
                 format!("{host}:443")
             };
-            let name = ServerName::try_from(host.to_owned()).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    Refused(format!(
-                        "{host:?} is not a name TLS can check a certificate against"
-                    )),
-                )
-            })?;
             let tcp = TcpConnect.connect(&with_port).await?;
-            let tls = tokio_rustls::TlsConnector::from(self.config.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, Refused(explain(host, &e)))
-                })?;
-            Ok(Box::new(tls) as BoxIo)
+            connect_over(self.config.clone(), host, tcp).await
         })
     }
+}
+
+/// TLS over a connection already open (`io`), for the server `name`.
+pub async fn connect_over(config: Arc<ClientConfig>, name: &str, io: BoxIo) -> io::Result<BoxIo> {
+    let server = ServerName::try_from(name.to_owned()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            Refused(format!(
+                "{name:?} is not a name TLS can check a certificate against"
+            )),
+        )
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server, io)
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, Refused(explain(name, &e))))?;
+    Ok(Box::new(tls))
 }
 
 /// Serves TLS on the connections of another listener.

@@ -52,6 +52,13 @@ pub struct Args {
     /// the --listen IP, or this machine's name with 0.0.0.0).
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
+    /// Serve HTTPS on every node with this PEM certificate chain (and --tls-key); the shared
+    /// address forwards TLS connections whole, as an L4 balancer does.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Keep the nodes' sessions on disk under DIR (node-1/, node-2/, ...: durable state that
     /// survives a crash for real, files a by-reference application can open) instead of in
     /// memory.
@@ -148,6 +155,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             advertise: args.advertise.clone(),
         };
         let net = scenario::live::LiveNet::bind(&layout)?;
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let server =
+                transport::tls::server_config(cert, key).map_err(|e| anyhow::anyhow!("{e}"))?;
+            net.serve_tls(server)?;
+        }
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let control_listener = match control_at {
             Some(at) => Some(
                 transport::tcp::TcpListen::bind(&at.to_string())
@@ -227,7 +244,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 let mut banner = String::from("bitsfarm farm\n");
                 for (name, addr) in &addrs {
-                    banner.push_str(&format!("  {name:<16} http://{addr}/\n"));
+                    let scheme = if name == scenario::farm::BACKEND {
+                        "http"
+                    } else {
+                        scheme
+                    };
+                    banner.push_str(&format!("  {name:<16} {scheme}://{addr}/\n"));
                 }
                 if let Some(addr) = control_addr {
                     banner.push_str(&format!("  {:<16} http://{addr}/nodes\n", "control API"));

@@ -5,7 +5,7 @@ use crate::*;
 
 /// crash-after-forward with timers a test can wait for: retry 5 s, fallback 20 s, restart
 /// after 60 s, 3 clients of 64 KiB.
-const SHORT: [&str; 14] = [
+pub(crate) const SHORT: [&str; 14] = [
     "--set",
     "clients.retry_delay_s=5",
     "--set",
@@ -153,7 +153,7 @@ fn farm_refuses_what_it_cannot_do_yet() {
 
 /// Runs `scenario` simulated and live (`--clients`, and `live_args`) with the same `--set`s,
 /// the reports in `root/sim` and `root/live`; both summaries.
-fn sim_and_live(
+pub(crate) fn sim_and_live(
     root: &std::path::Path,
     scenario: &str,
     sets: &[&str],

@@ -135,3 +135,76 @@ fn upload_over_https_with_basic_authentication() {
     assert!(stderr(&o).contains("WARNING: --insecure"), "{}", stderr(&o));
     assert_eq!(ledger(&srv.app)["total_deliveries"], 2);
 }
+
+/// `farm --tls-cert --tls-key`: every node speaks HTTPS behind the L4 balancer, the scenario's
+/// clients upload over TLS (to the shared address and to the Host-Id they are given), and
+/// crash-after-forward gives the simulation's totals.
+#[test]
+fn a_live_farm_over_https_gives_the_simulations_totals() {
+    let root = tempdir("tls-farm");
+    let (_, cert, key) = certificates(&root);
+    let (_, live) = crate::farm_cmd::sim_and_live(
+        &root,
+        "crash-after-forward",
+        &crate::farm_cmd::SHORT,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(live["duplicate_deliveries"], 1, "{live}");
+    assert_eq!(live["acknowledged"], 3, "{live}");
+
+    // The same farm for outside clients: HTTPS with the CA uploads, plain HTTP does not.
+    use std::io::{BufRead, BufReader};
+    let ca = root.join("ca.pem");
+    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args(["farm", "happy-path", "--listen", "127.0.0.1:0"])
+        .args(["--control", "127.0.0.1:0", "--json", "--timeout-s", "60"])
+        .args([
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .args(["--out", root.join("outside").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
+    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let port = addrs["shared"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let file = root.join("b.bin");
+    std::fs::write(&file, vec![7u8; 50_000]).unwrap();
+    let quick = ["--retry-delay-s", "5", "--no-progress-timeout-s", "6"];
+    let https = format!("https://localhost:{port}/upload/b.bin");
+    let mut args = vec![
+        file.to_str().unwrap(),
+        https.as_str(),
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ];
+    args.extend(quick);
+    let o = upload(&args, "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let http = format!("http://localhost:{port}/upload/c.bin");
+    let mut args = vec![file.to_str().unwrap(), http.as_str()];
+    args.extend(quick);
+    let o = upload(&args, "");
+    assert_eq!(code(&o), 1, "plain HTTP to a TLS node: {}", stderr(&o));
+    let (status, _) = crate::live::http(
+        addrs["control"].as_str().unwrap(),
+        "POST /stop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 202);
+    assert!(farm.wait().unwrap().code().is_some());
+}
