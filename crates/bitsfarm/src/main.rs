@@ -61,6 +61,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Upload one file with bitsfarm's BITS client (Windows' timers and recovery rules).
     Upload(cmd::upload::Args),
+    /// Check a real BITS server or farm from outside: conformance, settings, risks.
+    Probe(cmd::probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),
+        Command::Probe(args) => cmd::probe::run(args),
     };
     match result {
         Ok(code) => code,

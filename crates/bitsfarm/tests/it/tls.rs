@@ -38,8 +38,13 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// `bitsfarm upload` with `args` and BITSFARM_PASSWORD set to `password`.
 fn upload(args: &[&str], password: &str) -> std::process::Output {
+    upload_like("upload", args, password)
+}
+
+/// `bitsfarm COMMAND` with `args` and BITSFARM_PASSWORD set to `password`.
+fn upload_like(command: &str, args: &[&str], password: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .arg("upload")
+        .arg(command)
         .args(args)
         .env("BITSFARM_PASSWORD", password)
         .stdin(std::process::Stdio::null())
@@ -134,6 +139,32 @@ fn upload_over_https_with_basic_authentication() {
     ok(&o);
     assert!(stderr(&o).contains("WARNING: --insecure"), "{}", stderr(&o));
     assert_eq!(ledger(&srv.app)["total_deliveries"], 2);
+
+    // probe over HTTPS with Basic authentication: every checkable fact holds; without the
+    // credentials it says the server wants them (exit 2).
+    let base = format!("https://localhost:{port}/upload/");
+    let o = upload_like(
+        "probe",
+        &[&base, "--ca-cert", ca, "--user", "alice", "--json"],
+        "s3cret pass",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let f: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        f["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["holds"] != false),
+        "{f}"
+    );
+    let o = upload_like("probe", &[&base, "--ca-cert", ca], "");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("wants authentication"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `farm --tls-cert --tls-key`: every node speaks HTTPS behind the L4 balancer, the scenario's
