@@ -75,7 +75,15 @@ impl Node {
                 Packet::CreateSession { protocols } => {
                     self.create_session(&protocols, &parts, conn).await
                 }
-                Packet::Fragment(f) => self.fragment(f, body, conn).await,
+                Packet::Fragment(f) => {
+                    // A client that waits for 100 Continue has not sent the body: an early
+                    // answer (413, too large, unknown session) goes out without reading it.
+                    let waits = parts
+                        .headers
+                        .get(http::header::EXPECT)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                    self.fragment(f, body, conn, waits).await
+                }
                 Packet::CloseSession { session_id } => self.close_session(&session_id, conn).await,
                 Packet::CancelSession { session_id } => self.cancel_session(&session_id).await,
             }
@@ -300,7 +308,7 @@ impl Node {
         ack
     }
 
-    async fn fragment(&self, f: Fragment, body: Incoming, conn: u64) -> Ack {
+    async fn fragment(&self, f: Fragment, body: Incoming, conn: u64, waits: bool) -> Ack {
         const P: PacketType = PacketType::Fragment;
         let id = f.session_id.as_str();
         let timing = self.timing();
@@ -308,7 +316,9 @@ impl Node {
         let peek = match self.fragment_step(id, &f) {
             Ok((rec, _)) => rec,
             Err(early) => {
-                drain_body(body, DRAIN_LIMIT, &timing).await;
+                if !waits {
+                    drain_body(body, DRAIN_LIMIT, &timing).await;
+                }
                 return self.answer_early(id, early);
             }
         };

@@ -73,8 +73,11 @@ pub struct Settings {
     pub max_upload_size: Option<u64>,
     /// The largest total accepted and the smallest refused.
     pub max_upload_size_range: Option<(u64, u64)>,
-    /// The largest fragment accepted (not probed yet: `None`).
+    /// The largest fragment accepted (IIS's `maxAllowedContentLength`), found with heads
+    /// only (`None`: no limit found up to 4 GiB or BITSMaximumUploadSize, or not probed).
     pub max_fragment_size: Option<u64>,
+    /// The largest fragment accepted and the smallest answered 413.
+    pub max_fragment_size_range: Option<(u64, u64)>,
     /// Whether the final fragment's Ack carried `BITS-Reply-URL` (upload-reply offered).
     pub upload_reply: Option<bool>,
     /// Whether every fresh connection through the URL found a session.
@@ -635,6 +638,85 @@ async fn checks(run: &mut Run, opts: &Options) -> Result<(), Checks> {
 
     nodes_seen(run, opts, &authority).await?;
     max_upload_size(run, &authority, host_id.as_deref()).await?;
+    max_fragment_size(run, &authority, host_id.as_deref()).await?;
+    Ok(())
+}
+
+/// The smallest fragment tried, and the largest.
+const FRAGMENT_FLOOR: u64 = 64 << 10;
+const FRAGMENT_CEILING: u64 = 4 << 30;
+
+/// The largest fragment accepted (IIS's maxAllowedContentLength answers 413 above it): heads
+/// of ever larger fragments with `Expect: 100-continue` for a fresh session, never their
+/// bytes; `100 Continue` is acceptance. A server that does not answer the head (it ignores
+/// `Expect` and waits for the bytes) leaves the size unknown.
+async fn max_fragment_size(
+    run: &mut Run,
+    authority: &str,
+    host_id: Option<&str>,
+) -> Result<(), Checks> {
+    let at = host_id.map_or(authority.to_owned(), |h| {
+        transport::url::with_host(authority, h)
+    });
+    let cap = run
+        .settings
+        .max_upload_size
+        .unwrap_or(FRAGMENT_CEILING)
+        .min(FRAGMENT_CEILING);
+    if cap < FRAGMENT_FLOOR {
+        return Ok(());
+    }
+    let mut conn = run.wire.conn(&at);
+    let (_, path, Some(id)) = run.create(&mut conn).await? else {
+        return Ok(());
+    };
+    // Some(true): accepted, Some(false): 413, None: the session was not found there (another
+    // node) or something else.
+    let ask = async |run: &mut Run, len: u64| -> Result<Option<bool>, Checks> {
+        for _ in 0..4 {
+            match run.wire.head_only(&at, &path, &id, len).await? {
+                // No answer: the server ignores Expect and waits for the bytes; waiting out
+                // each size would take too long, so the search ends.
+                None => return Ok(None),
+                Some(a) if a.status == 100 => return Ok(Some(true)),
+                Some(a) if a.status == 413 => return Ok(Some(false)),
+                Some(a) if a.code().as_deref() == Some(SESSION_NOT_FOUND) => continue,
+                Some(_) => return Ok(None),
+            }
+        }
+        Ok(None)
+    };
+    let mut lo = 0;
+    let mut len = FRAGMENT_FLOOR;
+    let mut hi = loop {
+        match ask(run, len).await? {
+            Some(true) => lo = len,
+            Some(false) => break len,
+            None => return Ok(()),
+        }
+        if len == cap {
+            // Every size up to the cap was accepted.
+            return Ok(());
+        }
+        len = (len * 4).min(cap);
+    };
+    if lo == 0 {
+        run.settings.max_fragment_size_range = Some((0, hi));
+        return Ok(());
+    }
+    for _ in 0..10 {
+        if hi - lo <= (lo / 100).max(1) {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        match ask(run, mid).await? {
+            Some(true) => lo = mid,
+            Some(false) => hi = mid,
+            None => break,
+        }
+    }
+    run.settings.max_fragment_size = Some(lo);
+    run.settings.max_fragment_size_range = Some((lo, hi));
     Ok(())
 }
 
@@ -980,6 +1062,13 @@ pub fn to_text(f: &Findings) -> String {
         "  BITSMaximumUploadSize      {}\n",
         match s.max_upload_size_range {
             Some((lo, hi)) => format!("{lo} bytes (refused at {hi})"),
+            None => "no limit found (or not probed)".into(),
+        }
+    ));
+    o.push_str(&format!(
+        "  largest fragment           {}\n",
+        match s.max_fragment_size_range {
+            Some((lo, hi)) => format!("{lo} bytes (413 at {hi})"),
             None => "no limit found (or not probed)".into(),
         }
     ));

@@ -201,6 +201,87 @@ impl Wire {
     }
 }
 
+impl Wire {
+    /// The head of a Fragment of `len` bytes for `session` (the whole upload: `bytes
+    /// 0-(len-1)/len`), with `Expect: 100-continue`, on a fresh connection to `authority`; the
+    /// first answer, `None` if none came within the timeout (the server waits for the body).
+    /// The body is never sent.
+    pub async fn head_only(
+        &mut self,
+        authority: &str,
+        path: &str,
+        session: &str,
+        len: u64,
+    ) -> Result<Option<Answer>, Stop> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        if self.sent >= self.max_requests {
+            return Err(Stop::Budget);
+        }
+        self.sent += 1;
+        let asked = format!(
+            "BITS_POST {path} [Fragment, bits-session-id: {session}, content-range: bytes 0-{}/{len}, expect: 100-continue, head only]",
+            len - 1
+        );
+        let mut io = tokio::time::timeout(self.timeout, self.connector.connect(authority))
+            .await
+            .map_err(|_| Stop::Wire(format!("{authority}: connect timed out")))?
+            .map_err(|e| Stop::Wire(format!("{authority}: {e}")))?;
+        let mut head = format!(
+            "BITS_POST {path} HTTP/1.1\r\nHost: {authority}\r\nBITS-Packet-Type: Fragment\r\nBITS-Session-Id: {session}\r\nContent-Range: bytes 0-{}/{len}\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n",
+            len - 1
+        );
+        if let Some(c) = &self.credentials {
+            head.push_str(&format!(
+                "Authorization: {}\r\n",
+                c.header().to_str().unwrap_or_default()
+            ));
+        }
+        head.push_str("\r\n");
+        io.write_all(head.as_bytes())
+            .await
+            .map_err(|e| Stop::Wire(format!("{asked}: {e}")))?;
+        let wait = self.timeout.min(Duration::from_secs(2));
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(wait, async {
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                match io.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        if read.is_err() || buf.is_empty() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let mut lines = text.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Stop::Wire(format!("{asked}: not an HTTP answer")))?;
+        let mut headers = HeaderMap::new();
+        for line in lines.take_while(|l| !l.is_empty()) {
+            if let Some((k, v)) = line.split_once(':')
+                && let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.trim().as_bytes()),
+                    http::HeaderValue::from_str(v.trim()),
+                )
+            {
+                headers.append(k, v);
+            }
+        }
+        let evidence = format!("{asked} → {}", describe_answer(status, &headers));
+        Ok(Some(Answer {
+            status,
+            headers,
+            evidence,
+        }))
+    }
+}
+
 /// `BITS_POST /p [Fragment, session {..}, bytes 0-99/300, 100 B]`.
 fn describe_request(path: &str, bits: &Bits) -> String {
     let mut parts = vec![bits.packet.unwrap_or("no BITS-Packet-Type").to_owned()];

@@ -36,9 +36,10 @@ fn risk_ids(f: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// `serve` with BITSHostId, a 300 s fallback timeout and a 5,000,000-byte upload limit: every
-/// checkable fact holds; the probe finds the Host-Id, the timeout, the limit (by declared
-/// totals), one node, and names the short fallback as a risk. The scenario it writes runs with
+/// `serve` with BITSHostId, a 300 s fallback timeout, a 5,000,000-byte upload limit and a
+/// 300,000-byte request limit: every checkable fact holds; the probe finds the Host-Id, the
+/// timeout, both limits (by declared totals and by heads, never sending the bytes), one node,
+/// and names the short fallback as a risk. The scenario it writes runs with
 /// `scenario` and `sweep`. Every session it opened is gone afterwards.
 #[test]
 fn probe_finds_a_servers_settings_and_risks() {
@@ -52,6 +53,8 @@ fn probe_finds_a_servers_settings_and_risks() {
             "300",
             "--max-upload-size",
             "5000000",
+            "--max-fragment-size",
+            "300000",
         ],
         &uploads,
     );
@@ -71,6 +74,12 @@ fn probe_finds_a_servers_settings_and_risks() {
     );
     assert!(lo <= 5_000_000 && 5_000_000 < hi, "{s}");
     assert!(hi - lo <= 5_000_000 / 1000 + 1, "{s}");
+    // The largest fragment, from heads alone (IIS's maxAllowedContentLength answers 413).
+    let (lo, hi) = (
+        s["max_fragment_size_range"][0].as_u64().unwrap(),
+        s["max_fragment_size_range"][1].as_u64().unwrap(),
+    );
+    assert!(lo <= 300_000 && 300_000 < hi && hi - lo <= 3_000 + 1, "{s}");
     assert_eq!(
         (s["nodes_seen"].as_u64(), s["nodes_estimated"].as_bool()),
         (Some(1), Some(false))
