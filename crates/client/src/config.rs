@@ -184,9 +184,18 @@ mod tests {
             .effective_retry_delay_s(),
             5
         );
+        // https:// is a job URL (the caller gives a TLS connector); other schemes are not.
         assert!(
             JobConfig {
                 url: "https://farm/a".into(),
+                ..c.clone()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            JobConfig {
+                url: "ftp://farm/a".into(),
                 ..c.clone()
             }
             .validate()

@@ -261,13 +261,104 @@ fn a_partition_from_the_application_is_carried_out_live() {
     }
 }
 
+/// A `bitsfarm farm` serving outside clients (`--listen 127.0.0.1:0 --control 127.0.0.1:0
+/// --json` and `args`), its addresses read from its first line. Dropping it kills it.
+pub(crate) struct OutsideFarm {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// `{"shared", "nodes", "app", "control"}`.
+    pub(crate) addrs: serde_json::Value,
+}
+
+impl OutsideFarm {
+    pub(crate) fn start(args: &[&str]) -> OutsideFarm {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+            .arg("farm")
+            .args(args)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines
+            .next()
+            .expect("the farm prints its addresses")
+            .unwrap();
+        let addrs = serde_json::from_str(&first).unwrap();
+        OutsideFarm {
+            child,
+            lines,
+            addrs,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> String {
+        self.addrs["shared"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn control(&self) -> String {
+        self.addrs["control"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops it (`POST /stop`, or Ctrl-C) and waits: its exit code and the summary it printed.
+    pub(crate) fn stop(mut self, ctrl_c: bool) -> (Option<i32>, serde_json::Value) {
+        if ctrl_c {
+            let killed = std::process::Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        } else {
+            let (status, r) = control(&self.control(), "POST", "/stop", "");
+            assert_eq!(status, 202, "{r}");
+        }
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
+        let summary = serde_json::from_str(&rest.join("\n")).unwrap_or(serde_json::Value::Null);
+        (status.code(), summary)
+    }
+}
+
+impl Drop for OutsideFarm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads 100,000 bytes to `/upload/report.bin` through `shared` with `bitsfarm upload`
+/// (retry delay `retry_s`); the bytes.
+fn upload_report(root: &std::path::Path, shared: &str, retry_s: &str) -> Vec<u8> {
+    let file = root.join("report.bin");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let o = bitsfarm(&[
+        "upload",
+        file.to_str().unwrap(),
+        &format!("http://{shared}/upload/report.bin"),
+        "--retry-delay-s",
+        retry_s,
+        "--no-progress-timeout-s",
+        "60",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    data
+}
+
 /// A farm serving an outside client: `bitsfarm upload` through the shared address, a crash of
 /// the node after the application processed the file, the node back 3 s later with its
 /// sessions: the retried final fragment delivers the file again. Ctrl-C ends the farm, which
 /// writes the reports: the file it never ran a job for is followed, its duplicate explained.
 #[test]
 fn a_farm_serves_outside_clients_until_ctrl_c() {
-    use std::io::{BufRead, BufReader};
     let root = tempdir("farm-outside");
     let sc = root.join("outside.toml");
     std::fs::write(
@@ -277,57 +368,25 @@ fn a_farm_serves_outside_clients_until_ctrl_c() {
     )
     .unwrap();
     let out = root.join("reports");
-    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args([
-            "farm",
-            sc.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--advertise",
-            "localhost",
-            "--json",
-        ])
-        .args(["--timeout-s", "90", "--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addrs: serde_json::Value = serde_json::from_str(&first).unwrap();
-    let shared = addrs["shared"].as_str().unwrap().to_owned();
-    // The node's BITS-Host-Id, which the client follows after the crash, is the name given.
-    assert!(
-        addrs["nodes"]["node-1"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("localhost:")),
-        "{first}"
-    );
-    let file = root.join("report.bin");
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
-    std::fs::write(&file, &data).unwrap();
-    let o = bitsfarm(&[
-        "upload",
-        file.to_str().unwrap(),
-        &format!("http://{shared}/upload/report.bin"),
-        "--retry-delay-s",
-        "5",
-        "--no-progress-timeout-s",
-        "60",
+    let farm = OutsideFarm::start(&[
+        sc.to_str().unwrap(),
+        "--advertise",
+        "localhost",
+        "--timeout-s",
+        "90",
+        "--out",
+        out.to_str().unwrap(),
     ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The node's BITS-Host-Id, which the client follows after the crash, is the name given.
+    let node = farm.addrs["nodes"]["node-1"].clone();
+    assert!(
+        node.as_str().is_some_and(|a| a.starts_with("localhost:")),
+        "{node}"
+    );
+    upload_report(&root, &farm.shared(), "5");
     // Ctrl-C: the farm stops and writes its reports.
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &farm.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = farm.wait().unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let summary: serde_json::Value = serde_json::from_str(&rest.join("\n")).unwrap();
-    assert_eq!(status.code(), Some(0), "{summary}");
+    let (status, summary) = farm.stop(true);
+    assert_eq!(status, Some(0), "{summary}");
     assert_eq!(summary["files"], 1);
     assert_eq!(summary["duplicate_deliveries"], 1, "{summary}");
     assert_eq!(summary["duplicates"][0]["file"], "/upload/report.bin");
@@ -411,26 +470,22 @@ fn control(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json
 /// and restarted through the API goes down and comes back; POST /stop writes the reports.
 #[test]
 fn the_control_api_puts_a_fault_on_your_application_while_the_farm_runs() {
-    use std::io::{BufRead, BufReader};
     let root = tempdir("farm-control");
     let sc = root.join("two.toml");
     std::fs::write(&sc, "[farm]\nnodes = 2\nnotification = \"by-value\"\n").unwrap();
     let (app, seen) = crate::live::counting_app();
     let out = root.join("reports");
-    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args(["farm", sc.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--control", "127.0.0.1:0", "--json", "--timeout-s", "90"])
-        .args(["--app-url", &format!("http://{app}/notify")])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addrs: serde_json::Value = serde_json::from_str(&first).unwrap();
-    let shared = addrs["shared"].as_str().unwrap().to_owned();
-    let ctl = addrs["control"].as_str().unwrap().to_owned();
+    let app_url = format!("http://{app}/notify");
+    let farm = OutsideFarm::start(&[
+        sc.to_str().unwrap(),
+        "--timeout-s",
+        "90",
+        "--app-url",
+        &app_url,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (addrs, shared, ctl) = (farm.addrs.clone(), farm.shared(), farm.control());
 
     let (status, hosts) = control(&ctl, "GET", "/nodes", "");
     assert_eq!(status, 200, "{hosts}");
@@ -477,19 +532,7 @@ fn the_control_api_puts_a_fault_on_your_application_while_the_farm_runs() {
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["id"], 0);
 
-    let file = root.join("report.bin");
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&file, &data).unwrap();
-    let o = bitsfarm(&[
-        "upload",
-        file.to_str().unwrap(),
-        &format!("http://{shared}/upload/report.bin"),
-        "--retry-delay-s",
-        "3",
-        "--no-progress-timeout-s",
-        "60",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let data = upload_report(&root, &shared, "3");
 
     // The application's own count, and the nodes' ledger.
     let seen = seen.lock().unwrap().clone();
@@ -563,12 +606,8 @@ fn the_control_api_puts_a_fault_on_your_application_while_the_farm_runs() {
         "the crash, the power cut and the restart: {events}"
     );
 
-    let (status, r) = control(&ctl, "POST", "/stop", "");
-    assert_eq!(status, 202, "{r}");
-    let status = farm.wait().unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let summary: serde_json::Value = serde_json::from_str(&rest.join("\n")).unwrap();
-    assert_eq!(status.code(), Some(0), "{summary}");
+    let (status, summary) = farm.stop(false);
+    assert_eq!(status, Some(0), "{summary}");
     assert_eq!(summary["deliveries"], 2, "{summary}");
     assert_eq!(summary["duplicate_deliveries"], 1, "{summary}");
     assert_eq!(summary["duplicates"][0]["file"], "/upload/report.bin");

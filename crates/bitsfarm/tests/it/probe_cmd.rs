@@ -143,25 +143,18 @@ fn probe_finds_a_servers_settings_and_risks() {
 /// connections, the probe estimates 3 nodes and names the risk.
 #[test]
 fn probe_sees_a_farm_that_does_not_share_sessions() {
-    use std::io::{BufRead, BufReader};
     let root = tempdir("probe-farm");
-    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args(["farm", "happy-path", "--listen", "127.0.0.1:0"])
-        .args(["--control", "127.0.0.1:0", "--json", "--timeout-s", "60"])
-        .args(["--out", root.join("farm").to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
-    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let url = format!("http://{}/upload/", addrs["shared"].as_str().unwrap());
+    let out = root.join("farm");
+    let farm = crate::farm_cmd::OutsideFarm::start(&[
+        "happy-path",
+        "--timeout-s",
+        "60",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let url = format!("http://{}/upload/", farm.shared());
     let (exit, f, err) = probe(&[&url, "--connections", "9"]);
-    let (_, _) = crate::live::http(
-        addrs["control"].as_str().unwrap(),
-        "POST /stop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    );
-    let _ = farm.wait();
+    let _ = farm.stop(false);
     assert_eq!(exit, 0, "{err}\n{f}");
     let s = &f["settings"];
     assert_eq!(s["host_id"], serde_json::Value::Null);

@@ -189,31 +189,20 @@ fn a_live_farm_over_https_gives_the_simulations_totals() {
     assert_eq!(live["acknowledged"], 3, "{live}");
 
     // The same farm for outside clients: HTTPS with the CA uploads, plain HTTP does not.
-    use std::io::{BufRead, BufReader};
     let ca = root.join("ca.pem");
-    let mut farm = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args(["farm", "happy-path", "--listen", "127.0.0.1:0"])
-        .args(["--control", "127.0.0.1:0", "--json", "--timeout-s", "60"])
-        .args([
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ])
-        .args(["--out", root.join("outside").to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(farm.stdout.take().unwrap()).lines();
-    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let port = addrs["shared"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let out = root.join("outside");
+    let farm = crate::farm_cmd::OutsideFarm::start(&[
+        "happy-path",
+        "--timeout-s",
+        "60",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let port = farm.shared().rsplit(':').next().unwrap().to_owned();
     let file = root.join("b.bin");
     std::fs::write(&file, vec![7u8; 50_000]).unwrap();
     let quick = ["--retry-delay-s", "5", "--no-progress-timeout-s", "6"];
@@ -232,10 +221,6 @@ fn a_live_farm_over_https_gives_the_simulations_totals() {
     args.extend(quick);
     let o = upload(&args, "");
     assert_eq!(code(&o), 1, "plain HTTP to a TLS node: {}", stderr(&o));
-    let (status, _) = crate::live::http(
-        addrs["control"].as_str().unwrap(),
-        "POST /stop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status, 202);
-    assert!(farm.wait().unwrap().code().is_some());
+    let (status, _) = farm.stop(false);
+    assert!(status.is_some());
 }
