@@ -110,7 +110,17 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, ConfigError> {
                 })?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| ConfigError(format!("no usable trusted certificate: {e}")))?;
+        // The standard check, with the refused certificate's fingerprint kept for the error.
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Identifying(webpki)))
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -190,6 +200,80 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// A refused server certificate, with its SHA-256 fingerprint (which certificate it was).
+#[derive(Debug)]
+struct Presented {
+    why: rustls::CertificateError,
+    sha256: String,
+}
+
+impl std::fmt::Display for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} (certificate SHA-256 {})", self.why, self.sha256)
+    }
+}
+
+impl std::error::Error for Presented {}
+
+/// `AB:CD:...`: how browsers and `openssl x509 -fingerprint -sha256` show a certificate.
+fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The standard certificate check; a refusal carries the certificate's fingerprint.
+#[derive(Debug)]
+struct Identifying(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for Identifying {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(why) => rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(Presented {
+                        why,
+                        sha256: fingerprint(end_entity),
+                    }))),
+                ),
+                other => other,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The host of an authority (`[::1]:8443` → `::1`, `example.com` → `example.com`).
 fn host_of(authority: &str) -> &str {
     match authority.rsplit_once(']') {
@@ -203,21 +287,34 @@ fn host_of(authority: &str) -> &str {
 
 /// Why a handshake with `host` failed, in words a user can act on.
 fn explain(host: &str, e: &io::Error) -> String {
-    use rustls::CertificateError as C;
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let why = match inner {
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
-            C::UnknownIssuer => "its certificate is signed by an authority this machine does not trust: give that authority's certificate with --ca-cert FILE (or --insecure for a test farm)".to_owned(),
-            C::NotValidForName | C::NotValidForNameContext { .. } => format!("its certificate is not valid for the name {host:?}: connect by a name the certificate lists"),
-            C::Expired | C::ExpiredContext { .. } => "its certificate has expired".to_owned(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "its certificate is not valid yet (check both machines' clocks)".to_owned(),
-            C::Revoked => "its certificate has been revoked".to_owned(),
-            other => format!("its certificate was refused: {other:?}"),
-        },
+        Some(rustls::Error::InvalidCertificate(c)) => refused_because(host, c),
         Some(other) => format!("the TLS handshake failed: {other}"),
         None => format!("the TLS handshake failed: {e}"),
     };
     format!("TLS with {host}: {why}")
+}
+
+/// Why a certificate was refused, and which one (its fingerprint) when known.
+fn refused_because(host: &str, c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::UnknownIssuer => "its certificate is signed by an authority this machine does not trust: give that authority's certificate with --ca-cert FILE (or --insecure for a test farm)".to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!("its certificate is not valid for the name {host:?}: connect by a name the certificate lists"),
+        C::Expired | C::ExpiredContext { .. } => "its certificate has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "its certificate is not valid yet (check both machines' clocks)".to_owned(),
+        C::Revoked => "its certificate has been revoked".to_owned(),
+        C::Other(o) => match o.0.downcast_ref::<Presented>() {
+            Some(p) => format!(
+                "{} [the certificate presented: SHA-256 {}]",
+                refused_because(host, &p.why),
+                p.sha256
+            ),
+            None => format!("its certificate was refused: {o:?}"),
+        },
+        other => format!("its certificate was refused: {other:?}"),
+    }
 }
 
 /// Connects over TLS: TCP to the authority (port 443 when it names none), then a handshake

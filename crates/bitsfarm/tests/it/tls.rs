@@ -33,6 +33,9 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca_cert.pem()).unwrap();
     std::fs::write(&paths.1, server_cert.pem()).unwrap();
     std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    let sha = ring::digest::digest(&ring::digest::SHA256, server_cert.der());
+    let hex: Vec<String> = sha.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    std::fs::write(dir.join("cert.sha256"), hex.join(":")).unwrap();
     (paths.0, paths.1, paths.2)
 }
 
@@ -108,9 +111,17 @@ fn upload_over_https_with_basic_authentication() {
     // The system's trust store does not know the test's CA.
     let mut args = vec![f, url.as_str(), "--user", "alice"];
     args.extend(quick);
+    let o = upload(&args, "s3cret pass");
     refused(
-        &upload(&args, "s3cret pass"),
+        &o,
         "TLS with localhost: its certificate is signed by an authority this machine does not trust",
+    );
+    // Which certificate: its SHA-256 fingerprint.
+    let sha = std::fs::read_to_string(root.join("cert.sha256")).unwrap();
+    assert!(
+        stderr(&o).contains(&format!("[the certificate presented: SHA-256 {sha}]")),
+        "{}",
+        stderr(&o)
     );
     // The certificate names localhost, not 127.0.0.1.
     let by_ip = format!("https://127.0.0.1:{port}/upload/b.bin");
