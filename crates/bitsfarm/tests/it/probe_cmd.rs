@@ -60,8 +60,24 @@ fn probe_finds_a_servers_settings_and_risks() {
     );
     let mirror = root.join("mirror.toml");
     let url = format!("http://{}/upload/", srv.node);
-    let (exit, f, err) = probe(&[&url, "--write-scenario", mirror.to_str().unwrap()]);
+    let out = root.join("probe");
+    let (exit, f, err) = probe(&[
+        &url,
+        "--write-scenario",
+        mirror.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(exit, 0, "{err}\n{f}");
+    // --out: the same findings as JSON, and the report in words.
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("probe.json")).unwrap()).unwrap();
+    assert_eq!(saved, f);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("holds  S6") && md.contains("BITSHostIdFallbackTimeout  300 s"),
+        "{md}"
+    );
     let (failed, unknown) = failed_and_unknown(&f);
     assert!(failed.is_empty(), "{failed:?}: {f}");
     assert_eq!(unknown, ["S11", "S12", "S15"], "{f}");
