@@ -63,6 +63,8 @@ enum Command {
     Upload(cmd::upload::Args),
     /// Check a real BITS server or farm from outside: conformance, settings, risks.
     Probe(cmd::probe::Args),
+    /// A BITS-aware reverse proxy with faults on protocol steps, in front of real servers.
+    Proxy(cmd::proxy::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Upload(args) => cmd::upload::run(args),
         Command::Probe(args) => cmd::probe::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
     };
     match result {
         Ok(code) => code,

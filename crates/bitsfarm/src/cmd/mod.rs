@@ -4,6 +4,7 @@ pub mod bench;
 pub mod explore;
 pub mod farm;
 pub mod probe;
+pub mod proxy;
 pub mod report;
 pub mod scenario;
 pub mod serve;

@@ -5,6 +5,7 @@ mod explore_cmd;
 mod farm_cmd;
 mod live;
 mod probe_cmd;
+mod proxy_cmd;
 mod scenario_cmd;
 mod sweep_cmd;
 mod tls;

@@ -1,0 +1,177 @@
+//! `bitsfarm proxy`: a BITS-aware reverse proxy in front of real BITS servers, with fault rules
+//! on the protocol steps it sees and deliveries inferred from the wire.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::out::outln;
+
+/// Flags of `bitsfarm proxy`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The proxy is the farm's shared address: each client connection goes to the next upstream in
+turn, and upstream i is also served alone on the port i above --listen (port 0: free ports),
+the address its BITS-Host-Id is rewritten to, so clients that follow a Host-Id stay inside the
+proxy. A final fragment answered with success is a delivery of that file by that upstream,
+once per session (the same success again in a session is the node's cached Ack).
+
+--faults FILE holds [[fault]] tables: point = \"request\" | \"final-fragment-answered\",
+action = \"drop-response\" | \"reset\" | \"fail\" (status = N), and the filters upstream, file,
+nth, times. Ctrl-C or --timeout-s ends it and prints what it saw. Not yet: other balancer
+policies, the control API, the event log and reports of a simulated run.")]
+pub struct Args {
+    /// The shared address clients upload to.
+    #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// An upstream BITS server: NAME=URL (http:// or https://; repeatable, in order).
+    #[arg(long = "upstream", value_name = "NAME=URL", required = true)]
+    upstreams: Vec<String>,
+    /// The name or IP clients reach this machine by, for rewritten Host-Ids (default: the
+    /// --listen IP).
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
+    /// Fault rules: a TOML file of [[fault]] tables.
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 3600, value_name = "S")]
+    timeout_s: u64,
+    /// Print the addresses as one JSON line first, and what the proxy saw as JSON at the end.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    reach: crate::flags::Reach,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultFile {
+    #[serde(default)]
+    fault: Vec<proxy::WireRule>,
+}
+
+/// Runs the proxy until Ctrl-C or the timeout.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut upstreams: Vec<(String, String, bool)> = Vec::new();
+    for u in &args.upstreams {
+        let (name, url) = u
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--upstream {u:?}: give NAME=URL"))?;
+        let (target, tls) =
+            transport::url::parse_web(url).map_err(|e| anyhow::anyhow!("--upstream {u:?}: {e}"))?;
+        anyhow::ensure!(
+            !upstreams.iter().any(|(n, _, _)| n == name),
+            "--upstream {name}: named twice"
+        );
+        upstreams.push((name.to_owned(), target.authority, tls));
+    }
+    anyhow::ensure!(
+        upstreams.iter().all(|(_, _, tls)| *tls == upstreams[0].2),
+        "--upstream: give every upstream with the same scheme (all http:// or all https://)"
+    );
+    let rules = match &args.faults {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --faults {}", path.display()))?;
+            toml::from_str::<FaultFile>(&text)
+                .map_err(|e| anyhow::anyhow!("--faults {}: {}", path.display(), e.message()))?
+                .fault
+        }
+        None => Vec::new(),
+    };
+    let scheme_url = if upstreams[0].2 {
+        "https://x/"
+    } else {
+        "http://x/"
+    };
+    let connector = args.reach.connector(scheme_url)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let json = args.json;
+    let seen = rt.block_on(async move {
+        let shared = transport::tcp::TcpListen::bind(&args.listen.to_string())
+            .await
+            .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+        let host = args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.ip().to_string());
+        let mut pinned = Vec::new();
+        let mut list = Vec::new();
+        for (i, (name, authority, _)) in upstreams.iter().enumerate() {
+            let port = if args.listen.port() == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(args.listen.port()) + i + 1)
+                    .map_err(|_| anyhow::anyhow!("{name} would listen past port 65535"))?
+            };
+            let at = SocketAddr::new(args.listen.ip(), port);
+            let l = transport::tcp::TcpListen::bind(&at.to_string())
+                .await
+                .with_context(|| format!("cannot listen on {at} for {name}"))?;
+            let bound_port = transport::Listen::local_addr(&l)
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            list.push(proxy::Upstream {
+                name: name.clone(),
+                authority: authority.clone(),
+                advertised: format!("{host}:{bound_port}"),
+            });
+            pinned.push(l);
+        }
+        let shared_addr = transport::Listen::local_addr(&shared);
+        let p = proxy::Proxy::new(list.clone(), connector, rules, Duration::from_secs(360));
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(p.clone().serve(Box::new(shared), None));
+        for (i, l) in pinned.into_iter().enumerate() {
+            tasks.spawn(p.clone().serve(Box::new(l), Some(i)));
+        }
+        if json {
+            let ups: serde_json::Map<String, serde_json::Value> = list
+                .iter()
+                .map(|u| (u.name.clone(), u.advertised.clone().into()))
+                .collect();
+            outln!(
+                "{}",
+                serde_json::json!({"shared": shared_addr, "upstreams": ups})
+            );
+        } else {
+            let mut banner = format!("bitsfarm proxy\n  shared           {shared_addr}\n");
+            for u in &list {
+                banner.push_str(&format!(
+                    "  {:<16} {} → {}\n",
+                    u.name, u.advertised, u.authority
+                ));
+            }
+            outln!("{banner}Ctrl-C stops and prints what the proxy saw.");
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = tokio::time::sleep(Duration::from_secs(args.timeout_s)) => {}
+        }
+        tasks.abort_all();
+        anyhow::Ok(p.seen())
+    })?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&seen)?);
+    } else {
+        for d in &seen.deliveries {
+            outln!(
+                "delivered {} by {} (session {}, {} bytes, xxh3 {})",
+                d.file,
+                d.upstream,
+                d.session,
+                d.len,
+                d.hash.as_deref().unwrap_or("unknown")
+            );
+        }
+        for (file, n) in &seen.duplicates {
+            outln!("DUPLICATE {file}: delivered {n} times");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

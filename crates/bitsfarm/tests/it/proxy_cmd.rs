@@ -1,0 +1,130 @@
+//! `bitsfarm proxy` in front of two `bitsfarm serve` nodes: a drop-response at the moment the
+//! seed document names makes a duplicate without BITSHostId, and none with it.
+
+use std::io::{BufRead, BufReader};
+
+use crate::{
+    live::{ledger, serve},
+    *,
+};
+
+/// Deliveries of `file` in a `serve` application's ledger.
+fn delivered(app: &str, file: &str) -> usize {
+    ledger(app)["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["file"] == file)
+        .count()
+}
+
+/// Two serve nodes (with `node_args`) behind a proxy whose rule drops the final Ack of
+/// /upload/a.bin; uploads a.bin and b.bin through it. The ledgers' deliveries of each file
+/// (both nodes together), and what the proxy saw.
+fn drop_final_ack(tag: &str, node_args: &[&str]) -> (usize, usize, serde_json::Value) {
+    let root = tempdir(tag);
+    let n1 = serve(node_args, &root.join("n1"));
+    let n2 = serve(node_args, &root.join("n2"));
+    let faults = root.join("faults.toml");
+    std::fs::write(
+        &faults,
+        "[[fault]]\npoint = \"final-fragment-answered\"\naction = \"drop-response\"\nfile = \"/upload/a.bin\"\n",
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--timeout-s",
+            "90",
+        ])
+        .args(["--upstream", &format!("n1=http://{}", n1.node)])
+        .args(["--upstream", &format!("n2=http://{}", n2.node)])
+        .args(["--faults", faults.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let shared = addrs["shared"].as_str().unwrap().to_owned();
+    for name in ["a.bin", "b.bin"] {
+        let file = root.join(name);
+        std::fs::write(&file, vec![name.as_bytes()[0]; 150_000]).unwrap();
+        let o = bitsfarm(&[
+            "upload",
+            file.to_str().unwrap(),
+            &format!("http://{shared}/upload/{name}"),
+            "--retry-delay-s",
+            "5",
+            "--no-progress-timeout-s",
+            "60",
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let a = delivered(&n1.app, "/upload/a.bin") + delivered(&n2.app, "/upload/a.bin");
+    let b = delivered(&n1.app, "/upload/b.bin") + delivered(&n2.app, "/upload/b.bin");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &proxy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(proxy.wait().unwrap().code(), Some(0));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    (a, b, serde_json::from_str(&rest.join("\n")).unwrap())
+}
+
+fn proxy_count(seen: &serde_json::Value, file: &str) -> usize {
+    seen["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["file"] == file)
+        .count()
+}
+
+/// BITSHostId unset: the client's retry of the final fragment goes to the other node, which
+/// does not know the session; the upload starts over there and the file is delivered twice.
+/// The proxy infers the same from the wire; the file without the fault is delivered once.
+#[test]
+fn a_dropped_final_ack_without_host_id_delivers_twice() {
+    let (a, b, seen) = drop_final_ack("proxy-no-hostid", &[]);
+    assert_eq!((a, b), (2, 1), "the nodes' own ledgers");
+    assert_eq!(proxy_count(&seen, "/upload/a.bin"), 2, "{seen}");
+    assert_eq!(proxy_count(&seen, "/upload/b.bin"), 1, "{seen}");
+    assert_eq!(
+        seen["duplicates"],
+        serde_json::json!([["/upload/a.bin", 2]])
+    );
+    assert_eq!(seen["fired"], serde_json::json!([1]));
+    let ups: Vec<&str> = seen["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["file"] == "/upload/a.bin")
+        .map(|d| d["upstream"].as_str().unwrap())
+        .collect();
+    assert_ne!(ups[0], ups[1], "delivered by both nodes: {seen}");
+    // The bytes the client sent, the same in both sessions.
+    let hashes: Vec<&serde_json::Value> = seen["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["hash"])
+        .collect();
+    assert!(hashes[0].is_string() && hashes[0] == hashes[1], "{seen}");
+}
+
+/// BITSHostId set on both nodes: the proxy rewrites it to the node's own proxy address, the
+/// client's retried final fragment reaches the same node, whose cached Ack answers it: one
+/// delivery, and the proxy says so.
+#[test]
+fn a_dropped_final_ack_with_host_id_is_answered_from_the_cache() {
+    let (a, b, seen) = drop_final_ack("proxy-hostid", &["--host-id", "unreachable.invalid"]);
+    assert_eq!((a, b), (1, 1), "the nodes' own ledgers");
+    assert_eq!(proxy_count(&seen, "/upload/a.bin"), 1, "{seen}");
+    assert_eq!(seen["duplicates"], serde_json::json!([]));
+    assert_eq!(seen["fired"], serde_json::json!([1]));
+}

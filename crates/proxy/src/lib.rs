@@ -1,0 +1,477 @@
+//! `bitsfarm proxy`: a BITS-aware HTTP/1.1 reverse proxy that is a farm's shared address in
+//! front of real BITS servers. It picks an upstream per client connection (round robin), and
+//! serves each upstream on an address of its own too, to which it rewrites the upstream's
+//! `BITS-Host-Id`, so clients that follow a Host-Id stay inside the proxy. It understands the
+//! exchange on the wire (packets, sessions, Content-Range, final fragments, Acks), carries out
+//! fault rules on the protocol steps it sees, and infers deliveries: a final fragment answered
+//! with success is a delivery of that file by that upstream, once per session (the same
+//! success again within a session is the node's cached Ack, not a new delivery).
+//!
+//! **Invariants.** A request body is read whole before it is forwarded, at most
+//! [`MAX_BODY`] bytes within a time budget (memory O(fragment)); every upstream exchange has a
+//! timeout; a client connection and its upstream connection live in one task, so nothing
+//! outlives the client's connection.
+
+use std::{
+    collections::BTreeMap,
+    hash::Hasher as _,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use protocol::{Packet, header};
+use serde::{Deserialize, Serialize};
+use transport::{Body, BoxIo, Connect, client::HttpConn, server::BodyTiming};
+
+/// Largest request body forwarded (IIS's default request limit is 30,000,000 bytes).
+pub const MAX_BODY: u64 = 64 << 20;
+
+/// One real BITS server behind the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Its name in reports (`iis-1`).
+    pub name: String,
+    /// Where it is (`10.0.0.11:80`).
+    pub authority: String,
+    /// Where the proxy serves it alone (what its rewritten `BITS-Host-Id` names).
+    pub advertised: String,
+}
+
+/// Where on the wire a rule acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WirePoint {
+    /// Any request, before it is forwarded.
+    Request,
+    /// The upstream answered a final fragment with success: the file is delivered and its
+    /// final Ack is on the way (the seed document's moment).
+    FinalFragmentAnswered,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WireAction {
+    /// The upstream processed it; the client never hears (its connection is closed).
+    DropResponse,
+    /// The client's connection is closed before the request is forwarded.
+    Reset,
+    /// The client gets this HTTP status with a BITS error Ack, the request is not forwarded.
+    Fail,
+}
+
+/// A fault rule on the wire: the keys of a `[[fault]]` table where they apply, and `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireRule {
+    /// Where it acts.
+    pub point: WirePoint,
+    /// What it does.
+    pub action: WireAction,
+    /// Only for this upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Only for this file (`/upload/a.bin`).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Fire on the n-th matching hit (default 1).
+    #[serde(default)]
+    pub nth: Option<u64>,
+    /// Most firings (default 1; 0: no limit).
+    #[serde(default)]
+    pub times: Option<u64>,
+    /// Status for `fail` (default 500).
+    #[serde(default)]
+    pub status: Option<u16>,
+}
+
+/// A delivery inferred from the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// The upload path.
+    pub file: String,
+    /// The upstream that answered the final fragment with success.
+    pub upstream: String,
+    /// The session.
+    pub session: String,
+    /// The upload's size.
+    pub len: u64,
+    /// XXH3-64 of the bytes the client sent in that session, hex (`None` when the proxy did
+    /// not see them all, e.g. the session began before the proxy).
+    pub hash: Option<String>,
+}
+
+/// What the proxy saw: every delivery, and the files delivered more than once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Seen {
+    /// Every delivery, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Files delivered by more than one session: (file, deliveries).
+    pub duplicates: Vec<(String, usize)>,
+    /// Times each rule fired, by position.
+    pub fired: Vec<u64>,
+}
+
+/// A session seen on the wire.
+struct Session {
+    upstream: usize,
+    file: String,
+    /// Bytes the upstream holds, as its Acks said.
+    held: u64,
+    /// XXH3 of the bytes `0..held`, while the proxy saw them all in order.
+    hash: Option<twox_hash::XxHash3_64>,
+    delivered: bool,
+}
+
+struct Armed {
+    rule: WireRule,
+    hits: u64,
+    fired: u64,
+}
+
+struct State {
+    sessions: BTreeMap<String, Session>,
+    deliveries: Vec<Delivery>,
+    rules: Vec<Armed>,
+}
+
+/// The proxy. Clones share it.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstreams: Vec<Upstream>,
+    connector: Arc<dyn Connect>,
+    next: AtomicUsize,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+/// What a rule makes of an exchange.
+enum Verdict {
+    Forward,
+    Cut,
+    Fail(u16),
+}
+
+impl Proxy {
+    /// A proxy over `upstreams` (reached with `connector`), with `rules`.
+    pub fn new(
+        upstreams: Vec<Upstream>,
+        connector: Arc<dyn Connect>,
+        rules: Vec<WireRule>,
+        timeout: Duration,
+    ) -> Proxy {
+        Proxy {
+            inner: Arc::new(Inner {
+                upstreams,
+                connector,
+                next: AtomicUsize::new(0),
+                timeout,
+                state: Mutex::new(State {
+                    sessions: BTreeMap::new(),
+                    deliveries: Vec::new(),
+                    rules: rules
+                        .into_iter()
+                        .map(|rule| Armed {
+                            rule,
+                            hits: 0,
+                            fired: 0,
+                        })
+                        .collect(),
+                }),
+            }),
+        }
+    }
+
+    /// What the proxy saw so far.
+    pub fn seen(&self) -> Seen {
+        let state = self.inner.lock();
+        let mut per_file: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in &state.deliveries {
+            *per_file.entry(&d.file).or_default() += 1;
+        }
+        Seen {
+            deliveries: state.deliveries.clone(),
+            duplicates: per_file
+                .into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(f, n)| (f.to_owned(), n))
+                .collect(),
+            fired: state.rules.iter().map(|r| r.fired).collect(),
+        }
+    }
+
+    /// Serves client connections from `listener`: each goes to the upstream `pinned` names
+    /// (an upstream's own address), or to the next in turn (the shared address).
+    pub async fn serve(
+        self,
+        listener: Box<dyn transport::Listen>,
+        pinned: Option<usize>,
+    ) -> std::io::Result<()> {
+        let mut listener = listener;
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(_) = tasks.join_next() => {}
+                accepted = listener.accept() => {
+                    let accepted = accepted?;
+                    let upstream = pinned.unwrap_or_else(|| {
+                        self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len()
+                    });
+                    tasks.spawn(self.inner.clone().client(accepted.io, upstream));
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One client connection, forwarded to `upstream` on a connection of its own.
+    async fn client(self: Arc<Self>, io: BoxIo, upstream: usize) {
+        let (cut_tx, mut cut_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let conn: Arc<tokio::sync::Mutex<Option<HttpConn>>> = Arc::default();
+        let me = self.clone();
+        let handler = move |req: Request<Incoming>| {
+            let (me, conn, cut) = (me.clone(), conn.clone(), cut_tx.clone());
+            async move {
+                match me.forward(req, upstream, &conn).await {
+                    Ok(resp) => resp,
+                    Err(Verdict::Cut) => {
+                        let _ = cut.send(()).await;
+                        std::future::pending().await
+                    }
+                    Err(Verdict::Fail(status)) => bits_error(status),
+                    Err(Verdict::Forward) => bits_error(502),
+                }
+            }
+        };
+        let options = transport::server::ServerOptions::default();
+        tokio::select! {
+            _ = transport::server::serve(io, &options, handler) => {}
+            _ = cut_rx.recv() => {}
+        }
+    }
+
+    /// The rules at `point` for this exchange: the first that fires decides.
+    fn verdict(&self, point: WirePoint, upstream: usize, file: &str) -> Verdict {
+        let name = &self.upstreams[upstream].name;
+        let mut state = self.lock();
+        for r in &mut state.rules {
+            let rule = &r.rule;
+            if rule.point != point
+                || rule.upstream.as_ref().is_some_and(|u| u != name)
+                || rule.file.as_deref().is_some_and(|f| f != file)
+            {
+                continue;
+            }
+            r.hits += 1;
+            let limit = rule.times.unwrap_or(1);
+            if (limit != 0 && r.fired >= limit) || r.hits < rule.nth.unwrap_or(1) {
+                continue;
+            }
+            r.fired += 1;
+            tracing::info!(?point, action = ?rule.action, upstream = %name, file, "fault fired");
+            return match rule.action {
+                WireAction::DropResponse | WireAction::Reset => Verdict::Cut,
+                WireAction::Fail => Verdict::Fail(rule.status.unwrap_or(500)),
+            };
+        }
+        Verdict::Forward
+    }
+
+    /// Forwards one request and its answer, keeping track of sessions and deliveries.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        upstream: usize,
+        conn: &tokio::sync::Mutex<Option<HttpConn>>,
+    ) -> Result<Response<Body>, Verdict> {
+        let (parts, body) = req.into_parts();
+        let timing = BodyTiming::default();
+        let chunks = transport::server::read_body(body, MAX_BODY, &timing)
+            .await
+            .map_err(|_| Verdict::Fail(400))?;
+        let packet = Packet::parse(&parts.method, &parts.headers).ok();
+        let file = transport::url::file_path(&format!("http://x{}", parts.uri));
+        match self.verdict(WirePoint::Request, upstream, &file) {
+            Verdict::Forward => {}
+            other => return Err(other),
+        }
+        let up = &self.upstreams[upstream];
+        let mut out = Request::new(Body::from_chunks(chunks.iter().cloned()));
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = parts.uri.clone();
+        *out.headers_mut() = parts.headers.clone();
+        if let Ok(host) = HeaderValue::from_str(&up.authority) {
+            out.headers_mut().insert(http::header::HOST, host);
+        }
+        let resp = {
+            let mut slot = conn.lock().await;
+            let reusable = match slot.as_mut() {
+                Some(c) => c.is_reusable().await,
+                None => false,
+            };
+            if !reusable {
+                *slot = Some(
+                    HttpConn::open(self.connector.as_ref(), &up.authority, self.timeout)
+                        .await
+                        .map_err(|e| {
+                            tracing::warn!(upstream = %up.name, error = %e, "upstream not reached");
+                            Verdict::Fail(502)
+                        })?,
+                );
+            }
+            let c = slot.as_mut().expect("opened above");
+            match c.send(out, self.timeout).await {
+                Ok(r) => r,
+                Err(e) => {
+                    *slot = None;
+                    tracing::warn!(upstream = %up.name, error = %e, "upstream exchange failed");
+                    return Err(Verdict::Fail(502));
+                }
+            }
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let status = rparts.status.as_u16();
+        let mut cut = false;
+        match &packet {
+            Some(Packet::CreateSession { .. }) if status == 200 || status == 201 => {
+                if let Some(id) = header_text(&rparts.headers, &header::SESSION_ID) {
+                    self.lock().sessions.insert(
+                        id,
+                        Session {
+                            upstream,
+                            file: file.clone(),
+                            held: 0,
+                            hash: Some(twox_hash::XxHash3_64::new()),
+                            delivered: false,
+                        },
+                    );
+                }
+                // Clients that follow the Host-Id come back through the proxy.
+                if rparts.headers.contains_key(&header::HOST_ID)
+                    && let Ok(v) = HeaderValue::from_str(&up.advertised)
+                {
+                    rparts.headers.insert(header::HOST_ID, v);
+                }
+            }
+            Some(Packet::Fragment(f)) if status == 200 || status == 416 => {
+                let received = header_text(&rparts.headers, &header::RECEIVED_CONTENT_RANGE)
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let Some(received) = received {
+                    let delivered = self.on_fragment_ack(f, &chunks, received, status, upstream);
+                    if delivered
+                        && matches!(
+                            self.verdict(WirePoint::FinalFragmentAnswered, upstream, &file),
+                            Verdict::Cut
+                        )
+                    {
+                        cut = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if cut {
+            return Err(Verdict::Cut);
+        }
+        Ok(Response::from_parts(rparts, Body::from(rbody)))
+    }
+
+    /// Takes a fragment's Ack into account: bytes held, their hash, a delivery when the
+    /// final fragment is answered with success for the first time in the session. Whether this
+    /// Ack is that delivery (or its cached replay: also the final Ack).
+    fn on_fragment_ack(
+        &self,
+        f: &protocol::packet::Fragment,
+        chunks: &[Bytes],
+        received: u64,
+        status: u16,
+        upstream: usize,
+    ) -> bool {
+        let mut state = self.lock();
+        let State {
+            sessions,
+            deliveries,
+            ..
+        } = &mut *state;
+        let Some(s) = sessions.get_mut(&f.session_id) else {
+            return false;
+        };
+        if s.upstream != upstream {
+            // The same session id from another upstream: not one the proxy can follow.
+            return false;
+        }
+        if status == 200 && received > s.held {
+            let (start, held) = (f.range.start, s.held);
+            match s.hash.as_mut() {
+                Some(h) if start <= held => {
+                    let mut skip = (held - start) as usize;
+                    let mut take = (received - held) as usize;
+                    for c in chunks {
+                        if take == 0 {
+                            break;
+                        }
+                        if skip >= c.len() {
+                            skip -= c.len();
+                            continue;
+                        }
+                        let part = &c[skip..c.len().min(skip + take)];
+                        h.write(part);
+                        take -= part.len();
+                        skip = 0;
+                    }
+                    if take > 0 {
+                        s.hash = None;
+                    }
+                }
+                _ => s.hash = None,
+            }
+            s.held = received;
+        }
+        let is_final = status == 200 && received == f.range.total;
+        if is_final && !s.delivered {
+            s.delivered = true;
+            deliveries.push(Delivery {
+                file: s.file.clone(),
+                upstream: self.upstreams[upstream].name.clone(),
+                session: f.session_id.clone(),
+                len: f.range.total,
+                hash: s.hash.as_ref().map(|h| format!("{:016x}", h.finish())),
+            });
+            return true;
+        }
+        false
+    }
+}
+
+fn header_text(h: &http::HeaderMap, name: &http::HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned())
+}
+
+/// A BITS error Ack with this status (`E_FAIL`).
+fn bits_error(status: u16) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let h = resp.headers_mut();
+    h.insert(header::PACKET_TYPE, HeaderValue::from_static("Ack"));
+    h.insert(header::ERROR_CODE, HeaderValue::from_static("0x80004005"));
+    h.insert(header::ERROR_CONTEXT, HeaderValue::from_static("0x5"));
+    resp
+}
