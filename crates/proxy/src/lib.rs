@@ -139,6 +139,42 @@ struct State {
     sessions: BTreeMap<String, Session>,
     deliveries: Vec<Delivery>,
     rules: Vec<Armed>,
+    /// Every exchange as the simulator's typed events.
+    log: scenario::log::EventLog,
+    /// Every file seen, from its first session.
+    tracker: scenario::track::Tracker,
+}
+
+impl State {
+    fn record(&mut self, t_ms: u64, event: probe::Event) {
+        let rec = self.log.record(t_ms, event);
+        self.tracker.observe(&rec);
+    }
+}
+
+impl WireRule {
+    /// The rule in words: `drop-response at final-fragment-answered for /upload/a.bin`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} at {}", kebab(&self.action), kebab(&self.point));
+        if let Some(u) = &self.upstream {
+            s.push_str(&format!(" on {u}"));
+        }
+        if let Some(f) = &self.file {
+            s.push_str(&format!(" for {f}"));
+        }
+        if let Some(n) = self.nth.filter(|n| *n > 1) {
+            s.push_str(&format!(" (hit {n})"));
+        }
+        s
+    }
+}
+
+/// The name a value has in a rule file (`drop-response`).
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The proxy. Clones share it.
@@ -153,6 +189,7 @@ struct Inner {
     next: AtomicUsize,
     timeout: Duration,
     state: Mutex<State>,
+    started: std::time::Instant,
 }
 
 /// What a rule makes of an exchange.
@@ -169,6 +206,7 @@ impl Proxy {
         connector: Arc<dyn Connect>,
         rules: Vec<WireRule>,
         timeout: Duration,
+        sink: Option<scenario::log::Sink>,
     ) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
@@ -176,7 +214,10 @@ impl Proxy {
                 connector,
                 next: AtomicUsize::new(0),
                 timeout,
+                started: std::time::Instant::now(),
                 state: Mutex::new(State {
+                    log: scenario::log::EventLog::new(sink),
+                    tracker: scenario::track::Tracker::adopting(false),
                     sessions: BTreeMap::new(),
                     deliveries: Vec::new(),
                     rules: rules
@@ -210,6 +251,39 @@ impl Proxy {
         }
     }
 
+    /// What the proxy saw as the result of a run, for the simulator's checker and reports:
+    /// every file followed from its first session, every delivery inferred, every rule's
+    /// counters. Takes the files out (call once, at the end).
+    pub fn result(&self) -> scenario::farm::RunResult {
+        let mut state = self.inner.lock();
+        let tracker = std::mem::replace(
+            &mut state.tracker,
+            scenario::track::Tracker::adopting(false),
+        );
+        scenario::farm::RunResult {
+            completed: true,
+            virtual_time_ms: self.inner.now_ms(),
+            events: state.log.len(),
+            event_hash: state.log.hash(),
+            tracker,
+            rules: state
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(index, r)| scenario::fault::RuleReport {
+                    index,
+                    description: r.rule.describe(),
+                    hits: r.hits,
+                    fired: r.fired,
+                    optional: false,
+                })
+                .collect(),
+            ledger_deliveries: state.deliveries.len() as u64,
+            panics: Default::default(),
+            harness_failure: None,
+        }
+    }
+
     /// Serves client connections from `listener`: each goes to the upstream `pinned` names
     /// (an upstream's own address), or to the next in turn (the shared address).
     pub async fn serve(
@@ -239,6 +313,15 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn record(&self, event: probe::Event) {
+        let t = self.now_ms();
+        self.lock().record(t, event);
+    }
+
     /// One client connection, forwarded to `upstream` on a connection of its own.
     async fn client(self: Arc<Self>, io: BoxIo, upstream: usize) {
         let (cut_tx, mut cut_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -266,10 +349,18 @@ impl Inner {
     }
 
     /// The rules at `point` for this exchange: the first that fires decides.
-    fn verdict(&self, point: WirePoint, upstream: usize, file: &str) -> Verdict {
+    fn verdict(
+        &self,
+        point: WirePoint,
+        upstream: usize,
+        file: &str,
+        session: Option<&str>,
+    ) -> Verdict {
         let name = &self.upstreams[upstream].name;
+        let t = self.now_ms();
         let mut state = self.lock();
-        for r in &mut state.rules {
+        let mut fired = None;
+        for (index, r) in state.rules.iter_mut().enumerate() {
             let rule = &r.rule;
             if rule.point != point
                 || rule.upstream.as_ref().is_some_and(|u| u != name)
@@ -284,12 +375,32 @@ impl Inner {
             }
             r.fired += 1;
             tracing::info!(?point, action = ?rule.action, upstream = %name, file, "fault fired");
-            return match rule.action {
-                WireAction::DropResponse | WireAction::Reset => Verdict::Cut,
-                WireAction::Fail => Verdict::Fail(rule.status.unwrap_or(500)),
-            };
+            fired = Some((index, rule.action, rule.status.unwrap_or(500)));
+            break;
         }
-        Verdict::Forward
+        let Some((index, action, status)) = fired else {
+            return Verdict::Forward;
+        };
+        let text = match action {
+            WireAction::DropResponse => format!("drop {name}'s answer: the client never hears it"),
+            WireAction::Reset => "close the client's connection before forwarding".to_owned(),
+            WireAction::Fail => format!("answer HTTP {status} without forwarding"),
+        };
+        state.record(
+            t,
+            probe::Event::FaultFired {
+                rule: index,
+                point: None,
+                actor: name.clone(),
+                action: text,
+                session: session.map(str::to_owned),
+                file: Some(file.to_owned()),
+            },
+        );
+        match action {
+            WireAction::DropResponse | WireAction::Reset => Verdict::Cut,
+            WireAction::Fail => Verdict::Fail(status),
+        }
     }
 
     /// Forwards one request and its answer, keeping track of sessions and deliveries.
@@ -306,7 +417,12 @@ impl Inner {
             .map_err(|_| Verdict::Fail(400))?;
         let packet = Packet::parse(&parts.method, &parts.headers).ok();
         let file = transport::url::file_path(&format!("http://x{}", parts.uri));
-        match self.verdict(WirePoint::Request, upstream, &file) {
+        match self.verdict(
+            WirePoint::Request,
+            upstream,
+            &file,
+            packet.as_ref().and_then(Packet::session_id),
+        ) {
             Verdict::Forward => {}
             other => return Err(other),
         }
@@ -350,6 +466,11 @@ impl Inner {
         match &packet {
             Some(Packet::CreateSession { .. }) if status == 200 || status == 201 => {
                 if let Some(id) = header_text(&rparts.headers, &header::SESSION_ID) {
+                    self.record(probe::Event::SessionCreated {
+                        node: up.name.clone(),
+                        session: id.clone(),
+                        file: file.clone(),
+                    });
                     self.lock().sessions.insert(
                         id,
                         Session {
@@ -368,6 +489,37 @@ impl Inner {
                     rparts.headers.insert(header::HOST_ID, v);
                 }
             }
+            Some(Packet::Fragment(f))
+                if header_text(&rparts.headers, &header::ERROR_CODE)
+                    .is_some_and(|c| c.eq_ignore_ascii_case("0x8020001f")) =>
+            {
+                self.record(probe::Event::SessionNotFound {
+                    node: up.name.clone(),
+                    session: f.session_id.clone(),
+                    packet: protocol::PacketType::Fragment,
+                });
+            }
+            Some(Packet::CloseSession { session_id }) if status == 200 => {
+                let known = self.lock().sessions.remove(session_id);
+                if let Some(s) = known {
+                    self.record(probe::Event::SessionClosed {
+                        node: up.name.clone(),
+                        session: session_id.clone(),
+                        file: s.file,
+                        complete: s.delivered,
+                    });
+                }
+            }
+            Some(Packet::CancelSession { session_id }) if status == 200 => {
+                let known = self.lock().sessions.remove(session_id);
+                if let Some(s) = known {
+                    self.record(probe::Event::SessionCancelled {
+                        node: up.name.clone(),
+                        session: session_id.clone(),
+                        file: s.file,
+                    });
+                }
+            }
             Some(Packet::Fragment(f)) if status == 200 || status == 416 => {
                 let received = header_text(&rparts.headers, &header::RECEIVED_CONTENT_RANGE)
                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -375,7 +527,12 @@ impl Inner {
                     let delivered = self.on_fragment_ack(f, &chunks, received, status, upstream);
                     if delivered
                         && matches!(
-                            self.verdict(WirePoint::FinalFragmentAnswered, upstream, &file),
+                            self.verdict(
+                                WirePoint::FinalFragmentAnswered,
+                                upstream,
+                                &file,
+                                Some(&f.session_id)
+                            ),
                             Verdict::Cut
                         )
                     {
@@ -402,15 +559,32 @@ impl Inner {
         status: u16,
         upstream: usize,
     ) -> bool {
+        let t = self.now_ms();
         let mut state = self.lock();
         let State {
             sessions,
             deliveries,
+            log,
+            tracker,
             ..
         } = &mut *state;
+        let mut record = |event: probe::Event| {
+            let rec = log.record(t, event);
+            tracker.observe(&rec);
+        };
         let Some(s) = sessions.get_mut(&f.session_id) else {
             return false;
         };
+        record(probe::Event::FragmentAcked {
+            node: self.upstreams[upstream].name.clone(),
+            session: f.session_id.clone(),
+            file: s.file.clone(),
+            start: f.range.start,
+            end: f.range.end,
+            total: f.range.total,
+            status,
+            received,
+        });
         if s.upstream != upstream {
             // The same session id from another upstream: not one the proxy can follow.
             return false;
@@ -443,14 +617,33 @@ impl Inner {
             s.held = received;
         }
         let is_final = status == 200 && received == f.range.total;
-        if is_final && !s.delivered {
+        let node = self.upstreams[upstream].name.clone();
+        if is_final && s.delivered {
+            record(probe::Event::CachedAckReplayed {
+                node,
+                session: f.session_id.clone(),
+                file: s.file.clone(),
+            });
+            return false;
+        }
+        if is_final {
             s.delivered = true;
+            let hash = s.hash.as_ref().map(|h| h.finish());
+            record(probe::Event::Delivered {
+                file: s.file.clone(),
+                txid: None,
+                node: node.clone(),
+                session: Some(f.session_id.clone()),
+                len: f.range.total,
+                hash: hash.unwrap_or(0),
+                effect: true,
+            });
             deliveries.push(Delivery {
                 file: s.file.clone(),
-                upstream: self.upstreams[upstream].name.clone(),
+                upstream: node,
                 session: f.session_id.clone(),
                 len: f.range.total,
-                hash: s.hash.as_ref().map(|h| format!("{:016x}", h.finish())),
+                hash: hash.map(|h| format!("{h:016x}")),
             });
             return true;
         }

@@ -183,6 +183,44 @@ pub async fn live_into(
     conclude(sc, seed, replay, dir, &result, wall, &failed)
 }
 
+/// A run recorded by something other than the farm (the proxy, which sees real servers):
+/// its event log goes to `events.jsonl` in the directory as it happens, and [`Recording::finish`]
+/// writes the summary and reports of a simulated run from its result.
+pub struct Recording {
+    dir: std::path::PathBuf,
+    failed: Failed,
+    started: std::time::Instant,
+}
+
+/// Opens `dir/events.jsonl` (each record flushed as written); the sink to record into.
+pub fn record_into(dir: &Path) -> Result<(scenario::log::Sink, Recording), ReportError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let (sink, failed) = event_file(&dir.join("events.jsonl"), true)?;
+    Ok((
+        sink,
+        Recording {
+            dir: dir.to_owned(),
+            failed,
+            started: std::time::Instant::now(),
+        },
+    ))
+}
+
+impl Recording {
+    /// Summarises `result` (as a run of `sc`) and writes `summary.json`, `report.md` and
+    /// `report.html`.
+    pub fn finish(
+        self,
+        sc: &scenario::Scenario,
+        seed: u64,
+        replay: String,
+        result: &scenario::farm::RunResult,
+    ) -> Result<Summary, ReportError> {
+        let wall = self.started.elapsed().as_secs_f64() * 1000.0;
+        conclude(sc, seed, replay, &self.dir, result, wall, &self.failed)
+    }
+}
+
 /// Writes the directory of several runs: `summary.json` (the aggregate) and `report.md`.
 pub fn write_aggregate(
     dir: &Path,

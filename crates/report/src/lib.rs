@@ -18,8 +18,8 @@ pub mod sweep;
 pub mod timeline;
 
 pub use files::{
-    ReportError, live_into, run_into, write_aggregate, write_run_reports, write_sweep,
-    write_sweep_reports,
+    Recording, ReportError, live_into, record_into, run_into, write_aggregate, write_run_reports,
+    write_sweep, write_sweep_reports,
 };
 
 /// Escapes text for HTML and XML.

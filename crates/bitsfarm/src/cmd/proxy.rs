@@ -18,8 +18,11 @@ once per session (the same success again in a session is the node's cached Ack).
 
 --faults FILE holds [[fault]] tables: point = \"request\" | \"final-fragment-answered\",
 action = \"drop-response\" | \"reset\" | \"fail\" (status = N), and the filters upstream, file,
-nth, times. Ctrl-C or --timeout-s ends it and prints what it saw. Not yet: other balancer
-policies, the control API, the event log and reports of a simulated run.")]
+nth, times. Ctrl-C or --timeout-s ends it: it writes the reports of a simulated run into --out
+(events.jsonl as it happens, summary.json, report.md, report.html: every file it saw, its
+deliveries, and a causal chain for each duplicate) and deliveries.json (each delivery with its
+upstream, session and the xxh3 of the bytes), and exits as `scenario` does (0: every invariant
+held). Not yet: other balancer policies, the control API, HTTPS listeners.")]
 pub struct Args {
     /// The shared address clients upload to.
     #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
@@ -37,9 +40,12 @@ pub struct Args {
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 3600, value_name = "S")]
     timeout_s: u64,
-    /// Print the addresses as one JSON line first, and what the proxy saw as JSON at the end.
+    /// Print the addresses as one JSON line first, and the summary as JSON at the end.
     #[arg(long)]
     json: bool,
+    /// Report directory (default reports/proxy/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     reach: crate::flags::Reach,
 }
@@ -90,7 +96,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let json = args.json;
-    let seen = rt.block_on(async move {
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("reports").join("proxy"));
+    let (sink, recording) = report::record_into(&dir)
+        .with_context(|| format!("cannot write the reports into {}", dir.display()))?;
+    let nodes = upstreams.len().min(64);
+    let replay = format!(
+        "bitsfarm {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let (seen, result) = rt.block_on(async move {
         let shared = transport::tcp::TcpListen::bind(&args.listen.to_string())
             .await
             .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
@@ -124,7 +141,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             pinned.push(l);
         }
         let shared_addr = transport::Listen::local_addr(&shared);
-        let p = proxy::Proxy::new(list.clone(), connector, rules, Duration::from_secs(360));
+        let p = proxy::Proxy::new(
+            list.clone(),
+            connector,
+            rules,
+            Duration::from_secs(360),
+            Some(sink),
+        );
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(p.clone().serve(Box::new(shared), None));
         for (i, l) in pinned.into_iter().enumerate() {
@@ -154,24 +177,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             () = tokio::time::sleep(Duration::from_secs(args.timeout_s)) => {}
         }
         tasks.abort_all();
-        anyhow::Ok(p.seen())
+        anyhow::Ok((p.seen(), p.result()))
     })?;
+    // The farm the proxy stands for: its upstreams as nodes.
+    let sc = scenario::load_str(
+        &format!("name = \"proxy\"\n[farm]\nnodes = {nodes}\n"),
+        "proxy",
+        "proxy",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = recording
+        .finish(&sc, 0, replay, &result)
+        .with_context(|| format!("cannot write the reports into {}", dir.display()))?;
+    std::fs::write(
+        dir.join("deliveries.json"),
+        serde_json::to_vec_pretty(&seen)?,
+    )
+    .with_context(|| format!("cannot write into {}", dir.display()))?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&seen)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        for d in &seen.deliveries {
-            outln!(
-                "delivered {} by {} (session {}, {} bytes, xxh3 {})",
-                d.file,
-                d.upstream,
-                d.session,
-                d.len,
-                d.hash.as_deref().unwrap_or("unknown")
-            );
-        }
-        for (file, n) in &seen.duplicates {
-            outln!("DUPLICATE {file}: delivered {n} times");
-        }
+        crate::out::out!("{}", summary.to_text());
+        outln!("report: {}", dir.join("report.html").display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if summary.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -20,8 +20,17 @@ fn delivered(app: &str, file: &str) -> usize {
 
 /// Two serve nodes (with `node_args`) behind a proxy whose rule drops the final Ack of
 /// /upload/a.bin; uploads a.bin and b.bin through it. The ledgers' deliveries of each file
-/// (both nodes together), and what the proxy saw.
-fn drop_final_ack(tag: &str, node_args: &[&str]) -> (usize, usize, serde_json::Value) {
+/// (both nodes together), the proxy's exit code, its summary, and its deliveries.json.
+fn drop_final_ack(
+    tag: &str,
+    node_args: &[&str],
+) -> (
+    usize,
+    usize,
+    Option<i32>,
+    serde_json::Value,
+    serde_json::Value,
+) {
     let root = tempdir(tag);
     let n1 = serve(node_args, &root.join("n1"));
     let n2 = serve(node_args, &root.join("n2"));
@@ -43,6 +52,7 @@ fn drop_final_ack(tag: &str, node_args: &[&str]) -> (usize, usize, serde_json::V
         .args(["--upstream", &format!("n1=http://{}", n1.node)])
         .args(["--upstream", &format!("n2=http://{}", n2.node)])
         .args(["--faults", faults.to_str().unwrap()])
+        .args(["--out", root.join("reports").to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -71,9 +81,20 @@ fn drop_final_ack(tag: &str, node_args: &[&str]) -> (usize, usize, serde_json::V
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(proxy.wait().unwrap().code(), Some(0));
+    let status = proxy.wait().unwrap().code();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    (a, b, serde_json::from_str(&rest.join("\n")).unwrap())
+    let summary = serde_json::from_str(&rest.join("\n")).unwrap();
+    let seen = std::fs::read(root.join("reports/deliveries.json")).unwrap();
+    for f in ["events.jsonl", "summary.json", "report.md", "report.html"] {
+        assert!(root.join("reports").join(f).is_file(), "{f}");
+    }
+    (
+        a,
+        b,
+        status,
+        summary,
+        serde_json::from_slice(&seen).unwrap(),
+    )
 }
 
 fn proxy_count(seen: &serde_json::Value, file: &str) -> usize {
@@ -87,11 +108,27 @@ fn proxy_count(seen: &serde_json::Value, file: &str) -> usize {
 
 /// BITSHostId unset: the client's retry of the final fragment goes to the other node, which
 /// does not know the session; the upload starts over there and the file is delivered twice.
-/// The proxy infers the same from the wire; the file without the fault is delivered once.
+/// The proxy infers the same from the wire, and its report explains the duplicate by the rule;
+/// the file without the fault is delivered once.
 #[test]
 fn a_dropped_final_ack_without_host_id_delivers_twice() {
-    let (a, b, seen) = drop_final_ack("proxy-no-hostid", &[]);
+    let (a, b, status, summary, seen) = drop_final_ack("proxy-no-hostid", &[]);
     assert_eq!((a, b), (2, 1), "the nodes' own ledgers");
+    assert_eq!(status, Some(0), "{summary}");
+    assert_eq!(
+        (summary["files"].as_u64(), summary["deliveries"].as_u64()),
+        (Some(2), Some(3)),
+        "{summary}"
+    );
+    assert_eq!(summary["duplicate_deliveries"], 1, "{summary}");
+    let dup = &summary["duplicates"][0];
+    assert_eq!(dup["file"], "/upload/a.bin", "{summary}");
+    assert_eq!(dup["chains"][0]["rule"], 0, "explained by the drop: {dup}");
+    let sentence = dup["chains"][0]["sentence"].as_str().unwrap();
+    assert!(sentence.contains("did not know the session"), "{sentence}");
+    for inv in summary["invariants"].as_array().unwrap() {
+        assert_eq!(inv["held"], true, "{inv}");
+    }
     assert_eq!(proxy_count(&seen, "/upload/a.bin"), 2, "{seen}");
     assert_eq!(proxy_count(&seen, "/upload/b.bin"), 1, "{seen}");
     assert_eq!(
@@ -122,8 +159,19 @@ fn a_dropped_final_ack_without_host_id_delivers_twice() {
 /// delivery, and the proxy says so.
 #[test]
 fn a_dropped_final_ack_with_host_id_is_answered_from_the_cache() {
-    let (a, b, seen) = drop_final_ack("proxy-hostid", &["--host-id", "unreachable.invalid"]);
+    let (a, b, status, summary, seen) =
+        drop_final_ack("proxy-hostid", &["--host-id", "unreachable.invalid"]);
     assert_eq!((a, b), (1, 1), "the nodes' own ledgers");
+    assert_eq!(status, Some(0), "{summary}");
+    assert_eq!(summary["duplicate_deliveries"], 0, "{summary}");
+    assert_eq!(summary["deliveries"], 2, "{summary}");
+    let events = std::fs::read_to_string(
+        std::env::temp_dir()
+            .join(format!("bitsfarm-cli-proxy-hostid-{}", std::process::id()))
+            .join("reports/events.jsonl"),
+    )
+    .unwrap();
+    assert!(events.contains("\"cached_ack_replayed\""), "{events}");
     assert_eq!(proxy_count(&seen, "/upload/a.bin"), 1, "{seen}");
     assert_eq!(seen["duplicates"], serde_json::json!([]));
     assert_eq!(seen["fired"], serde_json::json!([1]));
