@@ -35,12 +35,64 @@ struct Member {
 }
 
 struct Inner {
-    policy: Policy,
+    picker: Picker,
     members: Vec<Member>,
-    next: usize,
-    rng: ChaCha8Rng,
     /// Bumped whenever a member goes down or comes back.
     changed: watch::Sender<u64>,
+}
+
+/// Picks a member for each new connection with the simulator's policies (`sim::Policy`),
+/// among those up: in turn, at random (seeded), the one with the fewest open connections, or
+/// by a hash of the client's IP. The live balancer and the proxy share it.
+pub struct Picker {
+    policy: Policy,
+    next: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Picker {
+    /// A picker with `policy`; `seed` drives the random policy.
+    pub fn new(policy: Policy, seed: u64) -> Picker {
+        Picker {
+            policy,
+            next: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// The member, of `members`, for a connection from `source`: one of `up` (not empty);
+    /// `open(i)` is the connections open to member `i`.
+    pub fn pick(
+        &mut self,
+        members: usize,
+        up: &[usize],
+        open: impl Fn(usize) -> usize,
+        source: &SocketAddr,
+    ) -> usize {
+        match self.policy {
+            Policy::RoundRobin => {
+                let start = self.next;
+                let i = (0..members)
+                    .map(|k| (start + k) % members)
+                    .find(|i| up.contains(i))
+                    .expect("one is up");
+                self.next = (i + 1) % members;
+                i
+            }
+            Policy::Random => up[self.rng.random_range(0..up.len())],
+            Policy::LeastConnections => *up.iter().min_by_key(|&&i| open(i)).expect("one is up"),
+            Policy::SourceAffinity => {
+                let h = source
+                    .ip()
+                    .to_string()
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                up[(h % up.len() as u64) as usize]
+            }
+        }
+    }
 }
 
 /// An L4 balancer over named members (see the crate docs). Clones share it.
@@ -54,7 +106,7 @@ impl Balancer {
     pub fn new(policy: Policy, members: &[(String, SocketAddr)], seed: u64) -> Balancer {
         Balancer {
             inner: Arc::new(Mutex::new(Inner {
-                policy,
+                picker: Picker::new(policy, seed),
                 members: members
                     .iter()
                     .map(|(name, addr)| Member {
@@ -64,8 +116,6 @@ impl Balancer {
                         open: 0,
                     })
                     .collect(),
-                next: 0,
-                rng: ChaCha8Rng::seed_from_u64(seed),
                 changed: watch::channel(0).0,
             })),
         }
@@ -125,33 +175,10 @@ impl Balancer {
         if up.is_empty() {
             return None;
         }
-        let i = match inner.policy {
-            Policy::RoundRobin => {
-                let n = inner.members.len();
-                let start = inner.next;
-                let i = (0..n)
-                    .map(|k| (start + k) % n)
-                    .find(|i| up.contains(i))
-                    .expect("one is up");
-                inner.next = (i + 1) % n;
-                i
-            }
-            Policy::Random => up[inner.rng.random_range(0..up.len())],
-            Policy::LeastConnections => *up
-                .iter()
-                .min_by_key(|&&i| inner.members[i].open)
-                .expect("one is up"),
-            Policy::SourceAffinity => {
-                let h = source
-                    .ip()
-                    .to_string()
-                    .bytes()
-                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                    });
-                up[(h % up.len() as u64) as usize]
-            }
-        };
+        let Inner {
+            picker, members, ..
+        } = &mut *inner;
+        let i = picker.pick(members.len(), &up, |i| members[i].open, source);
         let m = &mut inner.members[i];
         m.open += 1;
         Some((m.name.clone(), m.addr, m.state.subscribe()))

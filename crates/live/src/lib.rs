@@ -16,4 +16,4 @@
 
 mod balancer;
 
-pub use balancer::{Balancer, CONNECT_TIMEOUT};
+pub use balancer::{Balancer, CONNECT_TIMEOUT, Picker};

@@ -1,5 +1,6 @@
 //! `bitsfarm proxy`: a BITS-aware HTTP/1.1 reverse proxy that is a farm's shared address in
-//! front of real BITS servers. It picks an upstream per client connection (round robin), and
+//! front of real BITS servers. It picks an upstream per client connection (the simulator's
+//! balancer policies, [`live::Picker`]), and
 //! serves each upstream on an address of its own too, to which it rewrites the upstream's
 //! `BITS-Host-Id`, so clients that follow a Host-Id stay inside the proxy. It understands the
 //! exchange on the wire (packets, sessions, Content-Range, final fragments, Acks), carries out
@@ -15,10 +16,7 @@
 use std::{
     collections::BTreeMap,
     hash::Hasher as _,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -49,9 +47,27 @@ pub struct Upstream {
 pub enum WirePoint {
     /// Any request, before it is forwarded.
     Request,
+    /// A Create-Session.
+    CreateSession,
+    /// A Fragment.
+    Fragment,
     /// The upstream answered a final fragment with success: the file is delivered and its
     /// final Ack is on the way (the seed document's moment).
     FinalFragmentAnswered,
+    /// A Close-Session.
+    CloseSession,
+}
+
+impl WirePoint {
+    /// The point a packet passes before it is forwarded (besides `request`).
+    fn of(packet: Option<&Packet>) -> Option<WirePoint> {
+        match packet? {
+            Packet::CreateSession { .. } => Some(WirePoint::CreateSession),
+            Packet::Fragment(_) => Some(WirePoint::Fragment),
+            Packet::CloseSession { .. } => Some(WirePoint::CloseSession),
+            _ => None,
+        }
+    }
 }
 
 /// What a rule does.
@@ -64,10 +80,15 @@ pub enum WireAction {
     Reset,
     /// The client gets this HTTP status with a BITS error Ack, the request is not forwarded.
     Fail,
+    /// The request waits `duration_s` before it is forwarded.
+    Delay,
+    /// The upstream is unreachable through the proxy for `duration_s`: its open client
+    /// connections are closed, new ones go to the others (or are closed, on its own address).
+    Down,
 }
 
 /// A fault rule on the wire: the keys of a `[[fault]]` table where they apply, and `upstream`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireRule {
     /// Where it acts.
@@ -89,6 +110,56 @@ pub struct WireRule {
     /// Status for `fail` (default 500).
     #[serde(default)]
     pub status: Option<u16>,
+    /// Only this packet type (`Fragment`, `Create-Session`, ...).
+    #[serde(default)]
+    pub packet: Option<protocol::PacketType>,
+    /// Fire on each matching hit with this probability (seeded; then `times` defaults to no
+    /// limit).
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// Seconds, for `delay` and `down`.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+}
+
+impl WireRule {
+    /// What is wrong with the rule, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if matches!(self.action, WireAction::Delay | WireAction::Down)
+            && !self.duration_s.is_some_and(|d| d > 0.0 && d <= 86_400.0)
+        {
+            return Err(format!(
+                "{}: duration_s must be in (0, 86400]",
+                kebab(&self.action)
+            ));
+        }
+        if let Some(p) = self.probability
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err("probability must be in (0, 1]".into());
+        }
+        if self.nth == Some(0) {
+            return Err("nth counts from 1".into());
+        }
+        if self.nth.is_some() && self.probability.is_some() {
+            return Err("use nth or probability, not both".into());
+        }
+        if let Some(s) = self.status
+            && !(100..=599).contains(&s)
+        {
+            return Err("status must be an HTTP status, 100 to 599".into());
+        }
+        if self.action != WireAction::DropResponse
+            && self.action != WireAction::Down
+            && self.point == WirePoint::FinalFragmentAnswered
+        {
+            return Err(format!(
+                "{} acts before forwarding; at final-fragment-answered use drop-response or down",
+                kebab(&self.action)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A delivery inferred from the wire.
@@ -136,6 +207,11 @@ struct Armed {
 }
 
 struct State {
+    rng: rand_chacha::ChaCha8Rng,
+    /// Client connections open to each upstream.
+    open: Vec<usize>,
+    /// Each upstream's down window (until then: unreachable through the proxy).
+    down_until: Vec<Option<tokio::time::Instant>>,
     sessions: BTreeMap<String, Session>,
     deliveries: Vec<Delivery>,
     rules: Vec<Armed>,
@@ -186,7 +262,9 @@ pub struct Proxy {
 struct Inner {
     upstreams: Vec<Upstream>,
     connector: Arc<dyn Connect>,
-    next: AtomicUsize,
+    picker: Mutex<live::Picker>,
+    /// Bumped when an upstream goes down: its client connections close.
+    downs: tokio::sync::watch::Sender<u64>,
     timeout: Duration,
     state: Mutex<State>,
     started: std::time::Instant,
@@ -197,6 +275,9 @@ enum Verdict {
     Forward,
     Cut,
     Fail(u16),
+    /// Forward, then cut instead of answering.
+    CutAfter,
+    Delay(Duration),
 }
 
 impl Proxy {
@@ -205,17 +286,24 @@ impl Proxy {
         upstreams: Vec<Upstream>,
         connector: Arc<dyn Connect>,
         rules: Vec<WireRule>,
+        (policy, seed): (sim::Policy, u64),
         timeout: Duration,
         sink: Option<scenario::log::Sink>,
     ) -> Proxy {
+        use rand::SeedableRng as _;
+        let n = upstreams.len();
         Proxy {
             inner: Arc::new(Inner {
                 upstreams,
                 connector,
-                next: AtomicUsize::new(0),
+                picker: Mutex::new(live::Picker::new(policy, seed)),
+                downs: tokio::sync::watch::channel(0).0,
                 timeout,
                 started: std::time::Instant::now(),
                 state: Mutex::new(State {
+                    rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+                    open: vec![0; n],
+                    down_until: vec![None; n],
                     log: scenario::log::EventLog::new(sink),
                     tracker: scenario::track::Tracker::adopting(false),
                     sessions: BTreeMap::new(),
@@ -298,10 +386,14 @@ impl Proxy {
                 Some(_) = tasks.join_next() => {}
                 accepted = listener.accept() => {
                     let accepted = accepted?;
-                    let upstream = pinned.unwrap_or_else(|| {
-                        self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len()
-                    });
-                    tasks.spawn(self.inner.clone().client(accepted.io, upstream));
+                    let source: std::net::SocketAddr = accepted
+                        .peer
+                        .parse()
+                        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                    // None: every upstream (or the pinned one) is down: the connection closes.
+                    if let Some(upstream) = self.inner.choose(pinned, &source) {
+                        tasks.spawn(self.inner.clone().client(accepted.io, upstream));
+                    }
                 }
             }
         }
@@ -311,6 +403,27 @@ impl Proxy {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The upstream for a new client connection: `pinned` if it is up, else one picked among
+    /// those up; counted as open.
+    fn choose(&self, pinned: Option<usize>, source: &std::net::SocketAddr) -> Option<usize> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.lock();
+        let up: Vec<usize> = (0..self.upstreams.len())
+            .filter(|&i| state.down_until[i].is_none_or(|until| now >= until))
+            .collect();
+        let i = match pinned {
+            Some(p) => up.contains(&p).then_some(p)?,
+            None if up.is_empty() => return None,
+            None => {
+                let mut picker = self.picker.lock().unwrap_or_else(|p| p.into_inner());
+                let open = state.open.clone();
+                picker.pick(self.upstreams.len(), &up, |i| open[i], source)
+            }
+        };
+        state.open[i] += 1;
+        Some(i)
     }
 
     fn now_ms(&self) -> u64 {
@@ -324,6 +437,21 @@ impl Inner {
 
     /// One client connection, forwarded to `upstream` on a connection of its own.
     async fn client(self: Arc<Self>, io: BoxIo, upstream: usize) {
+        let mut downs = self.downs.subscribe();
+        let down_now = {
+            let me = self.clone();
+            async move {
+                loop {
+                    if downs.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    let until = me.lock().down_until[upstream];
+                    if until.is_some_and(|u| tokio::time::Instant::now() < u) {
+                        return;
+                    }
+                }
+            }
+        };
         let (cut_tx, mut cut_rx) = tokio::sync::mpsc::channel::<()>(1);
         let conn: Arc<tokio::sync::Mutex<Option<HttpConn>>> = Arc::default();
         let me = self.clone();
@@ -337,7 +465,7 @@ impl Inner {
                         std::future::pending().await
                     }
                     Err(Verdict::Fail(status)) => bits_error(status),
-                    Err(Verdict::Forward) => bits_error(502),
+                    Err(_) => bits_error(502),
                 }
             }
         };
@@ -345,7 +473,10 @@ impl Inner {
         tokio::select! {
             _ = transport::server::serve(io, &options, handler) => {}
             _ = cut_rx.recv() => {}
+            () = down_now => {}
         }
+        let mut state = self.lock();
+        state.open[upstream] = state.open[upstream].saturating_sub(1);
     }
 
     /// The rules at `point` for this exchange: the first that fires decides.
@@ -355,36 +486,56 @@ impl Inner {
         upstream: usize,
         file: &str,
         session: Option<&str>,
+        packet: Option<protocol::PacketType>,
     ) -> Verdict {
+        use rand::RngExt as _;
         let name = &self.upstreams[upstream].name;
         let t = self.now_ms();
         let mut state = self.lock();
         let mut fired = None;
-        for (index, r) in state.rules.iter_mut().enumerate() {
+        let State { rules, rng, .. } = &mut *state;
+        for (index, r) in rules.iter_mut().enumerate() {
             let rule = &r.rule;
             if rule.point != point
                 || rule.upstream.as_ref().is_some_and(|u| u != name)
                 || rule.file.as_deref().is_some_and(|f| f != file)
+                || rule.packet.is_some_and(|p| Some(p) != packet)
             {
                 continue;
             }
             r.hits += 1;
-            let limit = rule.times.unwrap_or(1);
-            if (limit != 0 && r.fired >= limit) || r.hits < rule.nth.unwrap_or(1) {
+            let limit = rule
+                .times
+                .unwrap_or(if rule.probability.is_some() { 0 } else { 1 });
+            if limit != 0 && r.fired >= limit {
+                continue;
+            }
+            let fire = match rule.probability {
+                Some(p) => rng.random_bool(p),
+                None => r.hits >= rule.nth.unwrap_or(1),
+            };
+            if !fire {
                 continue;
             }
             r.fired += 1;
             tracing::info!(?point, action = ?rule.action, upstream = %name, file, "fault fired");
-            fired = Some((index, rule.action, rule.status.unwrap_or(500)));
+            fired = Some((
+                index,
+                rule.action,
+                rule.status.unwrap_or(500),
+                Duration::from_secs_f64(rule.duration_s.unwrap_or(0.0)),
+            ));
             break;
         }
-        let Some((index, action, status)) = fired else {
+        let Some((index, action, status, duration)) = fired else {
             return Verdict::Forward;
         };
         let text = match action {
             WireAction::DropResponse => format!("drop {name}'s answer: the client never hears it"),
             WireAction::Reset => "close the client's connection before forwarding".to_owned(),
             WireAction::Fail => format!("answer HTTP {status} without forwarding"),
+            WireAction::Delay => format!("hold the request {} s", duration.as_secs_f64()),
+            WireAction::Down => format!("take {name} down for {} s", duration.as_secs_f64()),
         };
         state.record(
             t,
@@ -398,8 +549,17 @@ impl Inner {
             },
         );
         match action {
-            WireAction::DropResponse | WireAction::Reset => Verdict::Cut,
+            WireAction::DropResponse if point == WirePoint::FinalFragmentAnswered => Verdict::Cut,
+            WireAction::DropResponse => Verdict::CutAfter,
+            WireAction::Reset => Verdict::Cut,
             WireAction::Fail => Verdict::Fail(status),
+            WireAction::Delay => Verdict::Delay(duration),
+            WireAction::Down => {
+                state.down_until[upstream] = Some(tokio::time::Instant::now() + duration);
+                drop(state);
+                self.downs.send_modify(|n| *n += 1);
+                Verdict::Cut
+            }
         }
     }
 
@@ -417,14 +577,16 @@ impl Inner {
             .map_err(|_| Verdict::Fail(400))?;
         let packet = Packet::parse(&parts.method, &parts.headers).ok();
         let file = transport::url::file_path(&format!("http://x{}", parts.uri));
-        match self.verdict(
-            WirePoint::Request,
-            upstream,
-            &file,
-            packet.as_ref().and_then(Packet::session_id),
-        ) {
-            Verdict::Forward => {}
-            other => return Err(other),
+        let session = packet.as_ref().and_then(Packet::session_id);
+        let kind = packet.as_ref().map(Packet::packet_type);
+        let mut cut_after = false;
+        for point in std::iter::once(WirePoint::Request).chain(WirePoint::of(packet.as_ref())) {
+            match self.verdict(point, upstream, &file, session, kind) {
+                Verdict::Forward => {}
+                Verdict::CutAfter => cut_after = true,
+                Verdict::Delay(d) => tokio::time::sleep(d).await,
+                other => return Err(other),
+            }
         }
         let up = &self.upstreams[upstream];
         let mut out = Request::new(Body::from_chunks(chunks.iter().cloned()));
@@ -531,7 +693,8 @@ impl Inner {
                                 WirePoint::FinalFragmentAnswered,
                                 upstream,
                                 &file,
-                                Some(&f.session_id)
+                                Some(&f.session_id),
+                                kind,
                             ),
                             Verdict::Cut
                         )
@@ -542,7 +705,7 @@ impl Inner {
             }
             _ => {}
         }
-        if cut {
+        if cut || cut_after {
             return Err(Verdict::Cut);
         }
         Ok(Response::from_parts(rparts, Body::from(rbody)))

@@ -211,7 +211,8 @@ impl Balancer {
         }
     }
 
-    pub(crate) fn policy(self) -> sim::Policy {
+    /// The simulator's policy of this balancer (the live balancer and the proxy use it too).
+    pub fn policy(self) -> sim::Policy {
         match self {
             Balancer::RoundRobin => sim::Policy::RoundRobin,
             Balancer::Random => sim::Policy::Random,

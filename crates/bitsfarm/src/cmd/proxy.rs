@@ -16,13 +16,16 @@ the address its BITS-Host-Id is rewritten to, so clients that follow a Host-Id s
 proxy. A final fragment answered with success is a delivery of that file by that upstream,
 once per session (the same success again in a session is the node's cached Ack).
 
---faults FILE holds [[fault]] tables: point = \"request\" | \"final-fragment-answered\",
-action = \"drop-response\" | \"reset\" | \"fail\" (status = N), and the filters upstream, file,
-nth, times. Ctrl-C or --timeout-s ends it: it writes the reports of a simulated run into --out
+--faults FILE holds [[fault]] tables: point = \"request\" | \"create-session\" |
+\"fragment\" | \"final-fragment-answered\" | \"close-session\"; action = \"drop-response\" (the
+upstream processes it, the client never hears) | \"reset\" (closed before forwarding) |
+\"fail\" (status = N, not forwarded) | \"delay\" (duration_s) | \"down\" (the upstream
+unreachable through the proxy for duration_s); filters upstream, packet, file, nth, times,
+probability (seeded by --seed). Ctrl-C or --timeout-s ends it: it writes the reports of a simulated run into --out
 (events.jsonl as it happens, summary.json, report.md, report.html: every file it saw, its
 deliveries, and a causal chain for each duplicate) and deliveries.json (each delivery with its
 upstream, session and the xxh3 of the bytes), and exits as `scenario` does (0: every invariant
-held). Not yet: other balancer policies, the control API, HTTPS listeners.")]
+held). Not yet: the control API.")]
 pub struct Args {
     /// The shared address clients upload to.
     #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
@@ -37,6 +40,19 @@ pub struct Args {
     /// Fault rules: a TOML file of [[fault]] tables.
     #[arg(long, value_name = "FILE")]
     faults: Option<PathBuf>,
+    /// How the shared address picks an upstream per connection: round-robin, random,
+    /// least-connections, source-affinity.
+    #[arg(long, default_value = "round-robin", value_name = "POLICY")]
+    balancer: String,
+    /// Seed of the random policy and of probability rules (default: from the OS).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Serve HTTPS on the proxy's addresses with this PEM certificate chain (and --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 3600, value_name = "S")]
     timeout_s: u64,
@@ -85,6 +101,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .fault
         }
         None => Vec::new(),
+    };
+    for (i, r) in rules.iter().enumerate() {
+        r.check()
+            .map_err(|e| anyhow::anyhow!("--faults: fault[{i}]: {e}"))?;
+    }
+    let balancer: scenario::spec::Balancer =
+        serde_json::from_value(serde_json::Value::String(args.balancer.clone())).map_err(|_| {
+            anyhow::anyhow!(
+                "--balancer {:?}: round-robin, random, least-connections or source-affinity",
+                args.balancer
+            )
+        })?;
+    let seed = args.seed.unwrap_or_else(crate::live::entropy_seed);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            Some(transport::tls::server_config(c, k).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        _ => None,
     };
     let scheme_url = if upstreams[0].2 {
         "https://x/"
@@ -145,13 +179,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             list.clone(),
             connector,
             rules,
+            (balancer.policy(), seed),
             Duration::from_secs(360),
             Some(sink),
         );
+        let wrap = |l: transport::tcp::TcpListen| -> Box<dyn transport::Listen> {
+            match &tls {
+                Some(config) => {
+                    Box::new(transport::tls::TlsListen::new(Box::new(l), config.clone()))
+                }
+                None => Box::new(l),
+            }
+        };
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(p.clone().serve(Box::new(shared), None));
+        tasks.spawn(p.clone().serve(wrap(shared), None));
         for (i, l) in pinned.into_iter().enumerate() {
-            tasks.spawn(p.clone().serve(Box::new(l), Some(i)));
+            tasks.spawn(p.clone().serve(wrap(l), Some(i)));
         }
         if json {
             let ups: serde_json::Map<String, serde_json::Value> = list

@@ -176,3 +176,90 @@ fn a_dropped_final_ack_with_host_id_is_answered_from_the_cache() {
     assert_eq!(seen["duplicates"], serde_json::json!([]));
     assert_eq!(seen["fired"], serde_json::json!([1]));
 }
+
+/// Rules before forwarding: a Create-Session answered 503 without forwarding (the client
+/// retries and the upload goes through), and an upstream taken down at a fragment (its client
+/// connection is closed; the retry goes to the other upstream, which does not know the
+/// session: the upload restarts there and is delivered once, by the other).
+#[test]
+fn faults_before_forwarding_and_an_upstream_down() {
+    let root = tempdir("proxy-down");
+    let n1 = serve(&[], &root.join("n1"));
+    let n2 = serve(&[], &root.join("n2"));
+    let faults = root.join("faults.toml");
+    std::fs::write(
+        &faults,
+        "[[fault]]\npoint = \"create-session\"\naction = \"fail\"\nstatus = 503\nfile = \"/upload/c.bin\"\n\n\
+         [[fault]]\npoint = \"fragment\"\naction = \"down\"\nduration_s = 60\nfile = \"/upload/e.bin\"\n",
+    )
+    .unwrap();
+    let out = root.join("reports");
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--timeout-s",
+            "90",
+        ])
+        .args(["--upstream", &format!("n1=http://{}", n1.node)])
+        .args(["--upstream", &format!("n2=http://{}", n2.node)])
+        .args(["--faults", faults.to_str().unwrap(), "--seed", "7"])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let shared = addrs["shared"].as_str().unwrap().to_owned();
+    for name in ["c.bin", "e.bin"] {
+        let file = root.join(name);
+        std::fs::write(&file, vec![b'x'; 120_000]).unwrap();
+        let o = bitsfarm(&[
+            "upload",
+            file.to_str().unwrap(),
+            &format!("http://{shared}/upload/{name}"),
+            "--retry-delay-s",
+            "5",
+            "--fragment-size",
+            "40000",
+            "--no-progress-timeout-s",
+            "60",
+        ]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &proxy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = proxy.wait();
+    let seen: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("deliveries.json")).unwrap()).unwrap();
+    assert_eq!(seen["fired"], serde_json::json!([1, 1]), "{seen}");
+    assert_eq!(seen["duplicates"], serde_json::json!([]), "{seen}");
+    for f in ["/upload/c.bin", "/upload/e.bin"] {
+        assert_eq!(
+            delivered(&n1.app, f) + delivered(&n2.app, f),
+            1,
+            "{f} in the nodes' ledgers"
+        );
+    }
+    // e.bin was delivered by the upstream that did not go down.
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let down: serde_json::Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "fault_fired" && e["rule"] == 1)
+        .expect("the down rule fired");
+    let by = seen["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["file"] == "/upload/e.bin")
+        .unwrap()["upstream"]
+        .clone();
+    assert_ne!(down["actor"], by, "{down} / {seen}");
+}
