@@ -31,6 +31,18 @@ pub enum Api {
     Node(Arc<NotificationLog>),
     /// A live farm.
     Farm(Arc<FarmApi>),
+    /// The proxy: its rules, what it saw, its event log.
+    Proxy(Arc<ProxyApi>),
+}
+
+/// The proxy's side of the control API.
+pub struct ProxyApi {
+    /// The running proxy.
+    pub proxy: proxy::Proxy,
+    /// Its event log as it is written (JSON lines).
+    pub events: PathBuf,
+    /// Set to true by `POST /stop`.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A live farm's side of the control API.
@@ -189,9 +201,91 @@ fn rule_answer(api: &FarmApi, id: usize, status: StatusCode) -> http::Response<B
     )
 }
 
+/// The body of a request that carries one (at most [`BODY_LIMIT`] bytes).
+async fn body_of(req: http::Request<Incoming>) -> Result<Vec<u8>, Refusal> {
+    let chunks = transport::server::read_body(req.into_body(), BODY_LIMIT, &BODY_TIMING)
+        .await
+        .map_err(|e| match e {
+            transport::server::BodyError::TooLong => refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is longer than {BODY_LIMIT} bytes"),
+            ),
+            other => refuse(StatusCode::BAD_REQUEST, other.to_string()),
+        })?;
+    Ok(chunks.concat())
+}
+
+/// The event log written so far, streamed (whole lines: it is flushed per record).
+fn events_answer(path: &std::path::Path) -> Result<http::Response<Body>, Refusal> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut resp = http::Response::new(Body::streamed(
+        len,
+        transport::file_chunks(file, len, 1 << 16),
+    ));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
+}
+
+/// The proxy's answers: its rules, what it saw, its event log, stop.
+async fn proxy_answer(
+    api: &ProxyApi,
+    route: Route,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, Refusal> {
+    let bad = |why: String| refuse(StatusCode::BAD_REQUEST, why);
+    Ok(match route {
+        Route::Faults => json_answer(
+            StatusCode::OK,
+            &serde_json::to_value(api.proxy.rules()).unwrap_or_default(),
+        ),
+        Route::AddFault => {
+            let rule: proxy::WireRule = parse(&body_of(req).await?, None)?;
+            let id = api.proxy.add_rule(rule).map_err(bad)?;
+            let description = api.proxy.rules()[id].description.clone();
+            json_answer(
+                StatusCode::CREATED,
+                &json!({"id": id, "description": description}),
+            )
+        }
+        Route::RemoveFault(id) => {
+            api.proxy
+                .remove_rule(id)
+                .map_err(|why| refuse(StatusCode::NOT_FOUND, why))?;
+            json_answer(StatusCode::OK, &json!({"id": id, "removed": true}))
+        }
+        Route::Ledger => json_answer(
+            StatusCode::OK,
+            &serde_json::to_value(api.proxy.seen()).unwrap_or_default(),
+        ),
+        Route::Events => events_answer(&api.events)?,
+        Route::Stop => {
+            api.stop.send_replace(true);
+            json_answer(StatusCode::ACCEPTED, &json!({"stopping": true}))
+        }
+        _ => {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "the proxy's control API has GET/POST/DELETE /faults, GET /ledger, GET /events and POST /stop",
+            ));
+        }
+    })
+}
+
 /// Answers one request.
 async fn answer(api: Api, req: http::Request<Incoming>) -> Result<http::Response<Body>, Refusal> {
     let route = route(req.method(), req.uri().path())?;
+    if let Api::Proxy(p) = &api {
+        return proxy_answer(p, route, req).await;
+    }
     let farm = match (&api, &route) {
         (Api::Node(log), Route::Ledger) => {
             return Ok(json_answer(
@@ -206,20 +300,10 @@ async fn answer(api: Api, req: http::Request<Incoming>) -> Result<http::Response
             ));
         }
         (Api::Farm(farm), _) => farm.clone(),
+        (Api::Proxy(_), _) => unreachable!("answered above"),
     };
     let body = match route {
-        Route::Act { .. } | Route::AddFault | Route::HostId => {
-            let chunks = transport::server::read_body(req.into_body(), BODY_LIMIT, &BODY_TIMING)
-                .await
-                .map_err(|e| match e {
-                    transport::server::BodyError::TooLong => refuse(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the body is longer than {BODY_LIMIT} bytes"),
-                    ),
-                    other => refuse(StatusCode::BAD_REQUEST, other.to_string()),
-                })?;
-            chunks.concat()
-        }
+        Route::Act { .. } | Route::AddFault | Route::HostId => body_of(req).await?,
         _ => Vec::new(),
     };
     let bad = |why: String| refuse(StatusCode::BAD_REQUEST, why);
@@ -269,25 +353,7 @@ async fn answer(api: Api, req: http::Request<Incoming>) -> Result<http::Response
             let id = farm.control.host_id(b.enabled).map_err(bad)?;
             rule_answer(&farm, id, StatusCode::OK)
         }
-        Route::Events => {
-            let file = std::fs::File::open(&farm.events).map_err(|e| {
-                refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot read {}: {e}", farm.events.display()),
-                )
-            })?;
-            // What is written so far (whole lines: the log is flushed per record).
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let mut resp = http::Response::new(Body::streamed(
-                len,
-                transport::file_chunks(file, len, 1 << 16),
-            ));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-ndjson"),
-            );
-            resp
-        }
+        Route::Events => events_answer(&farm.events)?,
         Route::Stop => {
             farm.stop.send_replace(true);
             json_answer(StatusCode::ACCEPTED, &json!({"stopping": true}))

@@ -204,6 +204,24 @@ struct Armed {
     rule: WireRule,
     hits: u64,
     fired: u64,
+    removed: bool,
+}
+
+/// A rule as the proxy's control API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleState {
+    /// Its id (its position).
+    pub id: usize,
+    /// The rule in words.
+    pub description: String,
+    /// Matching hits.
+    pub hits: u64,
+    /// Firings.
+    pub fired: u64,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// The rule's keys.
+    pub rule: WireRule,
 }
 
 struct State {
@@ -314,6 +332,7 @@ impl Proxy {
                             rule,
                             hits: 0,
                             fired: 0,
+                            removed: false,
                         })
                         .collect(),
                 }),
@@ -339,6 +358,51 @@ impl Proxy {
         }
     }
 
+    /// Every rule with its counters.
+    pub fn rules(&self) -> Vec<RuleState> {
+        self.inner
+            .lock()
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(id, r)| RuleState {
+                id,
+                description: r.rule.describe(),
+                hits: r.hits,
+                fired: r.fired,
+                removed: r.removed,
+                rule: r.rule.clone(),
+            })
+            .collect()
+    }
+
+    /// Adds a rule while the proxy runs; its id, or what is wrong with it.
+    pub fn add_rule(&self, rule: WireRule) -> Result<usize, String> {
+        rule.check()?;
+        let mut state = self.inner.lock();
+        if state.rules.len() >= 1000 {
+            return Err("at most 1,000 rules".into());
+        }
+        state.rules.push(Armed {
+            rule,
+            hits: 0,
+            fired: 0,
+            removed: false,
+        });
+        Ok(state.rules.len() - 1)
+    }
+
+    /// Removes rule `id`: it matches and fires no more.
+    pub fn remove_rule(&self, id: usize) -> Result<(), String> {
+        match self.inner.lock().rules.get_mut(id) {
+            Some(r) if !r.removed => {
+                r.removed = true;
+                Ok(())
+            }
+            _ => Err(format!("no rule {id} to remove (GET /faults lists them)")),
+        }
+    }
+
     /// What the proxy saw as the result of a run, for the simulator's checker and reports:
     /// every file followed from its first session, every delivery inferred, every rule's
     /// counters. Takes the files out (call once, at the end).
@@ -360,10 +424,14 @@ impl Proxy {
                 .enumerate()
                 .map(|(index, r)| scenario::fault::RuleReport {
                     index,
-                    description: r.rule.describe(),
+                    description: if r.removed {
+                        format!("{} (removed while the proxy ran)", r.rule.describe())
+                    } else {
+                        r.rule.describe()
+                    },
                     hits: r.hits,
                     fired: r.fired,
-                    optional: false,
+                    optional: r.removed,
                 })
                 .collect(),
             ledger_deliveries: state.deliveries.len() as u64,
@@ -496,7 +564,8 @@ impl Inner {
         let State { rules, rng, .. } = &mut *state;
         for (index, r) in rules.iter_mut().enumerate() {
             let rule = &r.rule;
-            if rule.point != point
+            if r.removed
+                || rule.point != point
                 || rule.upstream.as_ref().is_some_and(|u| u != name)
                 || rule.file.as_deref().is_some_and(|f| f != file)
                 || rule.packet.is_some_and(|p| Some(p) != packet)

@@ -25,7 +25,9 @@ probability (seeded by --seed). Ctrl-C or --timeout-s ends it: it writes the rep
 (events.jsonl as it happens, summary.json, report.md, report.html: every file it saw, its
 deliveries, and a causal chain for each duplicate) and deliveries.json (each delivery with its
 upstream, session and the xxh3 of the bytes), and exits as `scenario` does (0: every invariant
-held). Not yet: the control API.")]
+held). The control API (--control) lists, adds and removes rules while the proxy runs
+(GET/POST/DELETE /faults, a rule as a JSON object with the keys above), serves the deliveries
+seen (GET /ledger) and the event log (GET /events), and stops it (POST /stop).")]
 pub struct Args {
     /// The shared address clients upload to.
     #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
@@ -53,6 +55,10 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The control API (GET/POST/DELETE /faults, GET /ledger, GET /events, POST /stop), or
+    /// `none`.
+    #[arg(long, default_value = "127.0.0.1:8089", value_name = "ADDR|none")]
+    control: String,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 3600, value_name = "S")]
     timeout_s: u64,
@@ -134,6 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| std::path::Path::new("reports").join("proxy"));
+    let events_path = dir.join("events.jsonl");
     let (sink, recording) = report::record_into(&dir)
         .with_context(|| format!("cannot write the reports into {}", dir.display()))?;
     let nodes = upstreams.len().min(64);
@@ -175,6 +182,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             pinned.push(l);
         }
         let shared_addr = transport::Listen::local_addr(&shared);
+        let control = match args.control.as_str() {
+            "none" => None,
+            at => Some(
+                transport::tcp::TcpListen::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on --control {at}"))?,
+            ),
+        };
+        let control_addr = control.as_ref().map(transport::Listen::local_addr);
         let p = proxy::Proxy::new(
             list.clone(),
             connector,
@@ -192,6 +208,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(listener) = control {
+            let api = crate::control::Api::Proxy(std::sync::Arc::new(crate::control::ProxyApi {
+                proxy: p.clone(),
+                events: events_path,
+                stop: stop_tx,
+            }));
+            tasks.spawn(async move {
+                let _ = crate::control::serve(listener, api).await;
+                Ok(())
+            });
+        }
         tasks.spawn(p.clone().serve(wrap(shared), None));
         for (i, l) in pinned.into_iter().enumerate() {
             tasks.spawn(p.clone().serve(wrap(l), Some(i)));
@@ -203,10 +231,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect();
             outln!(
                 "{}",
-                serde_json::json!({"shared": shared_addr, "upstreams": ups})
+                serde_json::json!({"shared": shared_addr, "upstreams": ups, "control": control_addr})
             );
         } else {
             let mut banner = format!("bitsfarm proxy\n  shared           {shared_addr}\n");
+            if let Some(c) = &control_addr {
+                banner.push_str(&format!("  control API      http://{c}/faults\n"));
+            }
             for u in &list {
                 banner.push_str(&format!(
                     "  {:<16} {} → {}\n",
@@ -217,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
+            _ = stop_rx.wait_for(|s| *s) => {}
             () = tokio::time::sleep(Duration::from_secs(args.timeout_s)) => {}
         }
         tasks.abort_all();

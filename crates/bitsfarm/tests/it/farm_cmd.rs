@@ -450,7 +450,12 @@ fn a_live_farm_puts_your_own_application_under_the_faults() {
 }
 
 /// One request to the control API: its status and its JSON answer.
-fn control(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+pub(crate) fn control(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let (status, text) = crate::live::http(
         addr,
         &format!(

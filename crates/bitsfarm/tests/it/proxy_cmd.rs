@@ -49,6 +49,7 @@ fn drop_final_ack(
             "--timeout-s",
             "90",
         ])
+        .args(["--control", "127.0.0.1:0"])
         .args(["--upstream", &format!("n1=http://{}", n1.node)])
         .args(["--upstream", &format!("n2=http://{}", n2.node)])
         .args(["--faults", faults.to_str().unwrap()])
@@ -189,8 +190,7 @@ fn faults_before_forwarding_and_an_upstream_down() {
     let faults = root.join("faults.toml");
     std::fs::write(
         &faults,
-        "[[fault]]\npoint = \"create-session\"\naction = \"fail\"\nstatus = 503\nfile = \"/upload/c.bin\"\n\n\
-         [[fault]]\npoint = \"fragment\"\naction = \"down\"\nduration_s = 60\nfile = \"/upload/e.bin\"\n",
+        "[[fault]]\npoint = \"create-session\"\naction = \"fail\"\nstatus = 503\nfile = \"/upload/c.bin\"\n",
     )
     .unwrap();
     let out = root.join("reports");
@@ -203,6 +203,7 @@ fn faults_before_forwarding_and_an_upstream_down() {
             "--timeout-s",
             "90",
         ])
+        .args(["--control", "127.0.0.1:0"])
         .args(["--upstream", &format!("n1=http://{}", n1.node)])
         .args(["--upstream", &format!("n2=http://{}", n2.node)])
         .args(["--faults", faults.to_str().unwrap(), "--seed", "7"])
@@ -214,6 +215,23 @@ fn faults_before_forwarding_and_an_upstream_down() {
     let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
     let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     let shared = addrs["shared"].as_str().unwrap().to_owned();
+    let ctl = addrs["control"].as_str().unwrap().to_owned();
+    // The second rule through the control API; a bad one is refused with what is wrong.
+    let (status, e) = crate::farm_cmd::control(
+        &ctl,
+        "POST",
+        "/faults",
+        r#"{"point": "fragment", "action": "down"}"#,
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("duration_s"), "{e}");
+    let (status, r) = crate::farm_cmd::control(
+        &ctl,
+        "POST",
+        "/faults",
+        r#"{"point": "fragment", "action": "down", "duration_s": 60, "file": "/upload/e.bin"}"#,
+    );
+    assert_eq!((status, r["id"].as_u64()), (201, Some(1)), "{r}");
     for name in ["c.bin", "e.bin"] {
         let file = root.join(name);
         std::fs::write(&file, vec![b'x'; 120_000]).unwrap();
@@ -230,12 +248,16 @@ fn faults_before_forwarding_and_an_upstream_down() {
         ]);
         assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &proxy.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let _ = proxy.wait();
+    let (status, ledger) = crate::farm_cmd::control(&ctl, "GET", "/ledger", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        ledger["deliveries"].as_array().unwrap().len(),
+        2,
+        "{ledger}"
+    );
+    let (status, r) = crate::farm_cmd::control(&ctl, "POST", "/stop", "");
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(proxy.wait().unwrap().code(), Some(0));
     let seen: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("deliveries.json")).unwrap()).unwrap();
     assert_eq!(seen["fired"], serde_json::json!([1, 1]), "{seen}");
