@@ -10,10 +10,10 @@ use crate::out::outln;
 /// Flags of `bitsfarm proxy`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-The proxy is the farm's shared address: each client connection goes to the next upstream in
-turn, and upstream i is also served alone on the port i above --listen (port 0: free ports),
-the address its BITS-Host-Id is rewritten to, so clients that follow a Host-Id stay inside the
-proxy. A final fragment answered with success is a delivery of that file by that upstream,
+The proxy is the farm's shared address: each client connection goes to an upstream picked by
+--balancer, and upstream i is also served alone on the port i above --listen (port 0: free
+ports; --node-listen NAME=ADDR to choose), the address its BITS-Host-Id is rewritten to, so
+clients that follow a Host-Id stay inside the proxy. A final fragment answered with success is a delivery of that file by that upstream,
 once per session (the same success again in a session is the node's cached Ack).
 
 --faults FILE holds [[fault]] tables: point = \"request\" | \"create-session\" |
@@ -35,6 +35,10 @@ pub struct Args {
     /// An upstream BITS server: NAME=URL (http:// or https://; repeatable, in order).
     #[arg(long = "upstream", value_name = "NAME=URL", required = true)]
     upstreams: Vec<String>,
+    /// Where the proxy serves upstream NAME alone (its rewritten BITS-Host-Id): NAME=ADDR
+    /// (repeatable; default: the port i above --listen for the i-th upstream).
+    #[arg(long = "node-listen", value_name = "NAME=ADDR")]
+    node_listen: Vec<String>,
     /// The name or IP clients reach this machine by, for rewritten Host-Ids (default: the
     /// --listen IP).
     #[arg(long, value_name = "HOST")]
@@ -93,6 +97,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--upstream {name}: named twice"
         );
         upstreams.push((name.to_owned(), target.authority, tls));
+    }
+    let mut node_listen: std::collections::BTreeMap<String, SocketAddr> = Default::default();
+    for n in &args.node_listen {
+        let (name, at) = n
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--node-listen {n:?}: give NAME=ADDR"))?;
+        anyhow::ensure!(
+            upstreams.iter().any(|(u, _, _)| u == name),
+            "--node-listen {n:?}: no upstream named {name}"
+        );
+        let at: SocketAddr = at
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--node-listen {n:?}: give IP:port"))?;
+        node_listen.insert(name.to_owned(), at);
     }
     anyhow::ensure!(
         upstreams.iter().all(|(_, _, tls)| *tls == upstreams[0].2),
@@ -159,13 +177,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut pinned = Vec::new();
         let mut list = Vec::new();
         for (i, (name, authority, _)) in upstreams.iter().enumerate() {
-            let port = if args.listen.port() == 0 {
-                0
-            } else {
-                u16::try_from(usize::from(args.listen.port()) + i + 1)
-                    .map_err(|_| anyhow::anyhow!("{name} would listen past port 65535"))?
+            let at = match node_listen.get(name) {
+                Some(at) => *at,
+                None if args.listen.port() == 0 => SocketAddr::new(args.listen.ip(), 0),
+                None => SocketAddr::new(
+                    args.listen.ip(),
+                    u16::try_from(usize::from(args.listen.port()) + i + 1)
+                        .map_err(|_| anyhow::anyhow!("{name} would listen past port 65535"))?,
+                ),
             };
-            let at = SocketAddr::new(args.listen.ip(), port);
             let l = transport::tcp::TcpListen::bind(&at.to_string())
                 .await
                 .with_context(|| format!("cannot listen on {at} for {name}"))?;

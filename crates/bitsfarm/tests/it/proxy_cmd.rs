@@ -285,3 +285,97 @@ fn faults_before_forwarding_and_an_upstream_down() {
         .clone();
     assert_ne!(down["actor"], by, "{down} / {seen}");
 }
+
+/// Bad flags and rule files are refused with what is wrong (exit 2), before anything listens;
+/// --node-listen puts an upstream's own address where it says.
+#[test]
+fn proxy_flags_are_checked() {
+    let root = tempdir("proxy-flags");
+    let bad = root.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[fault]]\npoint = \"fragment\"\naction = \"delay\"\n",
+    )
+    .unwrap();
+    let unknown = root.join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "[[fault]]\npoint = \"fragment\"\naction = \"explode\"\n",
+    )
+    .unwrap();
+    let base = ["proxy", "--listen", "127.0.0.1:0", "--control", "none"];
+    for (extra, says) in [
+        (vec!["--upstream", "n1"], "give NAME=URL"),
+        (
+            vec!["--upstream", "n1=ftp://x/"],
+            "only http:// and https://",
+        ),
+        (
+            vec!["--upstream", "n1=http://a/", "--upstream", "n2=https://b/"],
+            "same scheme",
+        ),
+        (
+            vec![
+                "--upstream",
+                "n1=http://a/",
+                "--node-listen",
+                "n9=127.0.0.1:1",
+            ],
+            "no upstream named n9",
+        ),
+        (
+            vec![
+                "--upstream",
+                "n1=http://a/",
+                "--faults",
+                bad.to_str().unwrap(),
+            ],
+            "fault[0]: delay: duration_s",
+        ),
+        (
+            vec![
+                "--upstream",
+                "n1=http://a/",
+                "--faults",
+                unknown.to_str().unwrap(),
+            ],
+            "explode",
+        ),
+        (
+            vec!["--upstream", "n1=http://a/", "--balancer", "fastest"],
+            "round-robin, random",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let o = bitsfarm(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{says:?} not in: {}", stderr(&o));
+    }
+    // --node-listen: upstream n1 served alone where it says.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let at = format!("127.0.0.1:{port}");
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args(base)
+        .args([
+            "--upstream",
+            "n1=http://127.0.0.1:9/",
+            "--json",
+            "--timeout-s",
+            "1",
+        ])
+        .args(["--node-listen", &format!("n1={at}")])
+        .args(["--out", root.join("out").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(addrs["upstreams"]["n1"], at.as_str(), "{addrs}");
+    assert!(proxy.wait().unwrap().code().is_some());
+}
