@@ -18,6 +18,44 @@ fn delivered(app: &str, file: &str) -> usize {
         .count()
 }
 
+/// A `bitsfarm proxy` over `n1` and `n2` with `faults` (`--listen` and `--control` on free
+/// ports, `--json`, reports into `out`): the process, its stdout after the first line, and
+/// the addresses that line gave.
+fn start_proxy(
+    n1: &str,
+    n2: &str,
+    faults: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    serde_json::Value,
+) {
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--timeout-s",
+            "90",
+        ])
+        .args(["--control", "127.0.0.1:0"])
+        .args(["--upstream", &format!("n1=http://{n1}")])
+        .args(["--upstream", &format!("n2=http://{n2}")])
+        .args(["--faults", faults.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addrs = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    (proxy, lines, addrs)
+}
+
 /// Two serve nodes (with `node_args`) behind a proxy whose rule drops the final Ack of
 /// /upload/a.bin; uploads a.bin and b.bin through it. The ledgers' deliveries of each file
 /// (both nodes together), the proxy's exit code, its summary, and its deliveries.json.
@@ -40,26 +78,8 @@ fn drop_final_ack(
         "[[fault]]\npoint = \"final-fragment-answered\"\naction = \"drop-response\"\nfile = \"/upload/a.bin\"\n",
     )
     .unwrap();
-    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args([
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-            "--timeout-s",
-            "90",
-        ])
-        .args(["--control", "127.0.0.1:0"])
-        .args(["--upstream", &format!("n1=http://{}", n1.node)])
-        .args(["--upstream", &format!("n2=http://{}", n2.node)])
-        .args(["--faults", faults.to_str().unwrap()])
-        .args(["--out", root.join("reports").to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
-    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (mut proxy, lines, addrs) =
+        start_proxy(&n1.node, &n2.node, &faults, &root.join("reports"), &[]);
     let shared = addrs["shared"].as_str().unwrap().to_owned();
     for name in ["a.bin", "b.bin"] {
         let file = root.join(name);
@@ -194,26 +214,8 @@ fn faults_before_forwarding_and_an_upstream_down() {
     )
     .unwrap();
     let out = root.join("reports");
-    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args([
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-            "--timeout-s",
-            "90",
-        ])
-        .args(["--control", "127.0.0.1:0"])
-        .args(["--upstream", &format!("n1=http://{}", n1.node)])
-        .args(["--upstream", &format!("n2=http://{}", n2.node)])
-        .args(["--faults", faults.to_str().unwrap(), "--seed", "7"])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
-    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (mut proxy, _lines, addrs) =
+        start_proxy(&n1.node, &n2.node, &faults, &out, &["--seed", "7"]);
     let shared = addrs["shared"].as_str().unwrap().to_owned();
     let ctl = addrs["control"].as_str().unwrap().to_owned();
     // The second rule through the control API; a bad one is refused with what is wrong.
