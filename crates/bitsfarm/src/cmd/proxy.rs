@@ -20,7 +20,9 @@ once per session (the same success again in a session is the node's cached Ack).
 \"fragment\" | \"final-fragment-answered\" | \"close-session\"; action = \"drop-response\" (the
 upstream processes it, the client never hears) | \"reset\" (closed before forwarding) |
 \"fail\" (status = N, not forwarded) | \"delay\" (duration_s) | \"down\" (the upstream
-unreachable through the proxy for duration_s); filters upstream, packet, file, nth, times,
+unreachable through the proxy for duration_s: its open client connections are closed, new
+ones to its own address closed at once, new ones to the shared address go to the others);
+filters upstream, packet, file, nth, times,
 probability (seeded by --seed). Ctrl-C or --timeout-s ends it: it writes the reports of a simulated run into --out
 (events.jsonl as it happens, summary.json, report.md, report.html: every file it saw, its
 deliveries, and a causal chain for each duplicate) and deliveries.json (each delivery with its

@@ -235,3 +235,67 @@ fn a_live_farm_over_https_gives_the_simulations_totals() {
     let (status, _) = farm.stop(false);
     assert!(status.is_some());
 }
+
+/// The proxy over HTTPS both ways: it serves its addresses with a certificate and reaches a
+/// TLS `serve` upstream trusting the test CA; an https:// upload through it is delivered once.
+#[test]
+fn the_proxy_speaks_https_both_ways() {
+    use std::io::{BufRead, BufReader};
+    let root = tempdir("tls-proxy");
+    let (ca, cert, key) = certificates(&root);
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+    let srv = serve(
+        &["--tls-cert", cert, "--tls-key", key],
+        &root.join("uploads"),
+    );
+    let port = srv.node.rsplit(':').next().unwrap().to_owned();
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "none",
+            "--json",
+        ])
+        .args([
+            "--timeout-s",
+            "60",
+            "--out",
+            root.join("proxy").to_str().unwrap(),
+        ])
+        .args(["--upstream", &format!("n1=https://localhost:{port}/")])
+        .args(["--ca-cert", ca, "--tls-cert", cert, "--tls-key", key])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addrs: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let proxy_port = addrs["shared"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let file = root.join("p.bin");
+    std::fs::write(&file, vec![3u8; 80_000]).unwrap();
+    let url = format!("https://localhost:{proxy_port}/upload/p.bin");
+    let o = upload(&[file.to_str().unwrap(), &url, "--ca-cert", ca], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(ledger(&srv.app)["total_deliveries"], 1);
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &proxy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(proxy.wait().unwrap().code(), Some(0));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let summary: serde_json::Value = serde_json::from_str(&rest.join("\n")).unwrap();
+    assert_eq!(summary["deliveries"], 1, "{summary}");
+}
