@@ -1,5 +1,5 @@
-//! Real sockets for the live modes (`farm`, later `proxy`): where the simulator has `sim::Net`,
-//! these run over TCP with the OS clock.
+//! Real sockets for the live modes (`farm`; `proxy` shares [`Picker`]): where the simulator
+//! has `sim::Net`, these run over TCP with the OS clock.
 //!
 //! [`Balancer`] is an L4 load balancer: it accepts on one address and forwards each connection,
 //! whole, to one member picked per connection with the simulator's policies (round-robin,

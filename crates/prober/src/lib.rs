@@ -256,15 +256,22 @@ impl Run {
     async fn tidy(&mut self) {
         for (authority, path, id) in std::mem::take(&mut self.open) {
             let mut conn = self.wire.conn(&authority);
-            let _ = self
-                .wire
-                .send(
-                    &mut conn,
-                    &path,
-                    &Bits::packet("Cancel-Session").with(header::SESSION_ID, id.clone()),
-                )
-                .await;
+            let _ = self.cancel(&mut conn, &path, &id).await;
         }
+    }
+
+    /// Cancel-Session for `id` (the probe file at `path`) on `conn`; once sent, the session
+    /// is no longer counted as open.
+    async fn cancel(&mut self, conn: &mut Conn, path: &str, id: &str) -> Result<(), Stop> {
+        self.wire
+            .send(
+                conn,
+                path,
+                &Bits::packet("Cancel-Session").with(header::SESSION_ID, id),
+            )
+            .await?;
+        self.forget(id);
+        Ok(())
     }
 
     fn forget(&mut self, id: &str) {
@@ -794,20 +801,12 @@ async fn nodes_seen(run: &mut Run, opts: &Options, authority: &str) -> Result<()
         ids.insert(h.clone());
         for _ in 0..opts.connections.clamp(1, 6) {
             let mut fresh = run.wire.conn(authority);
-            let (a, _, id) = run.create(&mut fresh).await?;
+            let (a, path, id) = run.create(&mut fresh).await?;
             if let Some(h) = a.get(&header::HOST_ID) {
                 ids.insert(h.trim().to_owned());
             }
             if let Some(id) = id {
-                let _ = run
-                    .wire
-                    .send(
-                        &mut fresh,
-                        &run.open.last().map(|o| o.1.clone()).unwrap_or_default(),
-                        &Bits::packet("Cancel-Session").with(header::SESSION_ID, id.clone()),
-                    )
-                    .await?;
-                run.forget(&id);
+                run.cancel(&mut fresh, &path, &id).await?;
             }
         }
         run.settings.nodes_seen = Some(ids.len() as u32);
@@ -860,15 +859,7 @@ async fn max_upload_size(
         }
         if a.status == 200 {
             // The session now has this total: the next try needs a new one.
-            let _ = run
-                .wire
-                .send(
-                    conn,
-                    path,
-                    &Bits::packet("Cancel-Session").with(header::SESSION_ID, sid.clone()),
-                )
-                .await?;
-            run.forget(&sid);
+            run.cancel(conn, path, &sid).await?;
             let (_, p, i) = run.create(conn).await?;
             *path = p;
             *id = i;

@@ -645,7 +645,8 @@ impl Inner {
             .await
             .map_err(|_| Verdict::Fail(400))?;
         let packet = Packet::parse(&parts.method, &parts.headers).ok();
-        let file = transport::url::file_path(&format!("http://x{}", parts.uri));
+        // The decoded path without its query, as every actor names a file.
+        let file = transport::url::file_path(parts.uri.path());
         let session = packet.as_ref().and_then(Packet::session_id);
         let kind = packet.as_ref().map(Packet::packet_type);
         let mut cut_after = false;

@@ -87,10 +87,7 @@ impl Control {
 
     /// Adds a rule (the keys of a `[[fault]]` table); its id, or what is wrong with it.
     pub fn add_fault(&self, fault: &Fault) -> Result<usize, String> {
-        crate::load::check_added_fault(&self.inner.scenario, fault)?;
-        if let Some(why) = crate::live::cannot(fault) {
-            return Err(why);
-        }
+        self.check(fault)?;
         if fault.at_s.is_some_and(|at| at < self.inner.harness.now_s()) {
             return Err(format!(
                 "at_s: {} s has passed (the farm has run {:.1} s); leave it out to act now",
@@ -153,8 +150,17 @@ impl Control {
         (self.inner.harness.now_s() * 10.0).floor() / 10.0
     }
 
-    fn add_now(&self, fault: &Fault) -> Result<usize, String> {
+    /// A rule checked as the loader checks one, and one the live farm can carry out.
+    fn check(&self, fault: &Fault) -> Result<(), String> {
         crate::load::check_added_fault(&self.inner.scenario, fault)?;
+        match crate::live::cannot(fault) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    fn add_now(&self, fault: &Fault) -> Result<usize, String> {
+        self.check(fault)?;
         let id = self.inner.harness.add_rule(fault);
         self.inner.harness.fire_timed(id);
         Ok(id)
