@@ -89,7 +89,16 @@ struct Inner {
     effects: u64,
     /// The journal on disk, if the ledger has one.
     journal: Option<File>,
+    /// Deliveries recorded (kept or not).
+    recorded: u64,
+    /// Deliveries without a transaction id.
+    without_txid: u64,
+    /// A counting ledger keeps no deliveries: it counts those whose file passes the filter.
+    counting: Option<(Counts, u64)>,
 }
+
+/// Which files a counting ledger counts.
+type Counts = fn(&str) -> bool;
 
 /// Why the ledger could not be opened or a delivery recorded.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +164,31 @@ impl Ledger {
         }
     }
 
+    /// A ledger that keeps no list of deliveries, only the transaction ids it applied and
+    /// counts: a simulated application over weeks of uploads, whose memory must follow the
+    /// uploads in flight. [`Ledger::counted`] counts the deliveries of files `counts` accepts;
+    /// [`Ledger::deliveries`] and [`Ledger::snapshot`] list none.
+    pub fn counting(dedupe: bool, counts: fn(&str) -> bool) -> Ledger {
+        let inner = Inner {
+            counting: Some((counts, 0)),
+            ..Inner::default()
+        };
+        Ledger {
+            dedupe,
+            inner: Arc::new(Mutex::new(inner)),
+            path: None,
+        }
+    }
+
+    /// Deliveries of the files a counting ledger counts (for a listing ledger, every one).
+    pub fn counted(&self) -> u64 {
+        let inner = self.lock();
+        match inner.counting {
+            Some((_, n)) => n,
+            None => inner.deliveries.len() as u64,
+        }
+    }
+
     /// A ledger kept in the journal at `path` (created if missing): every delivery recorded
     /// there before is replayed (with the transaction ids it applied), and every new one is
     /// appended and synced before [`Ledger::record`] returns. A last line cut short by a crash
@@ -182,6 +216,8 @@ impl Ledger {
                         inner.applied.insert(t.clone());
                     }
                     inner.effects += u64::from(d.effect);
+                    inner.recorded += 1;
+                    inner.without_txid += u64::from(d.txid.is_none());
                     inner.deliveries.push(Delivery {
                         seq: inner.deliveries.len() as u64,
                         ..d
@@ -231,7 +267,7 @@ impl Ledger {
             _ => true,
         };
         let delivery = Delivery {
-            seq: inner.deliveries.len() as u64,
+            seq: inner.recorded,
             at_ms: d.at_ms,
             file: d.file,
             txid: d.txid,
@@ -259,21 +295,23 @@ impl Ledger {
                 inner.applied.insert(txid.clone());
             }
         }
-        inner.deliveries.push(delivery.clone());
+        inner.recorded += 1;
+        inner.without_txid += u64::from(delivery.txid.is_none());
+        match &mut inner.counting {
+            Some((counts, n)) => *n += u64::from(counts(&delivery.file)),
+            None => inner.deliveries.push(delivery.clone()),
+        }
         // Invariant: with dedupe on, effects never exceed distinct transaction ids plus
         // deliveries without one.
         debug_assert!(
-            !self.dedupe
-                || inner.effects
-                    == inner.applied.len() as u64
-                        + inner.deliveries.iter().filter(|d| d.txid.is_none()).count() as u64
+            !self.dedupe || inner.effects == inner.applied.len() as u64 + inner.without_txid
         );
         Ok(delivery)
     }
 
     /// Number of deliveries so far.
     pub fn len(&self) -> usize {
-        self.lock().deliveries.len()
+        self.lock().recorded as usize
     }
 
     /// Whether nothing was delivered yet.

@@ -143,6 +143,7 @@ impl Backend {
             packet: None,
             session,
             file,
+            len: None,
         };
         match self.probe.fault(&ctx) {
             Verdict::Continue | Verdict::DiskFull => None,

@@ -40,6 +40,8 @@ pub enum Section {
     Explore,
     /// A 1 GiB upload through `serve` on loopback.
     Live,
+    /// One simulated week of `farm-week` (workload and failure processes).
+    Week,
 }
 
 /// Every benchmark's numbers (`reports/bench.json`); a benchmark not run is absent.
@@ -63,6 +65,67 @@ pub struct Report {
     pub explore: Option<ExploreTime>,
     /// A live 1 GiB upload.
     pub live: Option<live::Live>,
+    /// A simulated week of `farm-week`.
+    pub week: Option<Week>,
+}
+
+/// One simulated week of the shipped `farm-week` (4 nodes, ~336,000 uploads, every failure
+/// process), each round in a process of its own so its peak RSS is its own.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Week {
+    /// Every round (seeds 1, 2, ...).
+    pub rounds: Vec<WeekRound>,
+    /// Median (min–max) wall seconds.
+    pub wall_s: Spread,
+    /// Median (min–max) CPU seconds (user + system).
+    pub cpu_s: Spread,
+    /// Median (min–max) peak RSS, MiB.
+    pub peak_rss_mib: Spread,
+    /// The target it is measured against.
+    pub target: String,
+}
+
+/// A median with the least and greatest value.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Least.
+    pub min: f64,
+    /// Greatest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<f64>) -> Spread {
+        v.sort_by(f64::total_cmp);
+        Spread {
+            median: v[v.len() / 2],
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// One simulated week.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct WeekRound {
+    /// Seed.
+    pub seed: u64,
+    /// Uploads simulated.
+    pub uploads: u64,
+    /// Events recorded.
+    pub events: u64,
+    /// Duplicate deliveries per million uploads.
+    pub duplicates_per_million: f64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// CPU time (user + system), seconds.
+    pub cpu_s: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mib: f64,
+    /// Whether the run passed its invariants.
+    pub ok: bool,
 }
 
 /// The explorer's speed, and how soon it falsifies the canary.
@@ -337,6 +400,27 @@ pub fn run(
             e.canary_total_s
         ));
         report.explore = Some(e);
+    }
+    if want(Section::Week) {
+        let w = if std::env::var("BITSFARM_BENCH_WEEK_SEED").is_ok() {
+            week_child()?
+        } else {
+            week_rounds(exe, 3)?
+        };
+        for r in &w.rounds {
+            say(format!(
+                "week: seed {}: {} uploads, {} events in {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB; {:.0} duplicates per million{}",
+                r.seed,
+                r.uploads,
+                r.events,
+                r.wall_s,
+                r.cpu_s,
+                r.peak_rss_mib,
+                r.duplicates_per_million,
+                if r.ok { "" } else { " (FAILED an invariant)" }
+            ));
+        }
+        report.week = Some(w);
     }
     if want(Section::Live) {
         let l = live::run(exe)?;
@@ -620,6 +704,59 @@ fn memory_here() -> anyhow::Result<Memory> {
         deliveries: summary.metrics.deliveries,
         target: "< 256 MiB peak RSS".into(),
     })
+}
+
+/// One round of the week benchmark in this process (the seed from
+/// `BITSFARM_BENCH_WEEK_SEED`).
+fn week_child() -> anyhow::Result<Week> {
+    let seed: u64 = std::env::var("BITSFARM_BENCH_WEEK_SEED")?.parse()?;
+    let sc = shipped("farm-week")?;
+    let t = Instant::now();
+    let r = scenario::farm::run(&sc, seed, None);
+    let summary = scenario::check::summarize(&sc, seed, &r, String::new());
+    let wall_s = t.elapsed().as_secs_f64();
+    let (kib, cpu_s) = live::proc_numbers(std::process::id())?;
+    let round = WeekRound {
+        seed,
+        uploads: summary.metrics.files,
+        events: summary.events,
+        duplicates_per_million: summary.rates.duplicate_deliveries_per_million.value,
+        wall_s,
+        cpu_s,
+        peak_rss_mib: kib as f64 / 1024.0,
+        ok: summary.ok,
+    };
+    Ok(week_of(vec![round]))
+}
+
+fn week_of(rounds: Vec<WeekRound>) -> Week {
+    let spread = |f: fn(&WeekRound) -> f64| Spread::of(rounds.iter().map(f).collect());
+    Week {
+        wall_s: spread(|r| r.wall_s),
+        cpu_s: spread(|r| r.cpu_s),
+        peak_rss_mib: spread(|r| r.peak_rss_mib),
+        rounds,
+        target: "one simulated week of farm-week (>= 300,000 uploads) in < 60 s wall on 2 cores, peak RSS < 256 MiB".into(),
+    }
+}
+
+/// `rounds` weeks, each in a fresh process.
+fn week_rounds(exe: &Path, rounds: u64) -> anyhow::Result<Week> {
+    let mut all = Vec::new();
+    for seed in 1..=rounds {
+        let out = Command::new(exe)
+            .args(["bench", "--only", "week"])
+            .env("BITSFARM_BENCH_WEEK_SEED", seed.to_string())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "week benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Report = serde_json::from_slice(&out.stdout)?;
+        all.extend(report.week.context("the child reported no week")?.rounds);
+    }
+    Ok(week_of(all))
 }
 
 /// Runs the memory benchmark in a fresh process, so its peak RSS is its own.

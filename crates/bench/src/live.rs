@@ -47,7 +47,7 @@ pub struct Live {
 }
 
 /// A process's peak RSS (KiB) and CPU seconds, from `/proc`.
-fn proc_numbers(pid: u32) -> anyhow::Result<(u64, f64)> {
+pub(crate) fn proc_numbers(pid: u32) -> anyhow::Result<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("peak RSS needs /proc (Linux)")?;
     let hwm = status

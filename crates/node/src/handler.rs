@@ -27,6 +27,8 @@ struct At<'a> {
     packet: Option<PacketType>,
     session: Option<&'a str>,
     file: Option<&'a str>,
+    /// The request body's declared length (set where a request enters the node).
+    len: Option<u64>,
 }
 
 /// Most a node reads and discards of a body it answers early, so the connection stays usable.
@@ -56,6 +58,10 @@ impl Node {
             packet: Some(kind),
             session: session.as_deref(),
             file: None,
+            len: parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
         };
         // Where a request enters (and below, leaves) the node, a proxy in front of it could
         // answer with a plain error page instead.
@@ -187,6 +193,7 @@ impl Node {
             packet: at.packet,
             session: at.session,
             file: at.file,
+            len: at.len,
         };
         match self.probe.fault(&ctx) {
             Verdict::Delay(d) => {
@@ -295,6 +302,7 @@ impl Node {
             packet: P,
             session: Some(&id),
             file: Some(&rec.path),
+            len: None,
         };
         if let Some(ack) = self.checkpoint(FaultPoint::SessionCreated, at).await {
             return ack;
@@ -374,6 +382,7 @@ impl Node {
             packet: Some(P),
             session: Some(id),
             file: Some(&file),
+            len: None,
         };
         if take.notifies() {
             return self.complete(rec, at).await;
@@ -615,6 +624,7 @@ impl Node {
             packet: Some(P),
             session: Some(id),
             file: Some(&rec.path),
+            len: None,
         };
         if let Some(ack) = self.checkpoint(FaultPoint::SessionClosed, at).await {
             return ack;

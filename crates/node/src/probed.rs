@@ -66,6 +66,7 @@ impl Probed {
             packet: None,
             session: (!session.is_empty()).then_some(session),
             file,
+            len: None,
         };
         match self.probe.fault(&ctx) {
             Verdict::Continue | Verdict::Delay(_) => Ok(()),

@@ -84,6 +84,7 @@ impl Event {
             Event::Healed { .. } => "healed",
             Event::HostIdToggled { .. } => "host_id_toggled",
             Event::FaultFired { .. } => "fault_fired",
+            Event::FailureStruck { .. } => "failure_struck",
         }
     }
 }
@@ -452,6 +453,21 @@ pub enum Event {
         /// The session at the point, when known.
         session: Option<String>,
         /// The file at the point, when known.
+        file: Option<String>,
+    },
+    /// A failure process (`[[failure]]`: a rate, not a script) struck.
+    FailureStruck {
+        /// Index of the process in the scenario's `[[failure]]` list.
+        process: usize,
+        /// Its kind (`node-crash`, `app-slow`, `pool-recycle`, ...).
+        kind: String,
+        /// Whom it struck (`node-2`, `backend`).
+        target: String,
+        /// What it did, in words.
+        what: String,
+        /// The session at hand, when known.
+        session: Option<String>,
+        /// The file at hand, when known.
         file: Option<String>,
     },
 }

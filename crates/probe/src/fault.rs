@@ -114,6 +114,8 @@ pub struct FaultCtx<'a> {
     pub session: Option<&'a str>,
     /// The file (the upload's URL path), when known.
     pub file: Option<&'a str>,
+    /// Bytes of the request's body, when known (a fragment's `Content-Length`, at `request`).
+    pub len: Option<u64>,
 }
 
 /// What the actor does after a fault point.

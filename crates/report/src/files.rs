@@ -94,7 +94,7 @@ pub enum Kind {
 pub fn kind(dir: &Path) -> Result<Kind, ReportError> {
     if dir.join("sweep.json").is_file() && dir.join("results.jsonl").is_file() {
         Ok(Kind::Sweep)
-    } else if dir.join("summary.json").is_file() && dir.join("events.jsonl").is_file() {
+    } else if dir.join("summary.json").is_file() {
         Ok(Kind::Run)
     } else {
         Err(ReportError::NotAReport(dir.to_owned()))
@@ -154,10 +154,22 @@ pub fn run_into(
     dir: &Path,
 ) -> Result<Summary, ReportError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    // The simulated run drops its log (flushing it) when it ends.
-    let (sink, failed) = event_file(&dir.join("events.jsonl"), false)?;
+    // The simulated run drops its log (flushing it) when it ends. A workload's log (millions
+    // of events a simulated week) is hashed, not kept: its duplicates' chains are in the
+    // summary.
+    let events = dir.join("events.jsonl");
+    let (sink, failed) = if sc.workload.is_some() {
+        match fs::remove_file(&events) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&events)(e)),
+            _ => {}
+        }
+        (None, Failed::default())
+    } else {
+        let (sink, failed) = event_file(&events, false)?;
+        (Some(sink), failed)
+    };
     let started = std::time::Instant::now();
-    let result = scenario::farm::run(sc, seed, Some(sink));
+    let result = scenario::farm::run(sc, seed, sink);
     let wall = started.elapsed().as_secs_f64() * 1000.0;
     conclude(sc, seed, replay, dir, &result, wall, &failed)
 }
@@ -240,7 +252,11 @@ pub fn write_aggregate(
 pub fn write_run_reports(dir: &Path) -> Result<Summary, ReportError> {
     let summary: Summary = read_json(&dir.join("summary.json"))?;
     let mut builder = crate::timeline::Builder::new(&summary);
-    read_lines(&dir.join("events.jsonl"), |rec: Record| builder.add(&rec))?;
+    let events = dir.join("events.jsonl");
+    // A workload run keeps no event log (see `run_into`).
+    if events.is_file() || summary.resolved.workload.is_none() {
+        read_lines(&events, |rec: Record| builder.add(&rec))?;
+    }
     let timeline = builder.finish();
     write_file(
         &dir.join("report.md"),

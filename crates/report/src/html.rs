@@ -49,6 +49,46 @@ fn swatch(colour: &str, label: &str) -> String {
     )
 }
 
+/// The "How often" table: rates with their intervals, then the duplicates by cause.
+fn rates(o: &mut String, r: &scenario::rates::Rates) {
+    let _ = write!(
+        o,
+        "<h2>How often</h2><p>Over {} uploads{} ({}).</p><table><tr><th>rate</th><th>value [95% interval]</th></tr>",
+        r.uploads,
+        if r.runs > 1 {
+            format!(" in {} runs", r.runs)
+        } else {
+            String::new()
+        },
+        escape(&r.method)
+    );
+    for (k, v) in r.rows() {
+        let _ = write!(
+            o,
+            r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
+            escape(&k),
+            escape(&v)
+        );
+    }
+    o.push_str("</table>");
+    if !r.causes.is_empty() {
+        o.push_str("<h3>Duplicates by cause</h3><table><tr><th>cause</th><th>share</th><th>per million uploads [95%]</th><th>duplicates (with effect)</th><th>what happened</th></tr>");
+        for c in &r.causes {
+            let _ = write!(
+                o,
+                r#"<tr><td><code>{}</code></td><td class="num">{:.1}%</td><td class="num">{}</td><td class="num">{} ({})</td><td>{}</td></tr>"#,
+                escape(&c.cause),
+                c.share * 100.0,
+                escape(&c.per_million.show(1)),
+                c.count,
+                c.effects,
+                escape(&c.words)
+            );
+        }
+        o.push_str("</table>");
+    }
+}
+
 /// The HTML report of one run.
 pub fn run(s: &Summary, t: &Timeline) -> String {
     let mut o = String::new();
@@ -72,6 +112,7 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
         },
         escape(&s.replay)
     );
+    rates(&mut o, &s.rates);
     if let Some(note) = scenario::summary::outside_note(s.outside_files) {
         let _ = write!(o, "<p>{}.</p>", escape(&note));
     }
@@ -170,7 +211,7 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
                 d.bytes_resent
             );
         }
-        o += "</table>";
+        o.push_str("</table>");
         for (i, d) in s.duplicates.iter().enumerate() {
             for c in &d.chains {
                 let _ = write!(
@@ -264,7 +305,7 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
                 f.fired
             );
         }
-        o += "</table>";
+        o.push_str("</table>");
     }
     if !s.failed_jobs.is_empty() {
         o += "<h2>Failed jobs</h2><ul>";
@@ -367,7 +408,7 @@ pub fn sweep(s: &SweepSummary) -> String {
             st.runs
         );
     }
-    o += "</table>";
+    o.push_str("</table>");
     // Chart rows are labelled by their values only; the keys are named once above the charts.
     let short = |i: usize| -> String {
         let vals: Vec<&str> = p.settings[i]

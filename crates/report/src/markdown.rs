@@ -41,6 +41,7 @@ pub fn run(s: &Summary) -> String {
         if s.ok { "PASS" } else { "FAIL" },
         s.replay
     );
+    o += &rates(&s.rates);
     o += "## Totals\n\n";
     if let Some(note) = scenario::summary::outside_note(s.outside_files) {
         o += &format!("{note}.\n\n");
@@ -203,11 +204,46 @@ pub fn run(s: &Summary) -> String {
     o
 }
 
+/// The "How often" section: the rates with their intervals and the duplicates by cause.
+pub fn rates(r: &scenario::rates::Rates) -> String {
+    let mut o = format!(
+        "## How often\n\nOver {} uploads{} ({}).\n\n| rate | value [95% interval] |\n|---|---:|\n",
+        r.uploads,
+        if r.runs > 1 {
+            format!(" in {} runs", r.runs)
+        } else {
+            String::new()
+        },
+        r.method
+    );
+    for (k, v) in r.rows() {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    if !r.causes.is_empty() {
+        o += "\n### Duplicates by cause\n\n| cause | share | per million uploads [95%] | duplicates (with effect) | what happened |\n|---|---:|---:|---:|---|\n";
+        for c in &r.causes {
+            let _ = writeln!(
+                o,
+                "| `{}` | {:.1}% | {} | {} ({}) | {} |",
+                c.cause,
+                c.share * 100.0,
+                c.per_million.show(1),
+                c.count,
+                c.effects,
+                c.words
+            );
+        }
+    }
+    o.push('\n');
+    o
+}
+
 /// The Markdown report of several runs of one scenario (`--runs`).
 pub fn aggregate(a: &Aggregate) -> String {
     format!(
-        "# bitsfarm runs: {}\n\n```text\n{}```\n",
+        "# bitsfarm runs: {}\n\n{}```text\n{}```\n",
         a.scenario,
+        rates(&a.rates),
         a.to_text()
     )
 }

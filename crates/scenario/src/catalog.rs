@@ -13,6 +13,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../../scenarios/crash-no-hostid.toml"),
     ),
     (
+        "farm-week",
+        include_str!("../../../scenarios/farm-week.toml"),
+    ),
+    (
         "happy-path",
         include_str!("../../../scenarios/happy-path.toml"),
     ),

@@ -32,6 +32,9 @@ use crate::{
     track::Tracker,
 };
 
+/// How long after its job ended a workload's file is folded into the totals and forgotten.
+pub const STREAM_GRACE_MS: u64 = 7_200_000;
+
 /// The shared address clients upload to.
 pub const SHARED: &str = "farm";
 /// The server application's host.
@@ -70,6 +73,12 @@ pub trait Network: Fabric {
     fn advertise(&self, host: &str) -> String {
         host.to_owned()
     }
+    /// A new listener that takes over the address of `host` (up) from its current one, whose
+    /// accept loop then ends with [`transport::server::HANDED_OVER`]: a recycled IIS worker.
+    /// `None` where the network cannot (then a recycle restarts the node).
+    fn hand_over(&self, _host: &str) -> Option<Box<dyn transport::Listen>> {
+        None
+    }
 }
 
 impl Network for Net {
@@ -99,6 +108,10 @@ impl Network for Net {
 
     fn heal(&self, a: &str, b: &str) {
         Net::heal(self, a, b);
+    }
+
+    fn hand_over(&self, host: &str) -> Option<Box<dyn transport::Listen>> {
+        Net::hand_over(self, host).map(|l| Box::new(l) as Box<dyn transport::Listen>)
     }
 }
 
@@ -242,6 +255,10 @@ struct Farm {
     /// What the nodes report to: the harness, or (live, with a control API) the nodes'
     /// notification ledger in front of it.
     node_probe: SharedProbe,
+    /// Recycles of each node so far (each worker draws its own session ids).
+    recycles: BTreeMap<String, u64>,
+    /// Old workers of recycled nodes finishing their requests.
+    draining: Vec<JoinHandle<()>>,
 }
 
 /// Each client's running job, by client name.
@@ -273,15 +290,26 @@ impl Farm {
     }
 
     fn start_node(&mut self, name: &str) {
-        let boot = self.net.boot(name);
         let listener = self.net.listen(name);
+        self.start_worker(name, listener, 0);
+    }
+
+    /// Starts a worker of node `name` on `listener`: its first (`worker` 0) after a boot, or a
+    /// recycled one.
+    fn start_worker(&mut self, name: &str, listener: Box<dyn transport::Listen>, worker: u64) {
+        let boot = self.net.boot(name);
         let keep = self.scenario.farm.session_state == SessionState::Durable;
         let store = self.stores.boot(name, boot, keep);
+        let rng = if worker == 0 {
+            entity_rng(self.seed, name, boot)
+        } else {
+            entity_rng(self.seed, &format!("{name}/worker-{worker}"), boot)
+        };
         let env = node::Env {
             store,
             connector: self.net.connector(name),
             probe: self.node_probe.clone(),
-            rng: entity_rng(self.seed, name, boot),
+            rng,
             clock: self.clock,
         };
         let node = Node::new(self.node_config(name), env)
@@ -330,6 +358,10 @@ impl Farm {
                         t.abort();
                     }
                     slot.node = None;
+                    // Old workers still draining die with the machine.
+                    for t in self.draining.drain(..) {
+                        t.abort();
+                    }
                 }
                 if let Some(after) = restart_after {
                     let ctl = self.ctl.clone();
@@ -359,6 +391,24 @@ impl Farm {
                 } else {
                     self.start_node(&host);
                 }
+            }
+            Command::Recycle { host } => {
+                let Some(listener) = self.net.hand_over(&host) else {
+                    return;
+                };
+                let worker = {
+                    let n = self.recycles.entry(host.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                // The old worker drains on its own: its task ends after its last request.
+                if let Some(slot) = self.nodes.get_mut(&host)
+                    && let Some(old) = slot.task.take()
+                {
+                    self.draining.push(old);
+                }
+                self.draining.retain(|t| !t.is_finished());
+                self.start_worker(&host, listener, worker);
             }
             Command::HostId { enabled } => {
                 self.host_id = enabled;
@@ -419,6 +469,222 @@ struct Upload {
     offset: u64,
 }
 
+/// The client settings every upload of a run shares (from `[clients]` or `[workload]`).
+#[derive(Clone)]
+struct ClientSettings {
+    fragment_size: u64,
+    fragment_size_max: Option<u64>,
+    retry_delay_s: u64,
+    no_progress_timeout_s: u64,
+    connect_timeout_s: u64,
+    request_timeout_s: u64,
+    transaction_id: bool,
+}
+
+impl ClientSettings {
+    fn of_clients(c: &crate::spec::Clients) -> ClientSettings {
+        ClientSettings {
+            fragment_size: c.fragment_size,
+            fragment_size_max: c.fragment_size_max,
+            retry_delay_s: c.retry_delay_s,
+            no_progress_timeout_s: c.no_progress_timeout_s,
+            connect_timeout_s: c.connect_timeout_s,
+            request_timeout_s: c.request_timeout_s,
+            transaction_id: c.transaction_id,
+        }
+    }
+
+    fn of_workload(w: &crate::spec::Workload) -> ClientSettings {
+        ClientSettings {
+            fragment_size: w.fragment_size,
+            fragment_size_max: w.fragment_size_max,
+            retry_delay_s: w.retry_delay_s,
+            no_progress_timeout_s: w.no_progress_timeout_s,
+            connect_timeout_s: w.connect_timeout_s,
+            request_timeout_s: w.request_timeout_s,
+            transaction_id: w.transaction_id,
+        }
+    }
+}
+
+/// Runs uploads: one BITS job per file, reported to the harness and the tracker.
+#[derive(Clone)]
+struct Uploader {
+    net: Arc<dyn Network>,
+    harness: Arc<Harness>,
+    seed: u64,
+    clock: Clock,
+    kind: JobKind,
+    settings: ClientSettings,
+}
+
+impl Uploader {
+    /// Uploads one file from `client`; `jobs` (if any) holds the job's control while it runs.
+    async fn upload(&self, client: &str, u: Upload, jobs: Option<&Jobs>) {
+        let c = &self.settings;
+        let cfg = JobConfig {
+            name: u.job.clone(),
+            url: format!("http://{SHARED}{}", u.file),
+            kind: self.kind,
+            fragment_size: c.fragment_size,
+            fragment_size_max: c.fragment_size_max,
+            min_retry_delay_s: c.retry_delay_s,
+            no_progress_timeout_s: c.no_progress_timeout_s,
+            connect_timeout_s: c.connect_timeout_s,
+            request_timeout_s: c.request_timeout_s,
+            content_name: Some(format!("{}.bin", u.job)),
+            transaction_id: c.transaction_id,
+            ..JobConfig::default()
+        };
+        let env = client::Env {
+            connector: self.net.connector(client),
+            probe: self.harness.clone() as SharedProbe,
+            rng: entity_rng(self.seed, &u.job, 0),
+            clock: self.clock,
+        };
+        let job = Job::new(cfg, data::payload(u.offset, u.size), env)
+            .expect("scenario validation keeps job settings valid");
+        if let Some(jobs) = jobs {
+            jobs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(client.to_owned(), job.control());
+        }
+        let report = job.run().await;
+        if let Some(jobs) = jobs {
+            jobs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(client);
+        }
+        // Without an envelope the upload is exactly the pool slice, whose hash is cached.
+        let hash = if c.transaction_id {
+            report
+                .hash()
+                .expect("a simulated job uploads bytes in memory")
+        } else {
+            data::payload_hash(u.offset, u.size)
+        };
+        self.harness.with_tracker(|t| t.finish(&report, hash));
+    }
+}
+
+/// Every upload of `[clients]`, planned before anything runs (so the plan depends on the seed
+/// alone) and registered with the tracker: per client, its start and its files, uploaded one
+/// after another.
+fn plan_clients(
+    scenario: &Scenario,
+    seed: u64,
+    uploader: &Uploader,
+) -> Vec<(String, f64, Vec<Upload>)> {
+    let c = &scenario.clients;
+    let mut plan: Vec<(String, f64, Vec<Upload>)> = Vec::new();
+    let mut rng = entity_rng(seed, "clients", 0);
+    for i in 0..c.count {
+        let name = client_name(i, c.count);
+        let start = if c.start_spread_s > 0.0 {
+            rng.random_range(0.0..c.start_spread_s)
+        } else {
+            0.0
+        };
+        let uploads = (0..c.files_per_client)
+            .map(|k| {
+                let job = format!("{name}-f{k:03}");
+                let size = match c.file_size_max {
+                    Some(max) if max > c.file_size => rng.random_range(c.file_size..=max),
+                    _ => c.file_size,
+                };
+                let offset =
+                    rng.random_range(0..data::OFFSET_SPAN / data::OFFSET_STEP) * data::OFFSET_STEP;
+                Upload {
+                    file: format!("/upload/{job}.bin"),
+                    job,
+                    size,
+                    offset,
+                }
+            })
+            .collect();
+        plan.push((name, start, uploads));
+    }
+    uploader.harness.with_tracker(|t| {
+        for (client, _, uploads) in &plan {
+            for u in uploads {
+                t.register(&u.job, &u.file, client);
+            }
+        }
+    });
+    plan
+}
+
+/// The upload arrivals of a `[workload]`: a Poisson process (its rate following the daily
+/// profile, hour by hour) over `duration_days`, each upload from a machine drawn at random,
+/// its size drawn from the size distribution. Ends when the last upload has ended. Uploads
+/// are registered as they arrive and forgotten once done, so memory follows the uploads in
+/// flight, not the uploads of the run.
+async fn arrivals(w: crate::spec::Workload, uploader: Uploader, seed: u64) {
+    let mut rng = entity_rng(seed, "workload", 0);
+    let sizes = crate::dist::Sampler::of(&w.file_size);
+    let weights: Vec<f64> = match &w.daily_profile {
+        Some(p) => {
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            p.iter().map(|x| x / mean).collect()
+        }
+        None => vec![1.0; 24],
+    };
+    let end_s = w.duration_days * 86_400.0;
+    let epoch = uploader.clock.epoch();
+    let mut machines_seen = vec![false; w.machines as usize];
+    let mut running = tokio::task::JoinSet::new();
+    let mut t = 0.0f64;
+    let mut n = 0u64;
+    loop {
+        let hour = (t / 3600.0).floor();
+        let boundary = (hour + 1.0) * 3600.0;
+        let rate = w.uploads_per_hour * weights[(hour as u64 % 24) as usize] / 3600.0;
+        // Memoryless: a gap that crosses into the next hour is drawn again at its rate.
+        let next = if rate > 0.0 {
+            t + crate::dist::exponential(&mut rng, 1.0 / rate)
+        } else {
+            f64::INFINITY
+        };
+        if next >= boundary {
+            t = boundary;
+            if t >= end_s {
+                break;
+            }
+            continue;
+        }
+        t = next;
+        if t >= end_s {
+            break;
+        }
+        let machine = rng.random_range(0..w.machines);
+        let size = sizes
+            .sample(&mut rng)
+            .round()
+            .clamp(0.0, crate::load::limits::FILE_SIZE as f64) as u64;
+        let offset = rng.random_range(0..data::OFFSET_SPAN / data::OFFSET_STEP) * data::OFFSET_STEP;
+        tokio::time::sleep_until(epoch + Duration::from_secs_f64(t)).await;
+        while running.try_join_next().is_some() {}
+        let client = format!("m{machine:05}");
+        if !std::mem::replace(&mut machines_seen[machine as usize], true) {
+            uploader.net.add_client(&client);
+        }
+        let job = format!("u{n:07}");
+        n += 1;
+        let u = Upload {
+            file: format!("/upload/{job}.bin"),
+            job,
+            size,
+            offset,
+        };
+        uploader
+            .harness
+            .with_tracker(|tr| tr.register(&u.job, &u.file, &client));
+        let up = uploader.clone();
+        running.spawn(async move { up.upload(&client, u, None).await });
+    }
+    while running.join_next().await.is_some() {}
+}
+
 /// Something that ends when a live farm serving outside clients should stop.
 pub type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -477,16 +743,23 @@ pub(crate) async fn run_farm(
     let commits = scenario.farm.notification == node::NotificationType::None;
     let harness = Harness::new(
         clock,
-        &scenario.faults,
-        entity_rng(seed, "faults", 0),
+        scenario,
+        seed,
         {
             let t = if hold.is_some() {
                 Tracker::adopting(commits)
             } else {
                 Tracker::new(commits)
             };
-            if app_url.is_some() {
+            let t = if app_url.is_some() {
                 t.counting_answers()
+            } else {
+                t
+            };
+            // A workload's files are folded two hours after their job ended (later answers
+            // count as `late` duplicates) and forgotten.
+            if scenario.workload.is_some() {
+                t.streaming(STREAM_GRACE_MS, crate::check::txid_dedupe(scenario))
             } else {
                 t
             }
@@ -497,7 +770,11 @@ pub(crate) async fn run_farm(
     );
     let net = make_net(harness.clone() as SharedProbe);
     harness.set_net(net.clone());
-    let ledger = Ledger::new(scenario.backend.dedupe);
+    let ledger = if scenario.workload.is_some() {
+        Ledger::counting(scenario.backend.dedupe, |f| f.starts_with("/upload/"))
+    } else {
+        Ledger::new(scenario.backend.dedupe)
+    };
     let stores = match upload_root {
         Some(root) => Stores::disk(root),
         None => Stores::memory(),
@@ -525,6 +802,8 @@ pub(crate) async fn run_farm(
             Some(log) => log.clone() as SharedProbe,
             None => harness.clone() as SharedProbe,
         },
+        recycles: BTreeMap::new(),
+        draining: Vec::new(),
     };
     let jobs = farm.jobs.clone();
     if app_url.is_none() {
@@ -547,43 +826,25 @@ pub(crate) async fn run_farm(
         ));
     }
 
-    // Plan every upload before anything runs, so the plan depends on the seed alone.
-    let c = &scenario.clients;
-    let mut plan: Vec<(String, f64, Vec<Upload>)> = Vec::new();
-    let mut rng = entity_rng(seed, "clients", 0);
-    for i in 0..c.count {
-        let name = client_name(i, c.count);
-        let start = if c.start_spread_s > 0.0 {
-            rng.random_range(0.0..c.start_spread_s)
+    let uploader = Uploader {
+        net: net.clone(),
+        harness: harness.clone(),
+        seed,
+        clock,
+        kind: if scenario.farm.upload_reply {
+            JobKind::UploadReply
         } else {
-            0.0
-        };
-        let uploads = (0..c.files_per_client)
-            .map(|k| {
-                let job = format!("{name}-f{k:03}");
-                let size = match c.file_size_max {
-                    Some(max) if max > c.file_size => rng.random_range(c.file_size..=max),
-                    _ => c.file_size,
-                };
-                let offset =
-                    rng.random_range(0..data::OFFSET_SPAN / data::OFFSET_STEP) * data::OFFSET_STEP;
-                Upload {
-                    file: format!("/upload/{job}.bin"),
-                    job,
-                    size,
-                    offset,
-                }
-            })
-            .collect();
-        plan.push((name, start, uploads));
-    }
-    harness.with_tracker(|t| {
-        for (client, _, uploads) in &plan {
-            for u in uploads {
-                t.register(&u.job, &u.file, client);
-            }
-        }
-    });
+            JobKind::Upload
+        },
+        settings: match &scenario.workload {
+            Some(w) => ClientSettings::of_workload(w),
+            None => ClientSettings::of_clients(&scenario.clients),
+        },
+    };
+    let plan = match &scenario.workload {
+        Some(_) => Vec::new(),
+        None => plan_clients(scenario, seed, &uploader),
+    };
 
     let controller = tokio::spawn(async move {
         while let Some(cmd) = ctl_rx.recv().await {
@@ -595,58 +856,22 @@ pub(crate) async fn run_farm(
             harness.arm_timed(index, at);
         }
     }
-
     let mut clients = tokio::task::JoinSet::new();
+    if let Some(w) = &scenario.workload {
+        clients.spawn(arrivals(w.clone(), uploader.clone(), seed));
+    }
     for (name, start, uploads) in plan {
         net.add_client(&name);
-        let (net, harness, c, jobs) = (net.clone(), harness.clone(), c.clone(), jobs.clone());
-        let kind = if scenario.farm.upload_reply {
-            JobKind::UploadReply
-        } else {
-            JobKind::Upload
-        };
+        let (uploader, jobs) = (uploader.clone(), jobs.clone());
         clients.spawn(async move {
             tokio::time::sleep(Duration::from_secs_f64(start)).await;
             for u in uploads {
-                let cfg = JobConfig {
-                    name: u.job.clone(),
-                    url: format!("http://{SHARED}{}", u.file),
-                    kind,
-                    fragment_size: c.fragment_size,
-                    fragment_size_max: c.fragment_size_max,
-                    min_retry_delay_s: c.retry_delay_s,
-                    no_progress_timeout_s: c.no_progress_timeout_s,
-                    connect_timeout_s: c.connect_timeout_s,
-                    request_timeout_s: c.request_timeout_s,
-                    content_name: Some(format!("{}.bin", u.job)),
-                    transaction_id: c.transaction_id,
-                    ..JobConfig::default()
-                };
-                let env = client::Env {
-                    connector: net.connector(&name),
-                    probe: harness.clone() as SharedProbe,
-                    rng: entity_rng(seed, &u.job, 0),
-                    clock,
-                };
-                let job = Job::new(cfg, data::payload(u.offset, u.size), env)
-                    .expect("scenario validation keeps job settings valid");
-                jobs.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.clone(), job.control());
-                let report = job.run().await;
-                jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-                // Without an envelope the upload is exactly the pool slice, whose hash is cached.
-                let hash = if c.transaction_id {
-                    report
-                        .hash()
-                        .expect("a simulated job uploads bytes in memory")
-                } else {
-                    data::payload_hash(u.offset, u.size)
-                };
-                harness.with_tracker(|t| t.finish(&report, hash));
+                uploader.upload(&name, u, Some(&jobs)).await;
             }
         });
     }
+    let failures = crate::failure::start_timed(scenario, seed, &harness, &net, &ctl_tx);
+
     let rogues = start_rogues(&scenario.rogues, &net, seed);
     let mut over_budget = harness.over_budget();
     let stopped = async {
@@ -681,15 +906,20 @@ pub(crate) async fn run_farm(
     controller.abort();
     clients.abort_all();
     drop(rogues);
+    drop(failures);
     let (event_hash, events) = harness.log_state();
     let rules = harness.rule_reports();
     let tracker = harness.with_tracker(|t| std::mem::replace(t, Tracker::new(commits)));
     // Rogue uploads reach the ledger too; only the scenario's files are cross-checked.
-    let ledger_deliveries = ledger
-        .deliveries()
-        .iter()
-        .filter(|d| tracker.files().contains_key(&d.file))
-        .count() as u64;
+    let ledger_deliveries = if scenario.workload.is_some() {
+        ledger.counted()
+    } else {
+        ledger
+            .deliveries()
+            .iter()
+            .filter(|d| tracker.files().contains_key(&d.file))
+            .count() as u64
+    };
     harness.detach();
     RunResult {
         completed,

@@ -74,6 +74,9 @@ pub(crate) enum Command {
     },
     /// A client cancels its current job.
     Cancel { client: String },
+    /// Recycle a node's worker with overlap: a new worker takes new connections, the old one
+    /// finishes its requests in flight.
+    Recycle { host: String },
     /// Tell the farm's hosts and the sessions open on each (the control API).
     Hosts(tokio::sync::oneshot::Sender<Vec<(String, Option<u64>)>>),
 }
@@ -141,6 +144,8 @@ struct Inner {
     down: BTreeSet<String>,
     /// Nodes whose disk is full, until this virtual time (ms).
     full: BTreeMap<String, u64>,
+    /// The failure processes asked at fault points.
+    hits: crate::failure::Hits,
 }
 
 /// Most events one run may record. A run that gets there is stopped and fails (`completed`):
@@ -167,15 +172,20 @@ struct Firing {
 }
 
 impl Harness {
+    /// The harness of a run of `scenario` with `seed`: its fault rules and per-hit failure
+    /// processes, each with its generator from the seed.
     pub(crate) fn new(
         clock: Clock,
-        faults: &[Fault],
-        rng: ChaCha8Rng,
+        scenario: &crate::spec::Scenario,
+        seed: u64,
         tracker: Tracker,
         sink: Option<Sink>,
         ctl: mpsc::UnboundedSender<Command>,
         max_events: u64,
     ) -> Arc<Harness> {
+        let faults = &scenario.faults;
+        let rng: ChaCha8Rng = crate::farm::entity_rng(seed, "faults", 0);
+        let hits = crate::failure::Hits::new(scenario, seed);
         Arc::new(Harness {
             clock,
             inner: Mutex::new(Inner {
@@ -189,6 +199,7 @@ impl Harness {
                 rng,
                 down: BTreeSet::new(),
                 full: BTreeMap::new(),
+                hits,
             }),
             net: Mutex::new(None),
             ctl,
@@ -314,7 +325,29 @@ impl Harness {
         self.lock().down.remove(host);
     }
 
-    fn crash(&self, host: &str, kind: CrashKind, restart_after: Option<f64>) {
+    /// Records that failure process `process` struck `target`.
+    pub(crate) fn strike(
+        &self,
+        process: usize,
+        kind: crate::spec::FailureKind,
+        target: &str,
+        what: String,
+        session: Option<&str>,
+        file: Option<&str>,
+    ) {
+        self.event(Event::FailureStruck {
+            process,
+            kind: kind.name().to_owned(),
+            target: target.to_owned(),
+            what,
+            session: session.map(str::to_owned),
+            file: file.map(str::to_owned),
+        });
+    }
+
+    /// Takes `host` down now (its connections break) and has the farm stop it, and start it
+    /// again after `restart_after` seconds if given.
+    pub(crate) fn crash(&self, host: &str, kind: CrashKind, restart_after: Option<f64>) {
         self.lock().down.insert(host.to_owned());
         self.net().crash(host, kind);
         let restart_after = restart_after.map(Duration::from_secs_f64);
@@ -492,6 +525,36 @@ impl Probe for Harness {
             let v = self.apply(f, ctx.actor, ctx.conn, ctx.session, ctx.file);
             if verdict == Verdict::Continue {
                 verdict = v;
+            }
+        }
+        if verdict == Verdict::Continue {
+            let strike = {
+                let mut inner = self.lock();
+                if inner.hits.is_empty() {
+                    None
+                } else {
+                    inner.hits.at(ctx)
+                }
+            };
+            if let Some(st) = strike {
+                self.strike(
+                    st.process,
+                    st.kind,
+                    ctx.actor,
+                    st.what,
+                    ctx.session,
+                    ctx.file,
+                );
+                if st.cut {
+                    self.net().cut(
+                        ctx.conn,
+                        &format!("failure #{} {}", st.process, st.kind.name()),
+                    );
+                }
+                if let Some(after) = st.crash_backend {
+                    self.crash(ctx.actor, CrashKind::Kill, Some(after));
+                }
+                return st.verdict;
             }
         }
         if verdict == Verdict::Continue

@@ -386,27 +386,16 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         vec![Key("clients"), Key("start_spread_s")],
         "must be 0 or more, and at most the deadline",
     );
-    for (k, v) in [
-        ("connect_timeout_s", c.connect_timeout_s),
-        ("request_timeout_s", c.request_timeout_s),
-    ] {
-        check(
-            v > 0,
-            vec![Key("clients"), Key(k)],
-            "must be greater than 0",
-        );
-    }
-    for (k, v) in [
-        ("retry_delay_s", c.retry_delay_s),
-        ("no_progress_timeout_s", c.no_progress_timeout_s),
-        ("connect_timeout_s", c.connect_timeout_s),
-        ("request_timeout_s", c.request_timeout_s),
-    ] {
-        check(
-            v <= limits::SECONDS,
-            vec![Key("clients"), Key(k)],
-            &seconds_msg,
-        );
+    for p in client_timeouts(
+        "clients",
+        [
+            c.retry_delay_s,
+            c.no_progress_timeout_s,
+            c.connect_timeout_s,
+            c.request_timeout_s,
+        ],
+    ) {
+        check(false, p.path, &p.message);
     }
     check(
         s.network.latency_ms <= 60_000,
@@ -653,6 +642,8 @@ fn validate(s: &Scenario) -> Vec<Problem> {
             _ => {}
         }
     }
+    validate_workload(s, deadline_s, &mut out);
+    validate_failures(s, deadline_s, &mut out);
     for (k, v) in &s.expect {
         let path = vec![Key("expect"), Seg::Name(k.clone())];
         if !TOTALS.contains(&k.as_str()) && !PER_FILE.contains(&k.as_str()) {
@@ -672,6 +663,252 @@ fn validate(s: &Scenario) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// Most uploads a `[workload]` may bring in one run.
+pub const MAX_UPLOADS: f64 = 10_000_000.0;
+
+fn validate_workload(s: &Scenario, deadline_s: f64, out: &mut Vec<Problem>) {
+    use Seg::Key;
+    let Some(w) = &s.workload else {
+        return;
+    };
+    let at = |k: &'static str| vec![Key("workload"), Key(k)];
+    let mut check = |ok: bool, k: &'static str, msg: String| {
+        if !ok {
+            out.push(problem(at(k), msg));
+        }
+    };
+    check(
+        w.duration_days > 0.0 && w.duration_days * 86_400.0 <= deadline_s,
+        "duration_days",
+        format!(
+            "must be greater than 0 and at most deadline_days ({}): uploads still running at the deadline fail the run",
+            s.deadline_days
+        ),
+    );
+    check(
+        w.uploads_per_hour > 0.0 && w.uploads_per_hour <= 1_000_000.0,
+        "uploads_per_hour",
+        "must be greater than 0 and at most 1,000,000".into(),
+    );
+    let expected = w.uploads_per_hour * 24.0 * w.duration_days;
+    check(
+        expected <= MAX_UPLOADS,
+        "uploads_per_hour",
+        format!(
+            "{} uploads expected (uploads_per_hour × 24 × duration_days): at most {} per run",
+            thousands(expected as u64),
+            thousands(MAX_UPLOADS as u64)
+        ),
+    );
+    if let Some(p) = &w.daily_profile {
+        check(
+            p.len() == 24
+                && p.iter().all(|x| x.is_finite() && *x >= 0.0)
+                && p.iter().sum::<f64>() > 0.0,
+            "daily_profile",
+            format!(
+                "needs 24 weights (hours 0-23), none negative, not all 0 (has {})",
+                p.len()
+            ),
+        );
+    }
+    check(
+        (1..=1_000_000).contains(&w.machines),
+        "machines",
+        "must be 1 to 1,000,000".into(),
+    );
+    if let Err(why) = crate::dist::check(&w.file_size, 0.0, limits::FILE_SIZE as f64) {
+        check(false, "file_size", format!("{why} (bytes, at most 1 GiB)"));
+    }
+    check(
+        w.fragment_size > 0 && w.fragment_size <= limits::FILE_SIZE,
+        "fragment_size",
+        "must be 1 byte to 1 GiB".into(),
+    );
+    if let Some(max) = w.fragment_size_max {
+        check(
+            max >= w.fragment_size && max <= limits::FILE_SIZE,
+            "fragment_size_max",
+            "must be at least fragment_size and at most 1 GiB".into(),
+        );
+    }
+    if w.fragment_size > 0
+        && crate::dist::check(&w.file_size, 0.0, limits::FILE_SIZE as f64).is_ok()
+    {
+        let high = crate::dist::Sampler::of(&w.file_size)
+            .high()
+            .min(limits::FILE_SIZE as f64) as u64;
+        let per_file = high.div_ceil(w.fragment_size).max(1);
+        check(
+            per_file <= limits::FRAGMENTS_PER_FILE,
+            "fragment_size",
+            format!(
+                "{} fragments per file: at most {} (use larger fragments)",
+                thousands(per_file),
+                thousands(limits::FRAGMENTS_PER_FILE)
+            ),
+        );
+    }
+    out.extend(client_timeouts(
+        "workload",
+        [
+            w.retry_delay_s,
+            w.no_progress_timeout_s,
+            w.connect_timeout_s,
+            w.request_timeout_s,
+        ],
+    ));
+}
+
+/// The client timeouts of `[clients]` or `[workload]` (`retry_delay_s`,
+/// `no_progress_timeout_s`, `connect_timeout_s`, `request_timeout_s`, in that order): the
+/// last two above 0, all at most 10 years.
+fn client_timeouts(section: &'static str, values: [u64; 4]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    const NAMES: [&str; 4] = [
+        "retry_delay_s",
+        "no_progress_timeout_s",
+        "connect_timeout_s",
+        "request_timeout_s",
+    ];
+    for (i, (k, v)) in NAMES.into_iter().zip(values).enumerate() {
+        let at = || vec![Seg::Key(section), Seg::Key(k)];
+        if i >= 2 && v == 0 {
+            out.push(problem(at(), "must be greater than 0"));
+        }
+        if v > limits::SECONDS {
+            out.push(problem(
+                at(),
+                format!("must be at most {} (10 years)", thousands(limits::SECONDS)),
+            ));
+        }
+    }
+    out
+}
+
+/// Most `[[failure]]` processes in one scenario.
+pub const MAX_FAILURES: usize = 100;
+
+fn validate_failures(s: &Scenario, deadline_s: f64, out: &mut Vec<Problem>) {
+    use crate::spec::FailureKind as K;
+    use Seg::{Index, Key};
+    if s.failures.len() > MAX_FAILURES {
+        out.push(problem(vec![Key("failure")], "at most 100 processes"));
+    }
+    let nodes = node_names(s);
+    for (i, f) in s.failures.iter().enumerate() {
+        let at = |k: &'static str| vec![Key("failure"), Index(i), Key(k)];
+        let Some(kind) = f.kind else {
+            out.push(problem(
+                vec![Key("failure"), Index(i)],
+                "needs kind = node-crash | power-cut | app-error | app-slow | app-crash | connection-reset | partition | pool-recycle",
+            ));
+            continue;
+        };
+        let given: Vec<&'static str> = [
+            ("node", f.node.is_some()),
+            ("mtbf_h", f.mtbf_h.is_some()),
+            ("repair_s", f.repair_s.is_some()),
+            ("probability", f.probability.is_some()),
+            ("status", f.status.is_some()),
+            ("per_request", f.per_request.is_some()),
+            ("per_mib", f.per_mib.is_some()),
+            ("duration_s", f.duration_s.is_some()),
+            ("every_min", f.every_min.is_some()),
+            ("overlap", f.overlap.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
+        // (keys it takes, keys it needs; a `|` entry needs one of them)
+        let (takes, needs): (&[&str], &[&str]) = match kind {
+            K::NodeCrash | K::PowerCut => (&["node", "mtbf_h", "repair_s"], &["mtbf_h"]),
+            K::AppError => (&["probability", "status"], &["probability"]),
+            K::AppSlow => (&["probability", "duration_s"], &["duration_s"]),
+            K::AppCrash => (
+                &["probability", "mtbf_h", "repair_s"],
+                &["probability|mtbf_h"],
+            ),
+            K::ConnectionReset => (
+                &["node", "per_request", "per_mib"],
+                &["per_request|per_mib"],
+            ),
+            K::Partition => (&["node", "mtbf_h", "duration_s"], &["mtbf_h", "duration_s"]),
+            K::PoolRecycle => (&["node", "every_min", "overlap", "duration_s"], &[]),
+        };
+        for k in &given {
+            if !takes.contains(k) {
+                out.push(problem(
+                    at(k),
+                    format!(
+                        "{k} does not go with kind = \"{}\" (it takes {})",
+                        kind.name(),
+                        takes.join(", ")
+                    ),
+                ));
+            }
+        }
+        for need in needs {
+            if !need.split('|').any(|k| given.contains(&k)) {
+                out.push(problem(
+                    vec![Key("failure"), Index(i)],
+                    format!("{} needs {}", kind.name(), need.replace('|', " or ")),
+                ));
+            }
+        }
+        if let Some(n) = &f.node
+            && !nodes.contains(n)
+        {
+            out.push(problem(
+                at("node"),
+                format!("no such node: {n:?} (this farm has {})", nodes.join(", ")),
+            ));
+        }
+        if let Some(h) = f.mtbf_h
+            && !(h > 0.0 && h <= 1_000_000.0)
+        {
+            out.push(problem(
+                at("mtbf_h"),
+                "must be greater than 0 and at most 1,000,000 hours",
+            ));
+        }
+        for (k, p) in [
+            ("probability", f.probability),
+            ("per_request", f.per_request),
+            ("per_mib", f.per_mib),
+        ] {
+            if let Some(p) = p
+                && !(p > 0.0 && p <= 1.0)
+            {
+                out.push(problem(at(k), "must be in (0, 1]"));
+            }
+        }
+        if let Some(st) = f.status
+            && !(400..=599).contains(&st)
+        {
+            out.push(problem(
+                at("status"),
+                "must be an HTTP error status, 400 to 599",
+            ));
+        }
+        for (k, d) in [("repair_s", &f.repair_s), ("duration_s", &f.duration_s)] {
+            if let Some(d) = d
+                && let Err(why) = crate::dist::check(d, 0.0, deadline_s)
+            {
+                out.push(problem(
+                    at(k),
+                    format!("{why} (seconds, at most the deadline)"),
+                ));
+            }
+        }
+        if let Some(m) = f.every_min
+            && !(1.0..=1_000_000.0).contains(&m)
+        {
+            out.push(problem(at("every_min"), "must be 1 to 1,000,000 minutes"));
+        }
+    }
 }
 
 /// `1234567` as `1,234,567`.

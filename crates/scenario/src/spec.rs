@@ -53,6 +53,21 @@
 //! jitter_ms = 0                         # each connection adds 0..=jitter_ms, from the seed
 //! window_bytes = 262144                 # bytes in flight per direction
 //!
+//! [workload]                            # instead of [clients]: uploads arriving over days
+//! duration_days = 7                     # uploads arrive for this long (at most deadline_days)
+//! uploads_per_hour = 2000               # mean rate of a Poisson process
+//! daily_profile = [0.3, 0.2, ...]       # optional: 24 weights, the rate of each hour of the day
+//! machines = 20000                      # client machines; each upload comes from one at random
+//! file_size = { dist = "lognormal", median = 32768, p99 = 1048576 }  # or a number of bytes
+//! fragment_size = 1048576               # and the [clients] keys that still apply:
+//! # fragment_size_max, retry_delay_s, no_progress_timeout_s, connect_timeout_s,
+//! # request_timeout_s, transaction_id
+//!
+//! [[failure]]                           # failure processes with rates; see below
+//! kind = "node-crash"
+//! mtbf_h = 500
+//! repair_s = { dist = "lognormal", median = 300, p99 = 3600 }
+//!
 //! [[fault]]                             # any number of rules; see below
 //! point = "after-forward"
 //! node = "node-1"
@@ -103,6 +118,45 @@
 //!
 //! A non-`optional` rule that never fires fails the run, so no scenario passes vacuously.
 //!
+//! # Workloads and failure processes
+//!
+//! A `[workload]` replaces the fixed list of `[clients]` with uploads arriving as a Poisson
+//! process for `duration_days` (hour by hour at `uploads_per_hour` × the hour's weight of
+//! `daily_profile` / the weights' mean), each from one of `machines` client machines, its size
+//! drawn from `file_size`. A run with a workload forgets each file a day after its job ended
+//! (its counts and, for a duplicate, its causal chain are kept): memory follows the uploads in
+//! flight, not the uploads of the run. A delivery after that is counted as a duplicate of
+//! cause `late`.
+//!
+//! Distributions (`file_size`, `repair_s`, `duration_s`): a number (always that value) or
+//! `{ dist = "fixed", value }`, `{ dist = "uniform", min, max }`,
+//! `{ dist = "lognormal", median, p99 }` (with an optional cap `max`), `{ dist = "exponential",
+//! mean }`.
+//!
+//! A `[[failure]]` is a process that strikes at a rate, drawn from the run's seed, beside the
+//! scripted `[[fault]]` rules; every strike is a `failure_struck` event that causal chains
+//! name. Kinds and their keys:
+//! * `node-crash` / `power-cut`: each node (or `node`) fails every `mtbf_h` hours on average
+//!   (exponential), back after `repair_s` (default 600) with its durable sessions.
+//! * `app-error`: the application answers a notification with `status` (default 500), before
+//!   any effect, with `probability`.
+//! * `app-slow`: the application takes `duration_s` to answer (its effect already recorded),
+//!   with `probability` (default 1); past the node's `app_deadline_s` the node gives up first
+//!   and the client retries.
+//! * `app-crash`: the application dies with `probability` per notification right after its
+//!   effect, and/or every `mtbf_h` hours; back after `repair_s` (default 600).
+//! * `connection-reset`: `per_request`, the answer to a request to a node (or `node`) is lost
+//!   after the node handled it; `per_mib`, a fragment's connection is reset while its body is
+//!   sent (per MiB of body; the node never handles it).
+//! * `partition`: each node (or `node`) and the application cannot reach each other for
+//!   `duration_s`, every `mtbf_h` hours on average.
+//! * `pool-recycle`: IIS recycles each node's (or `node`'s) application pool every `every_min`
+//!   minutes (default 1,740, IIS's), each node at its own phase. Overlapped (`overlap = true`,
+//!   IIS's default): requests in flight finish on the old worker and their connections close,
+//!   new ones go to the new worker (with volatile session state it knows no sessions).
+//!   `overlap = false`: requests in flight are cut and the new worker starts `duration_s`
+//!   (default 1) later.
+//!
 //! # Limits
 //!
 //! Every size and count has an upper bound, checked when the file is loaded (errors name the
@@ -117,7 +171,10 @@
 //!   `file_size`, `file_size_max` and `fragment_size` at most 1 GiB;
 //! * at most 1,048,576 fragments per file and 10,000,000 fragments per run;
 //!   `count` × the largest file at most 4 GiB (bytes the nodes may hold at once);
-//! * `window_bytes` 1,024 to 67,108,864; at most 1,000 `[[fault]]` rules.
+//! * `window_bytes` 1,024 to 67,108,864; at most 1,000 `[[fault]]` rules;
+//! * a `[workload]` brings at most 10,000,000 uploads (`uploads_per_hour` × 24 ×
+//!   `duration_days`) from at most 1,000,000 machines; at most 100 `[[failure]]` processes,
+//!   `mtbf_h` at most 1,000,000, probabilities in (0, 1].
 //!
 //! A run also stops after 10,000,000 events (clients that retry for years): it then fails the
 //! `completed` invariant with a message saying so.
@@ -161,6 +218,12 @@ pub struct Scenario {
     /// Fault rules.
     #[serde(rename = "fault")]
     pub faults: Vec<Fault>,
+    /// `[workload]`: uploads arriving over simulated days (replaces `[clients]` when present).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+    /// `[[failure]]`: failure processes with rates, beside the scripted faults.
+    #[serde(rename = "failure", skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
     /// Expectations: metric name → expression.
     pub expect: BTreeMap<String, ExpectValue>,
 }
@@ -178,6 +241,8 @@ impl Default for Scenario {
             network: Network::default(),
             rogues: Rogues::default(),
             faults: Vec::new(),
+            workload: None,
+            failures: Vec::new(),
             expect: BTreeMap::new(),
         }
     }
@@ -504,4 +569,197 @@ pub enum ExpectValue {
     Number(f64),
     /// `"<op> <number>"`.
     Expr(String),
+}
+
+/// A number drawn from a distribution: a plain number (always that value), or a table
+/// `{ dist = "fixed", value = .. }`, `{ dist = "uniform", min = .., max = .. }`,
+/// `{ dist = "lognormal", median = .., p99 = .. }`, `{ dist = "exponential", mean = .. }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dist {
+    /// Always this value.
+    Fixed(f64),
+    /// A distribution.
+    Table(DistTable),
+}
+
+/// The kinds of [`Dist`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistKind {
+    /// `value`.
+    Fixed,
+    /// Uniform in `[min, max]`.
+    Uniform,
+    /// Log-normal with this `median` and 99th percentile `p99`.
+    Lognormal,
+    /// Exponential with this `mean`.
+    Exponential,
+}
+
+/// A distribution as a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistTable {
+    /// Which distribution.
+    pub dist: DistKind,
+    /// `fixed`: the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// `uniform`: the least value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// `uniform`: the greatest value; `lognormal`: an optional cap (greater draws take it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// `lognormal`: the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    /// `lognormal`: the 99th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    /// `exponential`: the mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+}
+
+/// `[workload]`: uploads arriving as a Poisson process over simulated days, from many client
+/// machines, instead of `[clients]`' fixed list of files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Workload {
+    /// Simulated time during which uploads arrive, days.
+    pub duration_days: f64,
+    /// Mean arrival rate, uploads per hour.
+    pub uploads_per_hour: f64,
+    /// Optional daily profile: 24 weights, one per hour of the day; the rate of hour `h` is
+    /// `uploads_per_hour × w[h] / mean(w)` (the mean rate stays `uploads_per_hour`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_profile: Option<Vec<f64>>,
+    /// Distinct client machines; each upload comes from one drawn at random.
+    pub machines: u32,
+    /// File size, bytes.
+    pub file_size: Dist,
+    /// Bytes per fragment.
+    pub fragment_size: u64,
+    /// With it, each fragment's size is drawn from `fragment_size..=fragment_size_max`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fragment_size_max: Option<u64>,
+    /// `MinimumRetryDelay`, seconds.
+    pub retry_delay_s: u64,
+    /// `NoProgressTimeout`, seconds.
+    pub no_progress_timeout_s: u64,
+    /// Connect timeout, seconds.
+    pub connect_timeout_s: u64,
+    /// Response timeout, seconds.
+    pub request_timeout_s: u64,
+    /// Transaction id in the data.
+    pub transaction_id: bool,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        let c = Clients::default();
+        Workload {
+            duration_days: 1.0,
+            uploads_per_hour: 1000.0,
+            daily_profile: None,
+            machines: 1000,
+            file_size: Dist::Fixed(c.file_size as f64),
+            fragment_size: c.fragment_size,
+            fragment_size_max: None,
+            retry_delay_s: c.retry_delay_s,
+            no_progress_timeout_s: c.no_progress_timeout_s,
+            connect_timeout_s: c.connect_timeout_s,
+            request_timeout_s: c.request_timeout_s,
+            transaction_id: false,
+        }
+    }
+}
+
+/// What a failure process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Nodes are killed (peers see resets) every `mtbf_h` hours on average, back after
+    /// `repair_s`.
+    NodeCrash,
+    /// Nodes lose power (peers see silence) every `mtbf_h` hours on average, back after
+    /// `repair_s`.
+    PowerCut,
+    /// The application answers a notification with `status` (before any effect), with
+    /// `probability`.
+    AppError,
+    /// The application takes `duration_s` to answer a notification (after its effect), with
+    /// `probability`; past the node's deadline the node gives up first.
+    AppSlow,
+    /// The application dies: with `probability` per notification right after its effect,
+    /// and/or every `mtbf_h` hours; back after `repair_s`.
+    AppCrash,
+    /// Connections reset: `per_request`, a request's answer is lost after the node handled it;
+    /// `per_mib`, a fragment is cut while its body is sent (the node never handles it).
+    ConnectionReset,
+    /// A node and the application cannot reach each other for `duration_s`, every `mtbf_h`
+    /// hours on average per node.
+    Partition,
+    /// IIS recycles each node's application pool every `every_min` minutes (default 1,740).
+    /// Overlapped (the IIS default): requests in flight finish on the old worker, new ones go
+    /// to the new one; `overlap = false`: the old worker is stopped (requests in flight are
+    /// cut) and the new one starts `duration_s` later (default 1).
+    PoolRecycle,
+}
+
+impl FailureKind {
+    /// The scenario spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::NodeCrash => "node-crash",
+            FailureKind::PowerCut => "power-cut",
+            FailureKind::AppError => "app-error",
+            FailureKind::AppSlow => "app-slow",
+            FailureKind::AppCrash => "app-crash",
+            FailureKind::ConnectionReset => "connection-reset",
+            FailureKind::Partition => "partition",
+            FailureKind::PoolRecycle => "pool-recycle",
+        }
+    }
+}
+
+/// One `[[failure]]` process: failures at a rate, drawn from the run's seed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Failure {
+    /// What fails.
+    pub kind: Option<FailureKind>,
+    /// Only this node (default: every node, each with its own process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Mean time between failures, hours (per node for node failures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtbf_h: Option<f64>,
+    /// Time to repair, seconds (a number or a distribution).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_s: Option<Dist>,
+    /// Per notification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// HTTP status of `app-error` (default 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `connection-reset`: probability per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_request: Option<f64>,
+    /// `connection-reset`: probability per MiB of fragment body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_mib: Option<f64>,
+    /// Duration of a partition, of the application's answer (`app-slow`), or of a
+    /// non-overlapped recycle, seconds (a number or a distribution).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<Dist>,
+    /// `pool-recycle`: period, minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every_min: Option<f64>,
+    /// `pool-recycle`: overlapped (default true, as IIS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<bool>,
 }

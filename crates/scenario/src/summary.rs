@@ -12,11 +12,14 @@
 //! (`duplicates`, at most 100 detailed), failed jobs, and `ok` (every expectation and invariant
 //! held). Fields are only ever added within a schema version.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
     Scenario,
     metrics::Metrics,
+    rates::{CauseCount, Rates, RunCounts, UploadTimes},
     text::{ordinal, secs},
 };
 
@@ -45,6 +48,10 @@ pub struct Chain {
     pub steps: Vec<ChainStep>,
     /// The steps as one sentence.
     pub sentence: String,
+    /// The cause, classified (`lost-ack-other-node`, `app-late-answer`, ...: see
+    /// [`crate::rates::Cause`]).
+    #[serde(default)]
+    pub class: String,
 }
 
 /// A file the application received more than once.
@@ -271,6 +278,19 @@ pub struct Summary {
     /// count in none of those totals.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub outside_files: u64,
+    /// How often: duplicates per million uploads with 95% intervals, lost and failed uploads,
+    /// upload-time percentiles and the duplicates by cause ([`crate::rates`]).
+    #[serde(default)]
+    pub rates: Rates,
+    /// Upload times as an HDR histogram (`[value_ms, count]` pairs; runs merge exactly).
+    #[serde(default)]
+    pub upload_times: UploadTimes,
+    /// Duplicate deliveries by cause name.
+    #[serde(default)]
+    pub causes: BTreeMap<String, CauseCount>,
+    /// Deliveries of a file after its upload had ended and was counted (streaming runs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_deliveries: u64,
     /// Whether every expectation and invariant held.
     pub ok: bool,
 }
@@ -311,7 +331,20 @@ impl Summary {
             panics: 0,
             panic_messages: Vec::new(),
             outside_files: 0,
+            rates: Rates::default(),
+            upload_times: UploadTimes::default(),
+            causes: BTreeMap::new(),
+            late_deliveries: 0,
             ok: false,
+        }
+    }
+
+    /// What this run's rates are made from.
+    pub fn counts(&self) -> RunCounts<'_> {
+        RunCounts {
+            metrics: &self.metrics,
+            times: &self.upload_times,
+            causes: &self.causes,
         }
     }
 
@@ -332,6 +365,10 @@ impl Summary {
             &mut o,
             format!("scenario {} (seed {})", self.scenario, self.seed),
         );
+        // Rates first for runs that model traffic and failure rates.
+        if self.resolved.workload.is_some() || !self.resolved.failures.is_empty() {
+            o.push_str(&self.rates.to_text());
+        }
         p(
             &mut o,
             format!(
@@ -573,6 +610,10 @@ pub struct Aggregate {
     pub expectations: Vec<ExpectationTally>,
     /// Runs that did not pass (at most 100).
     pub failed_runs: Vec<FailedRun>,
+    /// The runs' rates pooled ([`Rates::pooled`]: intervals that carry the spread between
+    /// runs).
+    #[serde(default)]
+    pub rates: Rates,
     /// Whether every run passed.
     pub ok: bool,
 }
@@ -634,6 +675,7 @@ impl Aggregate {
             wall_time_ms,
             expectations: tallies,
             failed_runs,
+            rates: Rates::pooled(&runs.iter().map(Summary::counts).collect::<Vec<_>>()),
             ok: passed == runs.len() as u64,
         }
     }
@@ -679,6 +721,7 @@ impl Aggregate {
             t.metrics.host_fallbacks,
             t.metrics.bytes_resent
         );
+        o += &self.rates.to_text();
         o += "expectations\n";
         for e in &self.expectations {
             o += &format!(

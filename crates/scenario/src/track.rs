@@ -2,7 +2,7 @@
 //! explain a duplicate (its "story"), kept compact so memory grows with files in trouble, not
 //! with files done.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use client::{JobReport, JobState};
 use probe::Event;
@@ -114,6 +114,8 @@ pub struct FileTrack {
     /// Events that explain what happened to it (dropped for files that had no trouble).
     pub story: Vec<Step>,
     trouble: bool,
+    /// Its sessions still in the session index (forgotten with the file).
+    sessions: Vec<String>,
 }
 
 impl FileTrack {
@@ -142,6 +144,18 @@ pub struct Tracker {
     /// The application is not bitsfarm's (it reports no deliveries): an application's 2xx
     /// answer to a notification counts as a delivery, from the node's side.
     answers_are_deliveries: bool,
+    /// Files already folded into `tally` (a streaming tracker's).
+    tally: crate::check::tally::Tally,
+    /// A streaming tracker folds each file this long after its job ended, and forgets it.
+    stream: Option<Stream>,
+}
+
+/// When to fold the files of a streaming tracker.
+struct Stream {
+    grace_ms: u64,
+    txid_dedupe: bool,
+    /// (when, file), in order of time.
+    due: VecDeque<(u64, String)>,
 }
 
 impl Tracker {
@@ -155,6 +169,55 @@ impl Tracker {
             global: Vec::new(),
             adopt: false,
             answers_are_deliveries: false,
+            tally: Default::default(),
+            stream: None,
+        }
+    }
+
+    /// Folds each file into the run's totals `grace_ms` after its job ended and forgets it
+    /// (a long run's memory then follows the uploads in flight). A delivery of a file already
+    /// folded counts as a duplicate of cause `late`. `txid_dedupe` as for
+    /// [`Tracker::tally_all`].
+    pub fn streaming(mut self, grace_ms: u64, txid_dedupe: bool) -> Tracker {
+        self.stream = Some(Stream {
+            grace_ms,
+            txid_dedupe,
+            due: VecDeque::new(),
+        });
+        self
+    }
+
+    /// The totals of every file: those already folded and the rest, folded now (in path
+    /// order). `txid_dedupe`: the run deduplicates by transaction id.
+    pub fn tally_all(&self, txid_dedupe: bool) -> crate::check::tally::Tally {
+        let mut tally = self.tally.clone();
+        for t in self.files.values() {
+            tally.fold(t, &self.global, txid_dedupe);
+        }
+        tally
+    }
+
+    /// Folds and forgets the files whose time has come (streaming only).
+    fn retire_due(&mut self, now_ms: u64) {
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        let txid_dedupe = stream.txid_dedupe;
+        let mut due = Vec::new();
+        while stream.due.front().is_some_and(|(at, _)| *at <= now_ms) {
+            if let Some((_, file)) = stream.due.pop_front() {
+                due.push(file);
+            }
+        }
+        for file in due {
+            let Some(t) = self.files.remove(&file) else {
+                continue;
+            };
+            self.job_file.remove(&t.job);
+            for s in &t.sessions {
+                self.session_file.remove(s);
+            }
+            self.tally.fold(&t, &self.global, txid_dedupe);
         }
     }
 
@@ -187,6 +250,7 @@ impl Tracker {
                 outcome: None,
                 story: Vec::new(),
                 trouble: false,
+                sessions: Vec::new(),
             },
         );
     }
@@ -231,6 +295,9 @@ impl Tracker {
                 if self.adopt && !self.files.contains_key(file) {
                     self.register(file, file, OUTSIDE);
                 }
+                if let Some(t) = self.files.get_mut(file) {
+                    t.sessions.push(session.clone());
+                }
                 self.session_file.insert(session.clone(), file.clone());
                 self.push(Some(file.clone()), rec, false);
             }
@@ -273,7 +340,7 @@ impl Tracker {
                 effect,
                 ..
             } => {
-                if let Some(t) = self.track(file) {
+                if let Some(t) = self.files.get_mut(file) {
                     t.deliveries.push(Delivery {
                         seq: rec.seq,
                         t_ms: rec.t_ms,
@@ -283,6 +350,8 @@ impl Tracker {
                         len: Some(*len),
                         effect: *effect,
                     });
+                } else if self.stream.is_some() && file.starts_with("/upload/") {
+                    self.tally.late_delivery(*effect);
                 }
                 self.push(Some(file.clone()), rec, false);
             }
@@ -355,6 +424,17 @@ impl Tracker {
                     None => self.global.push(rec.clone()),
                 }
             }
+            Event::FailureStruck { session, file, .. } => {
+                let f = file.clone().or_else(|| {
+                    session
+                        .as_ref()
+                        .and_then(|s| self.session_file.get(s).cloned())
+                });
+                match f {
+                    Some(f) if self.files.contains_key(&f) => self.push(Some(f), rec, true),
+                    _ => self.global.push(rec.clone()),
+                }
+            }
             Event::Crashed { .. }
             | Event::Restarted { .. }
             | Event::Partitioned { .. }
@@ -362,6 +442,7 @@ impl Tracker {
             | Event::HostIdToggled { .. } => self.global.push(rec.clone()),
             _ => {}
         }
+        self.retire_due(rec.t_ms);
     }
 
     /// Records how a job ended, with the hash of what it uploaded; a file without trouble and
@@ -388,6 +469,12 @@ impl Tracker {
         });
         if !t.trouble && t.deliveries.len() <= 1 {
             t.story = Vec::new();
+        }
+        if let Some(stream) = &mut self.stream {
+            stream.due.push_back((
+                report.finished_ms.saturating_add(stream.grace_ms),
+                report.file.clone(),
+            ));
         }
     }
 }

@@ -67,6 +67,8 @@ struct Host {
     state: HostState,
     boot: u64,
     listener: Option<mpsc::UnboundedSender<Accepted>>,
+    /// Set when the current listener is handed over to a new one ([`Net::hand_over`]).
+    handed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Shared {
@@ -149,6 +151,7 @@ impl Net {
                 state: HostState::Up,
                 boot: 0,
                 listener: None,
+                handed: Arc::default(),
             },
         );
     }
@@ -162,13 +165,37 @@ impl Net {
             state: HostState::Up,
             boot: 0,
             listener: None,
+            handed: Arc::default(),
         });
         host.state = HostState::Up;
         host.listener = Some(tx);
+        host.handed = Arc::default();
         SimListen {
             rx,
             addr: name.to_owned(),
+            handed: host.handed.clone(),
         }
+    }
+
+    /// A new listener for a host that is up, taking over its address from the current one
+    /// (an IIS worker process recycled with overlap): new connections go to it, the old
+    /// listener ends with [`transport::server::HANDED_OVER`], and connections already open
+    /// stay with whoever accepted them. `None` if the host is down.
+    pub fn hand_over(&self, name: &str) -> Option<SimListen> {
+        let mut inner = self.lock();
+        let host = inner.hosts.get_mut(name)?;
+        if host.state != HostState::Up {
+            return None;
+        }
+        host.handed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (tx, rx) = mpsc::unbounded_channel();
+        host.listener = Some(tx);
+        host.handed = Arc::default();
+        Some(SimListen {
+            rx,
+            addr: name.to_owned(),
+            handed: host.handed.clone(),
+        })
     }
 
     /// Declares a shared address balancing over `members`.
@@ -432,15 +459,19 @@ fn protocol_hash(s: &str) -> u64 {
 pub struct SimListen {
     rx: mpsc::UnboundedReceiver<Accepted>,
     addr: String,
+    handed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Listen for SimListen {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
-            self.rx
-                .recv()
-                .await
-                .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+            self.rx.recv().await.ok_or_else(|| {
+                if self.handed.load(std::sync::atomic::Ordering::SeqCst) {
+                    io::Error::from(transport::server::HANDED_OVER)
+                } else {
+                    io::Error::from(io::ErrorKind::NotConnected)
+                }
+            })
         })
     }
 

@@ -46,17 +46,47 @@ where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_until(io, options, handler, None).await
+}
+
+/// [`serve`], closing the connection after the request in flight (or at once when idle) once
+/// `drain` turns true.
+async fn serve_until<F, Fut>(
+    io: BoxIo,
+    options: &ServerOptions,
+    handler: F,
+    drain: Option<tokio::sync::watch::Receiver<bool>>,
+) -> hyper::Result<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .auto_date_header(false)
         .timer(TokioTimer::new())
         .header_read_timeout(options.idle_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .await
+        .serve_connection(TokioIo::new(io), service);
+    let Some(mut drain) = drain else {
+        return conn.await;
+    };
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        r = conn.as_mut() => return r,
+        _ = drain.wait_for(|d| *d) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
+
+/// The error a listener ends with when it handed its address over to another server (an IIS
+/// worker process recycled with overlap): [`serve_all`] then stops accepting, lets each
+/// connection finish its request in flight and close, and returns `Ok` once all have.
+pub const HANDED_OVER: io::ErrorKind = io::ErrorKind::ConnectionAborted;
 
 /// The answer to a connection over the limit: a 503 that a BITS client retries after its retry
 /// delay, and that tells a person what happened.
@@ -92,12 +122,17 @@ where
     let shedding = Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING));
     let options = Arc::new(options);
     let mut turned_away = 0u64;
+    let (drain_tx, drain) = tokio::sync::watch::channel(false);
     loop {
         tokio::select! {
             biased;
             Some(_) = tasks.join_next() => {}
             accepted = listener.accept() => {
-                let accepted = accepted?;
+                let accepted = match accepted {
+                    Ok(a) => a,
+                    Err(e) if e.kind() == HANDED_OVER => break,
+                    Err(e) => return Err(e),
+                };
                 let permit = match &limit {
                     None => None,
                     Some(sem) => match sem.clone().try_acquire_owned() {
@@ -120,11 +155,12 @@ where
                 };
                 let handler = handler.clone();
                 let options = options.clone();
+                let drain = drain.clone();
                 tasks.spawn(async move {
                     let (conn, peer) = (accepted.conn, Arc::<str>::from(accepted.peer));
                     tracing::trace!(conn, peer = %peer, "connection");
                     let per_request = move |req| handler(req, conn, peer.clone());
-                    if let Err(e) = serve(accepted.io, &options, per_request).await {
+                    if let Err(e) = serve_until(accepted.io, &options, per_request, Some(drain)).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
                     drop(permit);
@@ -132,6 +168,16 @@ where
             }
         }
     }
+    // Handed over: the connections finish what they are doing (the server's own background
+    // tasks would run for ever, so the last connection's end is the end).
+    drain_tx.send_replace(true);
+    drop(drain);
+    while drain_tx.receiver_count() > 0 {
+        if tasks.join_next().await.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Answers a connection over the limit with [`overloaded`], then reads (and discards) what the

@@ -84,6 +84,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sets = super::scenario::overrides(&args.set)?;
     let mut sc =
         scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        sc.workload.is_none() && sc.failures.is_empty(),
+        "{}: [workload] and [[failure]] run on the simulated farm only (a week of traffic in seconds): use `bitsfarm scenario {}`; the live farm runs [clients] and [[fault]] rules",
+        sc.name,
+        args.scenario
+    );
     if !args.clients {
         // Outside clients only: the scenario's own do not run, and its expectations, which
         // are about them, are not checked (the invariants are).

@@ -210,3 +210,94 @@ fn progress_in_a_log_is_one_line_per_update() {
     // The last update says every run is done.
     assert!(err.contains("400/400"), "{err}");
 }
+
+#[test]
+fn a_workload_run_prints_its_rates_first_and_keeps_them_in_the_summary() {
+    let dir = tempdir("rates");
+    let out = dir.join("run");
+    let o = bitsfarm(&[
+        "scenario",
+        "farm-week",
+        "--set",
+        "workload.duration_days=0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    let first_rate = text
+        .find("duplicate deliveries per million uploads")
+        .expect(&text);
+    assert!(
+        first_rate < text.find("files ").unwrap(),
+        "rates first:\n{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let r = &v["rates"];
+    for key in [
+        "duplicate_deliveries_per_million",
+        "duplicate_effects_per_million",
+    ] {
+        let i = &r[key];
+        let (value, low, high) = (
+            i["value"].as_f64().unwrap(),
+            i["low"].as_f64().unwrap(),
+            i["high"].as_f64().unwrap(),
+        );
+        assert!(low <= value && value <= high && high > 0.0, "{key}: {i}");
+    }
+    assert_eq!(r["uploads"], v["files"]);
+    for c in r["causes"].as_array().unwrap() {
+        assert!(
+            c["cause"].is_string() && c["share"].is_f64() && c["per_million"]["value"].is_f64(),
+            "{c}"
+        );
+    }
+    // A week's event log is hashed, not written; the reports still are, rates first.
+    assert!(!out.join("events.jsonl").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.find("## How often").unwrap() < md.find("## Totals").unwrap());
+    // And `report` regenerates them from the summary alone.
+    let o = bitsfarm(&["report", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn pooled_runs_give_rates_with_intervals_over_runs() {
+    let dir = tempdir("pooled");
+    let o = bitsfarm(&[
+        "scenario",
+        "farm-week",
+        "--set",
+        "workload.duration_days=0.25",
+        "--runs",
+        "3",
+        "--json",
+        "--out",
+        dir.join("runs").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rates"]["runs"], 3);
+    assert_eq!(v["rates"]["uploads"], v["files"]);
+    assert!(
+        v["rates"]["method"]
+            .as_str()
+            .unwrap()
+            .contains("bootstrap over the 3 runs"),
+        "{}",
+        v["rates"]
+    );
+}
+
+#[test]
+fn the_live_farm_refuses_a_workload_with_what_to_run_instead() {
+    let o = bitsfarm(&["farm", "farm-week", "--control", "none"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("use `bitsfarm scenario farm-week`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,48 +6,96 @@ use std::collections::BTreeMap;
 use client::JobState;
 use probe::Event;
 
-use super::MAX_DETAILED;
+use super::{MAX_DETAILED, tally::Tally};
 use crate::{
-    farm::RunResult,
+    farm::BACKEND,
     log::Record,
-    summary::{Chain, ChainStep, DuplicateFile, Summary},
+    rates::Cause,
+    spec::FailureKind,
+    summary::{Chain, ChainStep, DuplicateFile},
     text::{secs, short},
-    track::{FileTrack, Step},
+    track::{Delivery, FileTrack, Step},
 };
 
-/// Details the duplicated files (at most [`MAX_DETAILED`]) with a chain per extra delivery;
-/// returns how many extra deliveries have no injected fault at their root.
-pub(super) fn duplicates(run: &RunResult, s: &mut Summary) -> u64 {
-    let mut unexplained = 0u64;
-    for t in run
-        .tracker
-        .files()
-        .values()
-        .filter(|t| t.deliveries.len() > 1)
-    {
-        let chains = chains(t, &run.tracker.global);
-        unexplained += chains.iter().filter(|c| c.cause.is_none()).count() as u64;
-        if s.duplicates.len() < MAX_DETAILED {
-            let mut nodes: Vec<String> = Vec::new();
-            for d in &t.deliveries {
-                if !nodes.contains(&d.node) {
-                    nodes.push(d.node.clone());
-                }
-            }
-            s.duplicates.push(DuplicateFile {
-                file: t.file.clone(),
-                job: t.job.clone(),
-                deliveries: t.deliveries.len() as u64,
-                effects: t.effects(),
-                nodes,
-                restarts: t.outcome.as_ref().map_or(0, |o| o.restarts),
-                bytes_resent: t.outcome.as_ref().map_or(0, |o| o.bytes_resent),
-                chains,
-            });
-        }
+/// Folds a duplicated file in: a chain per extra delivery, each classified by cause; the
+/// file detailed if fewer than [`MAX_DETAILED`] are.
+pub(super) fn fold(t: &FileTrack, global: &[Record], tally: &mut Tally) {
+    let chains = chains(t, global);
+    tally.unexplained += chains.iter().filter(|c| c.cause.is_none()).count() as u64;
+    for c in &chains {
+        let e = tally.causes.entry(c.class.clone()).or_default();
+        e.deliveries += 1;
+        e.effects += u64::from(
+            t.deliveries
+                .get(c.delivery as usize - 1)
+                .is_some_and(|d| d.effect),
+        );
     }
+    if tally.duplicates.len() < MAX_DETAILED {
+        let mut nodes: Vec<String> = Vec::new();
+        for d in &t.deliveries {
+            if !nodes.contains(&d.node) {
+                nodes.push(d.node.clone());
+            }
+        }
+        tally.duplicates.push(DuplicateFile {
+            file: t.file.clone(),
+            job: t.job.clone(),
+            deliveries: t.deliveries.len() as u64,
+            effects: t.effects(),
+            nodes,
+            restarts: t.outcome.as_ref().map_or(0, |o| o.restarts),
+            bytes_resent: t.outcome.as_ref().map_or(0, |o| o.bytes_resent),
+            chains,
+        });
+    }
+}
 
-    unexplained
+/// The cause of delivery `cur` after `prev`, from the events of its chain's window.
+fn classify(prev: &Delivery, cur: &Delivery, seen: &[&Event]) -> Cause {
+    let same = prev.node == cur.node;
+    let any = |f: &dyn Fn(&Event) -> bool| seen.iter().any(|e| f(e));
+    let struck = |kind: FailureKind| move |e: &Event| matches!(e, Event::FailureStruck { kind: k, .. } if k == kind.name());
+    let crashed = |host: &str| {
+        let host = host.to_owned();
+        move |e: &Event| matches!(e, Event::Crashed { host: h, .. } if *h == host)
+    };
+    if any(&struck(FailureKind::PoolRecycle)) {
+        Cause::PoolRecycle
+    } else if any(&|e| matches!(e, Event::HostFallback { .. })) {
+        Cause::HostIdFallback
+    } else if any(&crashed(BACKEND)) || any(&struck(FailureKind::AppCrash)) {
+        Cause::AppCrashAfterEffect
+    } else if any(&crashed(&prev.node)) {
+        if same {
+            Cause::NodeDownSameNode
+        } else {
+            Cause::NodeDownOtherNode
+        }
+    } else if any(
+        &|e| matches!(e, Event::Partitioned { a, b } if (a == &prev.node || b == &prev.node) && (a == BACKEND || b == BACKEND)),
+    ) {
+        Cause::Partition
+    } else if any(&struck(FailureKind::AppSlow))
+        || any(
+            &|e| matches!(e, Event::AppAnswered { node, status: None, .. } if *node == prev.node),
+        )
+    {
+        Cause::AppLateAnswer
+    } else if any(&|e| matches!(e, Event::ConnectionCut { .. }))
+        || any(&struck(FailureKind::ConnectionReset))
+        || any(
+            &|e| matches!(e, Event::FaultFired { action, .. } if action.starts_with("drop-response")),
+        )
+    {
+        if same {
+            Cause::LostAckSameNode
+        } else {
+            Cause::LostAckOtherNode
+        }
+    } else {
+        Cause::Other
+    }
 }
 
 /// Words for one event of a chain; `None` for events that add nothing.
@@ -149,6 +197,12 @@ fn render(rec: &Record, first: bool) -> Option<String> {
             JobState::Error => format!("the job failed at {t}"),
             _ => return None,
         },
+        Event::FailureStruck {
+            process,
+            kind,
+            what,
+            ..
+        } => format!("failure #{process} ({kind}): {what} ({t})"),
         Event::Partitioned { a, b } => format!("{a} and {b} were partitioned at {t}"),
         Event::Healed { a, b } => format!("the partition between {a} and {b} healed at {t}"),
         Event::HostIdToggled { enabled } => format!(
@@ -242,6 +296,12 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
                 Event::Partitioned { a, b } => {
                     Some((format!("{a} and {b} were partitioned"), None))
                 }
+                Event::FailureStruck {
+                    process,
+                    kind,
+                    what,
+                    ..
+                } => Some((format!("failure #{process} ({kind}): {what}"), None)),
                 _ => None,
             };
             if let Some((text, rule)) = found {
@@ -251,16 +311,24 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
         // The window: everything after the delivery before `prev` (the whole story for the
         // first duplicate) up to `cur`. What kept `prev`'s Ack from the client may have
         // happened just before `prev` itself (a connection cut before the node forwarded).
-        let from_seq = if k >= 2 { t.deliveries[k - 2].seq } else { 0 };
+        // (For the first duplicate, nothing before the file's own first event.)
+        let from_seq = if k >= 2 {
+            t.deliveries[k - 2].seq
+        } else {
+            t.story.first().map_or(0, |s| s.seq().saturating_sub(1))
+        };
         let start = if k >= 2 {
             pos(from_seq).map(|p| p + 1)
         } else {
             Some(0)
         };
+        // (seq, event) of the window, for the cause's class.
+        let mut seen: Vec<(u64, &Event)> = Vec::new();
         if let (Some(a), Some(b)) = (start, pos(cur.seq)) {
             for step in &t.story[a..=b] {
                 let cs = match step {
                     Step::At(r) => {
+                        seen.push((r.seq, &r.event));
                         note_cause(r.seq, r);
                         let delivery =
                             matches!(r.event, Event::Delivered { .. } | Event::Committed { .. });
@@ -295,9 +363,11 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
                     hosts.contains(&actor.as_str()) || actor == "farm"
                 }
                 Event::HostIdToggled { .. } => true,
+                Event::FailureStruck { target, .. } => hosts.contains(&target.as_str()),
                 _ => false,
             };
             if relevant {
+                seen.push((r.seq, &r.event));
                 note_cause(r.seq, r);
                 if let Some(text) = render(r, false) {
                     steps.insert(r.seq, ChainStep { t_ms: r.t_ms, text });
@@ -322,6 +392,24 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
                     .min_by_key(|(no_rule, seq, _, _)| (*no_rule, u64::MAX - *seq))
             });
         out.push(Chain {
+            class: {
+                // What kept `prev`'s Ack from the client happened after it, as a rule; only
+                // if nothing there is telling, the whole window.
+                let after: Vec<&Event> = seen
+                    .iter()
+                    .filter(|(seq, _)| *seq > prev.seq)
+                    .map(|(_, e)| *e)
+                    .collect();
+                match classify(prev, cur, &after) {
+                    Cause::Other => {
+                        let all: Vec<&Event> = seen.iter().map(|(_, e)| *e).collect();
+                        classify(prev, cur, &all)
+                    }
+                    c => c,
+                }
+                .name()
+                .to_owned()
+            },
             delivery: k as u64 + 1,
             rule: cause.as_ref().and_then(|c| c.3),
             cause: cause.map(|c| c.2),

@@ -4,12 +4,12 @@ use crate::{
     expect::{Expr, PER_FILE},
     spec::{ExpectValue, Scenario},
     summary::{ExpectationResult, Summary},
-    track::Tracker,
 };
 
+use super::tally::Tally;
+
 /// Every expectation's result, in the scenario's order.
-pub(super) fn check(scenario: &Scenario, tracker: &Tracker, s: &Summary) -> Vec<ExpectationResult> {
-    let files = tracker.files();
+pub(super) fn check(scenario: &Scenario, tally: &Tally, s: &Summary) -> Vec<ExpectationResult> {
     let mut out = Vec::with_capacity(scenario.expect.len());
     for (name, value) in &scenario.expect {
         let expr = match value {
@@ -20,36 +20,35 @@ pub(super) fn check(scenario: &Scenario, tracker: &Tracker, s: &Summary) -> Vec<
             ExpectValue::Expr(e) => Expr::parse(e).expect("validated when loaded"),
         };
         let result = if PER_FILE.contains(&name.as_str()) {
-            let failing: Vec<String> = files
-                .values()
-                .filter(|t| {
-                    let v = if name == "effects_per_file" {
-                        t.effects()
-                    } else {
-                        t.deliveries.len() as u64
-                    };
-                    !expr.holds(v as f64)
-                })
-                .map(|t| t.file.clone())
+            let by = if name == "effects_per_file" {
+                &tally.by_effects
+            } else {
+                &tally.by_deliveries
+            };
+            let failing_files: u64 = by
+                .iter()
+                .filter(|(v, _)| !expr.holds(**v as f64))
+                .map(|(_, (n, _))| n)
+                .sum();
+            let named: Vec<String> = by
+                .iter()
+                .filter(|(v, _)| !expr.holds(**v as f64))
+                .flat_map(|(_, (_, files))| files.iter().cloned())
+                .take(5)
                 .collect();
             ExpectationResult {
                 name: name.clone(),
                 expected: expr.to_string(),
-                actual: (s.metrics.files - failing.len() as u64) as f64,
-                held: failing.is_empty(),
-                detail: if failing.is_empty() {
+                actual: (s.metrics.files - failing_files) as f64,
+                held: failing_files == 0,
+                detail: if failing_files == 0 {
                     format!("all {} files", s.metrics.files)
                 } else {
                     format!(
                         "{} of {} files do not: {}",
-                        failing.len(),
+                        failing_files,
                         s.metrics.files,
-                        failing
-                            .iter()
-                            .take(5)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        named.join(", ")
                     )
                 },
             }

@@ -1,10 +1,10 @@
 //! The invariants every run is checked against, whatever the scenario expects.
 
+use super::tally::Tally;
 use crate::{
     farm::RunResult,
     spec::Scenario,
     summary::{FaultSummary, Invariant, InvariantResult, Summary},
-    track::FileTrack,
 };
 
 /// The fault rules with their counters.
@@ -27,23 +27,15 @@ pub(super) fn check(
     scenario: &Scenario,
     run: &RunResult,
     s: &Summary,
-    unexplained: u64,
+    tally: &Tally,
 ) -> Vec<InvariantResult> {
+    let unexplained = tally.unexplained;
     let unfired: Vec<String> = run
         .rules
         .iter()
         .filter(|r| r.fired == 0 && !r.optional)
         .map(|r| format!("#{} {}", r.index, r.description))
         .collect();
-    let txid_over: Vec<&FileTrack> = if scenario.backend.dedupe && scenario.clients.transaction_id {
-        run.tracker
-            .files()
-            .values()
-            .filter(|t| t.effects() > 1)
-            .collect()
-    } else {
-        Vec::new()
-    };
     let mut out = Vec::with_capacity(Invariant::ALL.len());
     let mut inv = |i: Invariant, held: bool, detail: String| {
         out.push(InvariantResult {
@@ -90,9 +82,13 @@ pub(super) fn check(
     );
     inv(
         Invariant::DedupeOneEffectPerTransaction,
-        txid_over.is_empty(),
-        match txid_over.first() {
-            Some(t) => format!("{} had {} effects", t.file, t.effects()),
+        tally.txid_over.0 == 0,
+        match &tally.txid_over.1 {
+            Some((file, effects)) if tally.txid_over.0 > 1 => format!(
+                "{file} had {effects} effects ({} files had more than one)",
+                tally.txid_over.0
+            ),
+            Some((file, effects)) => format!("{file} had {effects} effects"),
             None => "at most one effect per transaction id".into(),
         },
     );

@@ -46,3 +46,69 @@ proptest! {
         let _ = scenario::load_str(&text, "x.toml", "x");
     }
 }
+
+#[test]
+fn bad_workloads_and_failure_processes_name_the_key_and_what_is_wrong() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[workload]\nduration_days = 90\n",
+            "workload.duration_days",
+            "at most deadline_days",
+        ),
+        (
+            "[workload]\nuploads_per_hour = 10000000\nduration_days = 30\n",
+            "workload.uploads_per_hour",
+            "at most 1,000,000",
+        ),
+        (
+            "[workload]\ndaily_profile = [1, 2]\n",
+            "workload.daily_profile",
+            "needs 24 weights",
+        ),
+        (
+            "[workload]\nfile_size = { dist = \"lognormal\", median = 1000 }\n",
+            "workload.file_size",
+            "needs median and p99",
+        ),
+        (
+            "[workload]\nfile_size = { dist = \"uniform\", min = 10, max = 5 }\n",
+            "workload.file_size",
+            "max must be at least min",
+        ),
+        ("[[failure]]\nmtbf_h = 3\n", "failure[0]", "needs kind"),
+        (
+            "[[failure]]\nkind = \"node-crash\"\n",
+            "failure[0]",
+            "node-crash needs mtbf_h",
+        ),
+        (
+            "[[failure]]\nkind = \"app-error\"\nprobability = 0.1\nmtbf_h = 4\n",
+            "failure[0].mtbf_h",
+            "does not go with kind = \"app-error\"",
+        ),
+        (
+            "[[failure]]\nkind = \"partition\"\nmtbf_h = 10\nduration_s = 1e12\n",
+            "failure[0].duration_s",
+            "seconds, at most the deadline",
+        ),
+        (
+            "[[failure]]\nkind = \"node-crash\"\nmtbf_h = 10\nnode = \"node-9\"\n",
+            "failure[0].node",
+            "no such node",
+        ),
+        (
+            "[[failure]]\nkind = \"connection-reset\"\nper_request = 1.5\n",
+            "failure[0].per_request",
+            "must be in (0, 1]",
+        ),
+    ];
+    for (text, key, says) in cases {
+        let e = scenario::load_str(text, "t.toml", "t").expect_err(text);
+        assert_eq!(e.key.as_deref(), Some(*key), "{text}: {e}");
+        assert!(e.message.contains(says), "{text}: {e}");
+        assert!(e.line.is_some(), "{text}: {e}");
+    }
+    // An unknown kind is a TOML error at its line.
+    let e = scenario::load_str("\n[[failure]]\nkind = \"meteor\"\n", "t.toml", "t").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+}

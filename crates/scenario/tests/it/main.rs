@@ -6,6 +6,7 @@ mod determinism;
 mod faults;
 mod hardening;
 mod loading;
+mod rates;
 mod shipped;
 mod storage;
 

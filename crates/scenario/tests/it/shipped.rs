@@ -32,6 +32,7 @@ fn every_shipped_scenario_is_tested_here() {
         "canary",
         "crash-after-forward",
         "crash-no-hostid",
+        "farm-week",
         "happy-path",
         "hostid-resume",
         "hostid-toggle",
@@ -153,4 +154,33 @@ fn the_canary_fails() {
     let e = &s.expectations[0];
     assert_eq!((e.name.as_str(), e.held), ("duplicate_deliveries", false));
     assert!(e.actual >= 1.0);
+}
+
+#[test]
+fn a_day_of_farm_week_has_its_traffic_and_explained_duplicates() {
+    // The shipped week, shortened to a day (the full week is `bench --only week`).
+    let src = scenario::catalog::source("farm-week").unwrap();
+    let set = [scenario::overrides::Override::parse("workload.duration_days=1").unwrap()];
+    let s = scenario::overrides::apply(&src.text, &src.origin, &src.default_name, &set).unwrap();
+    let summary = run(&s, 1);
+    for i in &summary.invariants {
+        assert!(i.held, "invariant {} failed: {}", i.name, i.detail);
+    }
+    // 2,000 uploads an hour for 24 hours: a Poisson count of mean 48,000 (sd 219).
+    let files = summary.metrics.files;
+    assert!((46_700..=49_300).contains(&files), "{files} uploads");
+    assert_eq!(summary.rates.uploads, files);
+    assert_eq!(
+        summary.metrics.acknowledged, files,
+        "every upload ends acknowledged"
+    );
+    // Its failures make duplicates, each with a named cause.
+    assert!(summary.metrics.duplicate_deliveries > 0);
+    let classified: u64 = summary.rates.causes.iter().map(|c| c.count).sum();
+    assert_eq!(classified, summary.metrics.duplicate_deliveries);
+    assert!(
+        summary.rates.causes.iter().all(|c| c.cause != "other"),
+        "{:?}",
+        summary.rates.causes
+    );
 }

@@ -1,0 +1,629 @@
+//! How often: duplicate deliveries and effects per million uploads with 95% intervals, lost
+//! and failed uploads, restarts, bytes re-sent, upload-time percentiles from an HDR histogram,
+//! and the duplicates broken down by cause. `summary.json` carries this as `rates`.
+//!
+//! **Intervals.** For one run, a 95% Wilson score interval on the share of uploads (each
+//! upload counted as one trial; a rate above one per upload is capped there). Uploads of one
+//! run are not independent (one crash duplicates every file it caught in flight), so over
+//! several runs (`--runs N`) the interval is the wider of the pooled Wilson interval and a
+//! percentile bootstrap over runs (runs drawn with replacement, 2,000 times, from a fixed
+//! seed), which carries the clustering.
+
+use std::collections::BTreeMap;
+
+use rand::{RngExt as _, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+
+/// z for a two-sided 95% interval.
+const Z95: f64 = 1.959_963_984_540_054;
+/// Bootstrap resamples over runs.
+const RESAMPLES: usize = 2000;
+
+/// A rate with its 95% interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The estimate.
+    pub value: f64,
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+impl Interval {
+    /// Whether two intervals overlap (their rates cannot be told apart at 95%).
+    pub fn overlaps(&self, other: &Interval) -> bool {
+        self.low <= other.high && other.low <= self.high
+    }
+
+    /// `12.3 [8.1, 17.9]` with `digits` decimals.
+    pub fn show(&self, digits: usize) -> String {
+        format!(
+            "{:.d$} [{:.d$}, {:.d$}]",
+            self.value,
+            self.low,
+            self.high,
+            d = digits
+        )
+    }
+}
+
+/// The 95% Wilson score interval of `x` successes in `n` trials, as shares (0–1).
+pub fn wilson(x: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n_f = n as f64;
+    let p = x.min(n) as f64 / n_f;
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / n_f;
+    let centre = (p + z2 / (2.0 * n_f)) / denom;
+    let half = Z95 * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+fn per_million(x: u64, n: u64) -> Interval {
+    let (lo, hi) = wilson(x, n);
+    Interval {
+        value: if n == 0 {
+            0.0
+        } else {
+            x as f64 * 1e6 / n as f64
+        },
+        low: lo * 1e6,
+        high: hi * 1e6,
+    }
+}
+
+/// Upload times (first attempt to the job's end), in milliseconds, as an HDR histogram (3
+/// significant digits); in JSON the non-empty buckets as `[value_ms, count]` pairs, so runs and
+/// sweep shards merge exactly.
+#[derive(Debug, Clone)]
+pub struct UploadTimes(hdrhistogram::Histogram<u64>);
+
+impl Default for UploadTimes {
+    fn default() -> Self {
+        UploadTimes(hdrhistogram::Histogram::new(3).expect("3 significant digits is valid"))
+    }
+}
+
+impl PartialEq for UploadTimes {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs() == other.pairs()
+    }
+}
+
+impl UploadTimes {
+    /// Adds one time.
+    pub fn add_ms(&mut self, ms: u64) {
+        // The histogram grows to fit; past its largest trackable value a time is capped.
+        if self.0.record(ms).is_err() {
+            self.0.saturating_record(ms);
+        }
+    }
+
+    /// Adds another histogram.
+    pub fn merge(&mut self, other: &UploadTimes) {
+        // Auto-resizing histograms cannot fail to add.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Times counted.
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Quantile `q` (0–1), seconds; 0 when empty.
+    pub fn quantile_s(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            0.0
+        } else {
+            self.0.value_at_quantile(q) as f64 / 1000.0
+        }
+    }
+
+    fn pairs(&self) -> Vec<(u64, u64)> {
+        self.0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+}
+
+impl Serialize for UploadTimes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.pairs().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UploadTimes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(u64, u64)> = Vec::deserialize(d)?;
+        let mut t = UploadTimes::default();
+        for (v, c) in pairs {
+            if t.0.record_n(v, c).is_err() {
+                t.0.saturating_record_n(v, c);
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Upload-time percentiles, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of `t`.
+    pub fn of(t: &UploadTimes) -> Percentiles {
+        Percentiles {
+            p50: t.quantile_s(0.5),
+            p90: t.quantile_s(0.9),
+            p99: t.quantile_s(0.99),
+            p999: t.quantile_s(0.999),
+        }
+    }
+}
+
+/// Why a file was delivered again: the chain of a duplicate delivery, classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// The final Ack was lost on the wire (a reset, a dropped answer); the client's retry
+    /// reached another node, which did not know the session: a new upload, delivered again.
+    LostAckOtherNode,
+    /// The final Ack was lost; the retry reached the same node, which forwarded again.
+    LostAckSameNode,
+    /// The node died after forwarding, before the client got the Ack; the retry went to
+    /// another node.
+    NodeDownOtherNode,
+    /// The node died after forwarding; it came back and forwarded again.
+    NodeDownSameNode,
+    /// The client's Host-Id fallback timer expired while its node stayed down: it went back
+    /// to the shared address and uploaded again elsewhere.
+    HostIdFallback,
+    /// The application answered after the node's deadline (or not at all): the node told
+    /// the client to retry, and forwarded again.
+    AppLateAnswer,
+    /// The application died after its effect, before answering.
+    AppCrashAfterEffect,
+    /// The node and the application were partitioned after the application took the file.
+    Partition,
+    /// An IIS application-pool recycle cut the request in flight.
+    PoolRecycle,
+    /// Delivered after its upload had ended and been counted (a late answer).
+    Late,
+    /// None of the above.
+    Other,
+}
+
+impl Cause {
+    /// Every cause, in report order.
+    pub const ALL: [Cause; 11] = [
+        Cause::LostAckOtherNode,
+        Cause::LostAckSameNode,
+        Cause::NodeDownOtherNode,
+        Cause::NodeDownSameNode,
+        Cause::HostIdFallback,
+        Cause::AppLateAnswer,
+        Cause::AppCrashAfterEffect,
+        Cause::Partition,
+        Cause::PoolRecycle,
+        Cause::Late,
+        Cause::Other,
+    ];
+
+    /// The name in `summary.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::LostAckOtherNode => "lost-ack-other-node",
+            Cause::LostAckSameNode => "lost-ack-same-node",
+            Cause::NodeDownOtherNode => "node-down-other-node",
+            Cause::NodeDownSameNode => "node-down-same-node",
+            Cause::HostIdFallback => "host-id-fallback",
+            Cause::AppLateAnswer => "app-late-answer",
+            Cause::AppCrashAfterEffect => "app-crash-after-effect",
+            Cause::Partition => "partition",
+            Cause::PoolRecycle => "pool-recycle",
+            Cause::Late => "late",
+            Cause::Other => "other",
+        }
+    }
+
+    /// The cause of a name.
+    pub fn parse(name: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The cause in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Cause::LostAckOtherNode => {
+                "the final Ack was lost on the wire; the retry reached another node, which did not know the session, and the file was uploaded and delivered again"
+            }
+            Cause::LostAckSameNode => {
+                "the final Ack was lost on the wire; the retry reached the same node, which forwarded the file again"
+            }
+            Cause::NodeDownOtherNode => {
+                "the node died after forwarding, before the client got the Ack; the retry went to another node"
+            }
+            Cause::NodeDownSameNode => {
+                "the node died after forwarding, before the client got the Ack; it came back and forwarded the file again"
+            }
+            Cause::HostIdFallback => {
+                "the client's Host-Id fallback timer expired while its node stayed down; it uploaded again through the shared address"
+            }
+            Cause::AppLateAnswer => {
+                "the application answered after the node's deadline; the node had the client retry and forwarded again"
+            }
+            Cause::AppCrashAfterEffect => {
+                "the application died after its effect, before answering; the retry was forwarded again"
+            }
+            Cause::Partition => {
+                "the node lost the application's answer to a partition; the retry was forwarded again"
+            }
+            Cause::PoolRecycle => {
+                "an application-pool recycle cut the request in flight; the retry was forwarded again"
+            }
+            Cause::Late => "delivered after the upload had ended (a late answer)",
+            Cause::Other => "none of the named causes",
+        }
+    }
+}
+
+/// Duplicates of one cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CauseCount {
+    /// Duplicate deliveries.
+    pub deliveries: u64,
+    /// Of which had an effect.
+    pub effects: u64,
+}
+
+/// One cause's part of the duplicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CauseRate {
+    /// The cause's name ([`Cause::name`]).
+    pub cause: String,
+    /// In words.
+    pub words: String,
+    /// Duplicate deliveries of this cause.
+    pub count: u64,
+    /// Its share of all duplicate deliveries (0–1).
+    pub share: f64,
+    /// Duplicate deliveries of this cause per million uploads (95% interval).
+    pub per_million: Interval,
+    /// Duplicate effects of this cause.
+    pub effects: u64,
+}
+
+/// The rates of a run, or of several runs pooled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Uploads counted (files whose job ended, plus those still running at the end).
+    pub uploads: u64,
+    /// Runs pooled.
+    pub runs: u64,
+    /// How the intervals were made.
+    pub method: String,
+    /// Duplicate deliveries per million uploads.
+    pub duplicate_deliveries_per_million: Interval,
+    /// Duplicate effects (the application acted twice) per million uploads.
+    pub duplicate_effects_per_million: Interval,
+    /// Files delivered more than once, per million uploads.
+    pub files_duplicated_per_million: Interval,
+    /// Uploads acknowledged but never delivered, per million.
+    pub lost_per_million: Interval,
+    /// Uploads whose job ended in error, per million.
+    pub failed_per_million: Interval,
+    /// Restarts from byte 0 per million uploads.
+    pub restarts_per_million: f64,
+    /// Bytes re-sent per upload.
+    pub bytes_resent_per_upload: f64,
+    /// Upload times, seconds.
+    pub upload_time_s: Percentiles,
+    /// Duplicates by cause, most frequent first.
+    pub causes: Vec<CauseRate>,
+}
+
+/// What the rates of one run are made from.
+pub struct RunCounts<'a> {
+    /// The run's totals.
+    pub metrics: &'a Metrics,
+    /// Its upload times.
+    pub times: &'a UploadTimes,
+    /// Its duplicates by cause name.
+    pub causes: &'a BTreeMap<String, CauseCount>,
+}
+
+impl Rates {
+    /// The rates of one run.
+    pub fn of_run(r: &RunCounts<'_>) -> Rates {
+        Rates::pooled(std::slice::from_ref(r))
+    }
+
+    /// The rates of several runs pooled (one run: Wilson intervals).
+    pub fn pooled(runs: &[RunCounts<'_>]) -> Rates {
+        let mut m = Metrics::default();
+        let mut times = UploadTimes::default();
+        let mut causes: BTreeMap<String, CauseCount> = BTreeMap::new();
+        for r in runs {
+            m.add(r.metrics);
+            times.merge(r.times);
+            for (k, c) in r.causes {
+                let e = causes.entry(k.clone()).or_default();
+                e.deliveries += c.deliveries;
+                e.effects += c.effects;
+            }
+        }
+        let n = m.files;
+        let boot = |pick: &dyn Fn(&RunCounts<'_>) -> u64, wilson: Interval| -> Interval {
+            if runs.len() < 2 {
+                return wilson;
+            }
+            let (lo, hi) = bootstrap(runs, pick);
+            Interval {
+                value: wilson.value,
+                low: wilson.low.min(lo),
+                high: wilson.high.max(hi),
+            }
+        };
+        let dup = boot(
+            &|r| r.metrics.duplicate_deliveries,
+            per_million(m.duplicate_deliveries, n),
+        );
+        let eff = boot(
+            &|r| r.metrics.duplicate_effects,
+            per_million(m.duplicate_effects, n),
+        );
+        let files_dup = boot(
+            &|r| r.metrics.files_duplicated,
+            per_million(m.files_duplicated, n),
+        );
+        let lost = boot(&|r| r.metrics.lost, per_million(m.lost, n));
+        let failed = boot(&|r| r.metrics.failed, per_million(m.failed, n));
+        let mut cause_rates: Vec<CauseRate> = causes
+            .iter()
+            .filter(|(_, c)| c.deliveries > 0)
+            .map(|(k, c)| {
+                let name = k.clone();
+                let pick = move |r: &RunCounts<'_>| r.causes.get(&name).map_or(0, |c| c.deliveries);
+                CauseRate {
+                    cause: k.clone(),
+                    words: Cause::parse(k).map_or("", Cause::words).to_owned(),
+                    count: c.deliveries,
+                    share: c.deliveries as f64 / m.duplicate_deliveries.max(1) as f64,
+                    per_million: boot(&pick, per_million(c.deliveries, n)),
+                    effects: c.effects,
+                }
+            })
+            .collect();
+        cause_rates.sort_by(|a, b| b.count.cmp(&a.count).then(a.cause.cmp(&b.cause)));
+        Rates {
+            uploads: n,
+            runs: runs.len() as u64,
+            method: if runs.len() < 2 {
+                "95% Wilson score interval over uploads".into()
+            } else {
+                format!(
+                    "95%: the wider of the pooled Wilson interval and a bootstrap over the {} runs",
+                    runs.len()
+                )
+            },
+            duplicate_deliveries_per_million: dup,
+            duplicate_effects_per_million: eff,
+            files_duplicated_per_million: files_dup,
+            lost_per_million: lost,
+            failed_per_million: failed,
+            restarts_per_million: if n == 0 {
+                0.0
+            } else {
+                m.restarts as f64 * 1e6 / n as f64
+            },
+            bytes_resent_per_upload: if n == 0 {
+                0.0
+            } else {
+                m.bytes_resent as f64 / n as f64
+            },
+            upload_time_s: Percentiles::of(&times),
+            causes: cause_rates,
+        }
+    }
+
+    /// The rates in a few lines for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut o = format!(
+            "rates over {} uploads{} (95% intervals)\n",
+            self.uploads,
+            if self.runs > 1 {
+                format!(" in {} runs", self.runs)
+            } else {
+                String::new()
+            }
+        );
+        o += &format!(
+            "  duplicate deliveries per million uploads: {}\n",
+            self.duplicate_deliveries_per_million.show(1)
+        );
+        o += &format!(
+            "  duplicate effects per million uploads:    {}\n",
+            self.duplicate_effects_per_million.show(1)
+        );
+        o += &format!(
+            "  lost {} · failed {} per million; restarts {:.1} per million; {:.0} bytes re-sent per upload\n",
+            self.lost_per_million.show(1),
+            self.failed_per_million.show(1),
+            self.restarts_per_million,
+            self.bytes_resent_per_upload
+        );
+        let t = &self.upload_time_s;
+        o += &format!(
+            "  upload time: p50 {} · p90 {} · p99 {} · p99.9 {}\n",
+            crate::text::secs((t.p50 * 1000.0) as u64),
+            crate::text::secs((t.p90 * 1000.0) as u64),
+            crate::text::secs((t.p99 * 1000.0) as u64),
+            crate::text::secs((t.p999 * 1000.0) as u64)
+        );
+        if !self.causes.is_empty() {
+            o += "  duplicates by cause:\n";
+            for c in &self.causes {
+                o += &format!(
+                    "    {:>5.1}%  {:<24} {} per million ({} duplicate(s), {} with effect)\n",
+                    c.share * 100.0,
+                    c.cause,
+                    c.per_million.show(1),
+                    c.count,
+                    c.effects
+                );
+            }
+        }
+        o
+    }
+}
+
+impl Rates {
+    /// The rates as rows of (what, value) for report tables, most telling first.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let t = &self.upload_time_s;
+        let secs = |s: f64| crate::text::secs((s * 1000.0) as u64);
+        vec![
+            (
+                "duplicate deliveries per million uploads".into(),
+                self.duplicate_deliveries_per_million.show(1),
+            ),
+            (
+                "duplicate effects per million uploads (the application acted twice)".into(),
+                self.duplicate_effects_per_million.show(1),
+            ),
+            (
+                "files delivered more than once, per million".into(),
+                self.files_duplicated_per_million.show(1),
+            ),
+            (
+                "lost uploads per million".into(),
+                self.lost_per_million.show(1),
+            ),
+            (
+                "failed uploads per million".into(),
+                self.failed_per_million.show(1),
+            ),
+            (
+                "restarts from byte 0 per million uploads".into(),
+                format!("{:.1}", self.restarts_per_million),
+            ),
+            (
+                "bytes re-sent per upload".into(),
+                format!("{:.0}", self.bytes_resent_per_upload),
+            ),
+            (
+                "upload time p50 / p90 / p99 / p99.9".into(),
+                format!(
+                    "{} / {} / {} / {}",
+                    secs(t.p50),
+                    secs(t.p90),
+                    secs(t.p99),
+                    secs(t.p999)
+                ),
+            ),
+        ]
+    }
+}
+
+/// 2.5th and 97.5th percentiles, per million uploads, of a bootstrap over runs of the count
+/// `pick` gives per run.
+fn bootstrap(runs: &[RunCounts<'_>], pick: &dyn Fn(&RunCounts<'_>) -> u64) -> (f64, f64) {
+    let counts: Vec<(u64, u64)> = runs.iter().map(|r| (pick(r), r.metrics.files)).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_b007);
+    let mut rates: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let (mut x, mut n) = (0u64, 0u64);
+            for _ in 0..counts.len() {
+                let (cx, cn) = counts[rng.random_range(0..counts.len())];
+                x += cx;
+                n += cn;
+            }
+            if n == 0 {
+                0.0
+            } else {
+                x as f64 * 1e6 / n as f64
+            }
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let at = |q: f64| rates[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+    (at(0.025), at(0.975))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // Wilson (1927) / Newcombe (1998), example: 81 of 263 -> [0.2553, 0.3662].
+        let (lo, hi) = wilson(81, 263);
+        assert!(
+            (lo - 0.2553).abs() < 5e-4 && (hi - 0.3662).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        // No successes still gives an upper bound (rule of three, roughly 3.7/n for z = 1.96).
+        let (lo, hi) = wilson(0, 10_000);
+        assert_eq!(lo, 0.0);
+        assert!(hi > 3.0e-4 && hi < 4.0e-4, "{hi}");
+    }
+
+    #[test]
+    fn the_bootstrap_widens_intervals_when_runs_disagree() {
+        let causes = BTreeMap::new();
+        let times = UploadTimes::default();
+        let run = |dups: u64| Metrics {
+            files: 10_000,
+            duplicate_deliveries: dups,
+            ..Metrics::default()
+        };
+        let even: Vec<Metrics> = (0..10).map(|_| run(10)).collect();
+        let clustered: Vec<Metrics> = (0..10).map(|i| run(if i == 0 { 100 } else { 0 })).collect();
+        let rates = |ms: &[Metrics]| {
+            let counts: Vec<RunCounts<'_>> = ms
+                .iter()
+                .map(|m| RunCounts {
+                    metrics: m,
+                    times: &times,
+                    causes: &causes,
+                })
+                .collect();
+            Rates::pooled(&counts).duplicate_deliveries_per_million
+        };
+        let (e, c) = (rates(&even), rates(&clustered));
+        assert_eq!((e.value, c.value), (1000.0, 1000.0));
+        assert!(c.high - c.low > 2.0 * (e.high - e.low), "{e:?} {c:?}");
+    }
+
+    #[test]
+    fn upload_times_round_trip_through_json_and_merge() {
+        let mut a = UploadTimes::default();
+        for ms in [10, 200, 3_000, 45_000, 600_000] {
+            a.add_ms(ms);
+        }
+        let back: UploadTimes = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+        let mut b = back.clone();
+        b.merge(&a);
+        assert_eq!(b.count(), 10);
+        assert!(
+            (a.quantile_s(0.5) - 3.0).abs() < 0.01,
+            "{}",
+            a.quantile_s(0.5)
+        );
+    }
+}
