@@ -25,6 +25,12 @@ upload FILE URL *ARGS:
 sweep *ARGS:
     cargo run --release -- sweep crash-after-forward --name crash-settings --seeds 100 --set 'fault[0].restart_after_s=3600' --set backend.dedupe=true --vary farm.host_id=true,false --vary farm.session_state=durable,volatile --vary 'fault[0].point=after-forward,final-ack-ready' --vary clients.transaction_id=false,true {{ARGS}}
 
+# Sweep a simulated week of farm-week over BITSHostId, session state and transaction ids (2 seeds,
+# ~5 min on 2 cores); writes reports/sweeps/farm-week-settings/ (its report.md is the golden
+# sample reports/golden/farm-week-settings.md).
+sweep-week *ARGS:
+    cargo run --release -- sweep farm-week --name farm-week-settings --seeds 2 --vary farm.host_id=false,true --vary farm.session_state=durable,volatile --vary workload.transaction_id=false,true {{ARGS}}
+
 # Regenerate a run's or a sweep's reports from its saved JSON.
 report DIR:
     cargo run --release -- report {{DIR}}

@@ -82,6 +82,8 @@ pub struct Node {
     open_sessions: AtomicU64,
     /// Bytes held by open sessions (for `max_session_bytes`), counted from the store at boot.
     held_bytes: AtomicU64,
+    /// The worker this one handed its requests to (`hand_to`).
+    successor: Mutex<Option<Arc<Node>>>,
 }
 
 impl Node {
@@ -103,6 +105,7 @@ impl Node {
             buffered: Arc::new(tokio::sync::Semaphore::new(buffer_permits)),
             open_sessions: AtomicU64::new(0),
             held_bytes: AtomicU64::new(0),
+            successor: Mutex::default(),
             cfg,
         }))
     }
@@ -166,8 +169,9 @@ impl Node {
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().cleanup_loop());
+        // Each request goes to the node's newest worker (see `hand_to`).
         let handler = move |req, conn, _peer| {
-            let node = self.clone();
+            let node = self.current();
             async move { node.handle(req, conn).await }
         };
         transport::server::serve_all(listener, options, tasks, handler).await
@@ -251,6 +255,26 @@ impl Node {
         BodyTiming {
             idle: probe::clock::secs(self.cfg.idle_timeout_s),
             min_bytes_per_s: self.cfg.min_bytes_per_s,
+        }
+    }
+
+    /// Hands this worker's requests to `next` (an IIS application pool recycled with
+    /// overlap): requests in flight finish here; every later request, on a connection this
+    /// worker accepted too, goes to `next` (or to whoever `next` hands over to), as HTTP.sys
+    /// keeps the connections and routes requests to the newest worker process.
+    pub fn hand_to(&self, next: Arc<Node>) {
+        *lock(&self.successor) = Some(next);
+    }
+
+    /// The newest worker: this one, or the last one it was handed to.
+    fn current(self: &Arc<Self>) -> Arc<Node> {
+        let mut node = self.clone();
+        loop {
+            let next = lock(&node.successor).clone();
+            match next {
+                Some(n) => node = n,
+                None => return node,
+            }
         }
     }
 

@@ -32,6 +32,21 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// Escapes `text`, turning its `backticked` spans into `<code>`.
+fn inline_code(text: &str) -> String {
+    escape(text)
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
+}
+
 fn card(o: &mut String, label: &str, value: &str, dup: bool) {
     let _ = write!(
         o,
@@ -367,48 +382,80 @@ pub fn sweep(s: &SweepSummary) -> String {
             "Invariants FAILED in some runs."
         }
     );
-    let max_eff = s
-        .settings
-        .iter()
-        .map(|x| x.duplicate_effects_rate.per_1000)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let max_del = s
-        .settings
-        .iter()
-        .map(|x| x.duplicate_deliveries_rate.per_1000)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    o += "<h2>Safety matrix (safest first)</h2><p>Rates per 1,000 uploads with 95% intervals. Colour: green is safest within this sweep, red least safe.</p>";
-    o += "<table><tr><th>rank</th><th>setting</th><th>duplicate effects /1000</th><th>duplicate deliveries /1000</th><th>lost</th><th>restarts /1000</th><th>re-sent bytes /upload</th><th>upload time p50 / p90 / p99</th><th>runs</th></tr>";
-    for (rank, &i) in s.ranking.iter().enumerate() {
-        let st = &s.settings[i];
-        let cell = |r: &crate::sweep::Rate, max: f64| {
-            format!(
-                r#"<td class="num" style="background:{}">{:.1}<br/><small>[{:.1}, {:.1}]</small></td>"#,
-                svg::heat(r.per_1000 / max),
-                r.per_1000,
-                r.low,
-                r.high
-            )
-        };
+    o += "<h2>What to change</h2><ul>";
+    for line in &s.conclusion {
+        let _ = write!(o, "<li>{}</li>", inline_code(line));
+    }
+    o += "</ul>";
+    let keys = |ks: &[String]| {
+        if ks.is_empty() {
+            "none".to_owned()
+        } else {
+            escape(&ks.join(", "))
+        }
+    };
+    let _ = write!(
+        o,
+        "<p>Settings varied (what an operator controls): {}. Conditions varied (what the farm meets): {}. Rates per million uploads with 95% intervals; colour: green is safest within this sweep, red least safe.</p>",
+        keys(&s.setting_keys),
+        keys(&s.condition_keys)
+    );
+    let max_of = |f: &dyn Fn(&crate::sweep::SettingSummary) -> f64| {
+        s.settings.iter().map(f).fold(0.0f64, f64::max).max(1e-9)
+    };
+    let max_eff = max_of(&|x| x.rates.duplicate_effects_per_million.value);
+    let max_del = max_of(&|x| x.rates.duplicate_deliveries_per_million.value);
+    let cell = |r: &scenario::rates::Interval, max: f64| {
+        format!(
+            r#"<td class="num" style="background:{}">{:.1}<br/><small>[{:.1}, {:.1}]</small></td>"#,
+            svg::heat(r.value / max),
+            r.value,
+            r.low,
+            r.high
+        )
+    };
+    for m in &s.matrices {
         let _ = write!(
             o,
-            "<tr><td class=\"num\">{}</td><td>{}</td>{}{}<td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td>&lt; {} s / &lt; {} s / &lt; {} s</td><td class=\"num\">{}</td></tr>",
-            rank + 1,
-            escape(&st.label),
-            cell(&st.duplicate_effects_rate, max_eff),
-            cell(&st.duplicate_deliveries_rate, max_del),
-            st.lost,
-            st.restarts_rate.per_1000,
-            st.bytes_resent_per_upload,
-            st.completion_s.p50,
-            st.completion_s.p90,
-            st.completion_s.p99,
-            st.runs
+            "<h2>Safety matrix{} (safest first)</h2><table><tr><th>rank</th><th>setting</th><th>duplicate effects /M</th><th>duplicate deliveries /M</th><th>lost /M</th><th>restarts /M</th><th>re-sent bytes /upload</th><th>upload time p50 / p99</th><th>runs</th></tr>",
+            if m.condition == "(as written)" {
+                String::new()
+            } else {
+                format!(": {}", escape(&m.condition))
+            }
         );
+        for r in &m.rows {
+            let st = &s.settings[r.setting];
+            let t = &st.rates.upload_time_s;
+            let _ = write!(
+                o,
+                "<tr><td class=\"num\">{}{}</td><td>{}</td>{}{}<td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td>{} / {}</td><td class=\"num\">{}</td></tr>",
+                if r.tied { "=" } else { "" },
+                r.rank,
+                escape(&crate::markdown::setting_label(s, r.setting)),
+                cell(&st.rates.duplicate_effects_per_million, max_eff),
+                cell(&st.rates.duplicate_deliveries_per_million, max_del),
+                st.rates.lost_per_million.value,
+                st.rates.restarts_per_million,
+                st.bytes_resent_per_upload,
+                secs((t.p50 * 1000.0) as u64),
+                secs((t.p99 * 1000.0) as u64),
+                st.runs
+            );
+        }
+        o.push_str("</table>");
+        if m.rows.iter().any(|r| r.tied) {
+            o += "<p><code>=</code>: tied, their intervals overlap; ordered within the tie by cost (bytes re-sent per upload, then p99 upload time).</p>";
+        }
+        for &i in &m.flagged {
+            let _ = write!(
+                o,
+                "<p class=\"fail\">Left out of the ranking: {}: {}.</p>",
+                escape(&crate::markdown::setting_label(s, i)),
+                escape(s.settings[i].flagged.as_deref().unwrap_or_default())
+            );
+        }
     }
-    o.push_str("</table>");
     // Chart rows are labelled by their values only; the keys are named once above the charts.
     let short = |i: usize| -> String {
         let vals: Vec<&str> = p.settings[i]
@@ -422,57 +469,37 @@ pub fn sweep(s: &SweepSummary) -> String {
             vals.join(" · ")
         }
     };
-    let chart =
-        |f: &dyn Fn(&crate::sweep::SettingSummary) -> crate::sweep::Rate, max: f64| -> Vec<Bar> {
-            s.ranking
-                .iter()
-                .map(|&i| {
-                    let st = &s.settings[i];
-                    let r = f(st);
-                    Bar {
-                        label: short(i),
-                        value: r.per_1000,
-                        interval: Some((r.low, r.high)),
-                        colour: svg::heat(r.per_1000 / max),
-                    }
-                })
-                .collect()
-        };
+    let chart = |f: &dyn Fn(&crate::sweep::SettingSummary) -> scenario::rates::Interval,
+                 max: f64|
+     -> Vec<Bar> {
+        s.ranking
+            .iter()
+            .map(|&i| {
+                let r = f(&s.settings[i]);
+                Bar {
+                    label: short(i),
+                    value: r.value,
+                    interval: Some((r.low, r.high)),
+                    colour: svg::heat(r.value / max),
+                }
+            })
+            .collect()
+    };
     let _ = write!(
         o,
-        "<h2>Charts</h2><p>Rows are settings, safest first, labelled <code>{}</code>.</p>",
+        "<h2>Charts</h2><p>Rows are the ranked settings, matrix by matrix, labelled <code>{}</code>.</p>",
         escape(&p.varied.join(" · "))
     );
     o += &svg::bars(
-        "duplicate effects per 1,000 uploads (95% interval)",
-        "per 1,000",
-        &chart(&|st| st.duplicate_effects_rate, max_eff),
+        "duplicate effects per million uploads (95% interval)",
+        "per million",
+        &chart(&|st| st.rates.duplicate_effects_per_million, max_eff),
     );
     o += &svg::bars(
-        "duplicate deliveries per 1,000 uploads (95% interval)",
-        "per 1,000",
-        &chart(&|st| st.duplicate_deliveries_rate, max_del),
+        "duplicate deliveries per million uploads (95% interval)",
+        "per million",
+        &chart(&|st| st.rates.duplicate_deliveries_per_million, max_del),
     );
-    let max_p90 = s
-        .settings
-        .iter()
-        .map(|x| x.completion_s.p90)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let times: Vec<Bar> = s
-        .ranking
-        .iter()
-        .map(|&i| {
-            let st = &s.settings[i];
-            Bar {
-                label: short(i),
-                value: st.completion_s.p90,
-                interval: Some((st.completion_s.p50, st.completion_s.p90)),
-                colour: svg::heat(st.completion_s.p90 / max_p90),
-            }
-        })
-        .collect();
-    o += &svg::bars("upload time p90, seconds (whisker from p50)", "s", &times);
     let broken: Vec<&String> = s.settings.iter().flat_map(|st| &st.broken_runs).collect();
     if !broken.is_empty() {
         o += "<h2>Runs whose invariants failed</h2><ul>";

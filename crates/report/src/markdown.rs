@@ -8,7 +8,7 @@ use scenario::{
     text::{ordinal, secs},
 };
 
-use crate::sweep::{Rate, SweepSummary};
+use crate::sweep::SweepSummary;
 
 /// A time as `1d 0h 0m 1s`, `12.3 s`.
 pub fn short_time(ms: u64) -> String {
@@ -248,15 +248,8 @@ pub fn aggregate(a: &Aggregate) -> String {
     )
 }
 
-fn rate(r: &Rate) -> String {
-    if r.low == r.high {
-        format!("{:.1}", r.per_1000)
-    } else {
-        format!("{:.1} [{:.1}, {:.1}]", r.per_1000, r.low, r.high)
-    }
-}
-
-/// The Markdown report of a sweep.
+/// The Markdown report of a sweep: what to change first, then a safety matrix per
+/// condition, the causes, the runs left out.
 pub fn sweep(s: &SweepSummary) -> String {
     let p = &s.plan;
     let mut o = String::new();
@@ -274,14 +267,21 @@ pub fn sweep(s: &SweepSummary) -> String {
             .unwrap_or_default(),
         s.runs
     );
+    let keys = |ks: &[String]| {
+        if ks.is_empty() {
+            "none".to_owned()
+        } else {
+            ks.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
     let _ = writeln!(
         o,
-        "Varied: {}.",
-        p.varied
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "Settings varied (what an operator controls): {}. Conditions varied (what the farm meets): {}.",
+        keys(&s.setting_keys),
+        keys(&s.condition_keys)
     );
     if !p.fixed.is_empty() {
         let _ = writeln!(
@@ -296,41 +296,78 @@ pub fn sweep(s: &SweepSummary) -> String {
     }
     let _ = writeln!(
         o,
-        "\nInvariants (no lost file, no corrupted delivery, every duplicate explained): {}.\n",
+        "\nInvariants (no lost file, no corrupted delivery, every duplicate explained, every scripted fault fired): {}.\n",
         if s.invariants_held {
             "held in every run"
         } else {
-            "**FAILED in some runs** (see below)"
+            "**FAILED in some runs**: those settings are left out of the ranking (see below)"
         }
     );
-    o += "## Safety matrix (safest first)\n\n";
-    o += "Rates are per 1,000 uploads with 95% intervals. A duplicate *delivery* reaches the application twice; a duplicate *effect* is one the application applied twice (transaction-id dedupe turns deliveries into non-effects).\n\n";
-    o += "| rank | setting | duplicate effects /1000 | duplicate deliveries /1000 | lost | restarts /1000 | re-sent bytes /upload | upload time p50 / p90 / p99 | runs |\n";
-    o += "|---:|---|---:|---:|---:|---:|---:|---|---:|\n";
-    for (rank, &i) in s.ranking.iter().enumerate() {
-        let st = &s.settings[i];
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} | {} | {:.0} | < {} s / < {} s / < {} s | {} |",
-            rank + 1,
-            st.label,
-            rate(&st.duplicate_effects_rate),
-            rate(&st.duplicate_deliveries_rate),
-            st.lost,
-            rate(&st.restarts_rate),
-            st.bytes_resent_per_upload,
-            st.completion_s.p50,
-            st.completion_s.p90,
-            st.completion_s.p99,
-            st.runs
-        );
+    o += "## What to change\n\n";
+    for line in &s.conclusion {
+        let _ = writeln!(o, "- {line}");
     }
-    if let (Some(&best), Some(&worst)) = (s.ranking.first(), s.ranking.last()) {
-        let _ = writeln!(
-            o,
-            "\nSafest: **{}**. Least safe: **{}**.",
-            s.settings[best].label, s.settings[worst].label
-        );
+    o += "\nRates are per million uploads with 95% intervals. A duplicate *delivery* reaches the application twice; a duplicate *effect* is one the application applied twice (transaction-id dedupe turns deliveries into non-effects).\n";
+    for m in &s.matrices {
+        if m.condition == "(as written)" {
+            o += "\n## Safety matrix (safest first)\n\n";
+        } else {
+            let _ = writeln!(o, "\n## Safety matrix: {} (safest first)\n", m.condition);
+        }
+        o += "| rank | setting | duplicate effects /M | duplicate deliveries /M | lost /M | restarts /M | re-sent bytes /upload | upload time p50 / p99 | runs |\n";
+        o += "|---:|---|---:|---:|---:|---:|---:|---|---:|\n";
+        for r in &m.rows {
+            let st = &s.settings[r.setting];
+            let t = &st.rates.upload_time_s;
+            let _ = writeln!(
+                o,
+                "| {}{} | {} | {} | {} | {} | {:.1} | {:.0} | {} / {} | {} |",
+                if r.tied { "=" } else { "" },
+                r.rank,
+                setting_label(s, r.setting),
+                st.rates.duplicate_effects_per_million.show(1),
+                st.rates.duplicate_deliveries_per_million.show(1),
+                st.rates.lost_per_million.show(1),
+                st.rates.restarts_per_million,
+                st.bytes_resent_per_upload,
+                secs((t.p50 * 1000.0) as u64),
+                secs((t.p99 * 1000.0) as u64),
+                st.runs
+            );
+        }
+        if m.rows.iter().any(|r| r.tied) {
+            o += "\n`=`: tied, their intervals overlap; ordered within the tie by cost (bytes re-sent per upload, then p99 upload time).\n";
+        }
+        for &i in &m.flagged {
+            let _ = writeln!(
+                o,
+                "\nLeft out of the ranking: **{}**: {}.",
+                setting_label(s, i),
+                s.settings[i].flagged.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    if s.settings.iter().any(|st| !st.rates.causes.is_empty()) {
+        o += "\n## Duplicates by cause\n\n| setting | causes (share, per million) |\n|---|---|\n";
+        for st in &s.settings {
+            if st.rates.causes.is_empty() {
+                continue;
+            }
+            let causes: Vec<String> = st
+                .rates
+                .causes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "`{}` {:.0}% ({:.1})",
+                        c.cause,
+                        c.share * 100.0,
+                        c.per_million.value
+                    )
+                })
+                .collect();
+            let _ = writeln!(o, "| {} | {} |", st.label, causes.join(", "));
+        }
     }
     let broken: Vec<&String> = s.settings.iter().flat_map(|st| &st.broken_runs).collect();
     if !broken.is_empty() {
@@ -339,9 +376,24 @@ pub fn sweep(s: &SweepSummary) -> String {
             let _ = writeln!(o, "- `{b}`");
         }
     }
-    o += "\n## Method\n\nEach setting runs the scenario with the given overrides over the same seeds. Rates pool all runs of a setting; the interval is the normal approximation over per-run rates (runs are independent, the files of one run are not). Upload times are the upper bounds of power-of-two histogram buckets. Replay any run with `bitsfarm scenario ";
+    o += "\n## Method\n\nEach setting runs the scenario with the given overrides over the same seeds. Rates pool all runs of a setting; the 95% interval is the wider of the pooled Wilson interval and a bootstrap over the runs (the files of one run are not independent). Within each condition, settings are ranked by duplicate effects, then duplicate deliveries; settings whose intervals of both overlap share a rank. A setting with a failed invariant in any run is left out of the ranking. The conclusion compares each value of a setting with its worst value over the settings that agree on every other varied key. Upload times are percentiles of an HDR histogram. Replay any run with `bitsfarm scenario ";
     let _ = writeln!(o, "{} --seed N --set KEY=VALUE ...`.", p.scenario_arg);
     o
+}
+
+/// A setting named by its setting keys' values (its conditions head its matrix).
+pub fn setting_label(s: &SweepSummary, i: usize) -> String {
+    let vals: Vec<String> = s.plan.settings[i]
+        .values
+        .iter()
+        .filter(|(k, _)| s.setting_keys.contains(k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if vals.is_empty() {
+        "(as written)".into()
+    } else {
+        vals.join(", ")
+    }
 }
 
 #[cfg(test)]

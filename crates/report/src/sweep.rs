@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use scenario::{
     metrics::Metrics,
+    rates::{CauseCount, Interval, Rates, RunCounts, UploadTimes},
     summary::{Durations, Summary},
 };
 use serde::{Deserialize, Serialize};
@@ -185,9 +186,23 @@ pub struct RunLine {
     pub metrics: Metrics,
     /// Upload completion times.
     pub durations: Durations,
+    /// Upload times as an HDR histogram.
+    #[serde(default)]
+    pub upload_times: UploadTimes,
+    /// Duplicate deliveries by cause.
+    #[serde(default)]
+    pub causes: BTreeMap<String, CauseCount>,
 }
 
 impl RunLine {
+    fn counts(&self) -> RunCounts<'_> {
+        RunCounts {
+            metrics: &self.metrics,
+            times: &self.upload_times,
+            causes: &self.causes,
+        }
+    }
+
     /// The line for one run's summary.
     pub fn of(item: u64, setting: usize, s: &Summary) -> RunLine {
         RunLine {
@@ -205,6 +220,8 @@ impl RunLine {
                 .collect(),
             metrics: s.metrics.clone(),
             durations: s.durations.clone(),
+            upload_times: s.upload_times.clone(),
+            causes: s.causes.clone(),
         }
     }
 }
@@ -310,6 +327,61 @@ pub struct SettingSummary {
     pub expectations_held: u64,
     /// Replay commands of runs whose invariants failed (at most 10).
     pub broken_runs: Vec<String>,
+    /// The setting's rates pooled over its runs (per million uploads, 95% intervals, by
+    /// cause).
+    #[serde(default)]
+    pub rates: Rates,
+    /// Why the setting is left out of the ranking: an invariant failed (a scripted fault that
+    /// never fired is one) in some of its runs, named with how many.
+    #[serde(default)]
+    pub flagged: Option<String>,
+}
+
+/// Whether a varied key is a setting an operator controls (the farm, the clients' BITS
+/// settings, the application), rather than a condition the farm meets (failures, scripted
+/// faults, the traffic, the network).
+pub fn is_setting(key: &str) -> bool {
+    const TRAFFIC: [&str; 5] = [
+        "clients.count",
+        "clients.files_per_client",
+        "clients.file_size",
+        "clients.file_size_max",
+        "clients.start_spread_s",
+    ];
+    const CLIENT: [&str; 7] = [
+        "workload.transaction_id",
+        "workload.retry_delay_s",
+        "workload.fragment_size",
+        "workload.fragment_size_max",
+        "workload.no_progress_timeout_s",
+        "workload.connect_timeout_s",
+        "workload.request_timeout_s",
+    ];
+    (key.starts_with("farm.") || key.starts_with("clients.") || key.starts_with("backend."))
+        && !TRAFFIC.contains(&key)
+        || CLIENT.contains(&key)
+}
+
+/// One row of a safety matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// The setting's index.
+    pub setting: usize,
+    /// Its rank (1 = safest); settings whose intervals overlap share a rank.
+    pub rank: usize,
+    /// Whether it shares its rank with another setting (ordered by cost within the tie).
+    pub tied: bool,
+}
+
+/// The settings ranked under one condition (one combination of the varied conditions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    /// The condition's values (`fault[0].point=after-forward`), or `(as written)`.
+    pub condition: String,
+    /// Ranked settings, safest first (flagged settings are not here).
+    pub rows: Vec<Ranked>,
+    /// Settings of this condition left out, with why.
+    pub flagged: Vec<usize>,
 }
 
 /// A sweep's numbers: what `summary.json`, `report.md` and `report.html` show.
@@ -325,11 +397,23 @@ pub struct SweepSummary {
     pub runs_planned: u64,
     /// One entry per setting, in plan order.
     pub settings: Vec<SettingSummary>,
-    /// Settings from safest to least safe: fewest duplicate effects, then duplicate
-    /// deliveries, then lost files, then restarts.
+    /// Settings from safest to least safe, matrix by matrix (see `matrices`), then the
+    /// flagged ones.
     pub ranking: Vec<usize>,
     /// Whether every run's invariants held.
     pub invariants_held: bool,
+    /// Varied keys an operator controls ([`is_setting`]).
+    #[serde(default)]
+    pub setting_keys: Vec<String>,
+    /// Varied keys that are conditions (failures, faults, traffic).
+    #[serde(default)]
+    pub condition_keys: Vec<String>,
+    /// A safety matrix per condition.
+    #[serde(default)]
+    pub matrices: Vec<Matrix>,
+    /// What to change, in plain words, with intervals and costs.
+    #[serde(default)]
+    pub conclusion: Vec<String>,
 }
 
 /// Summarises the lines of a plan.
@@ -385,28 +469,22 @@ pub fn summarize(plan: &Plan, lines: &[RunLine]) -> SweepSummary {
                 .take(10)
                 .map(|l| plan.replay(l.setting, l.seed))
                 .collect(),
+            rates: Rates::pooled(&mine.iter().map(|l| l.counts()).collect::<Vec<_>>()),
+            flagged: flag(&mine),
         });
     }
-    let mut ranking: Vec<usize> = (0..settings.len()).collect();
-    ranking.sort_by(|&a, &b| {
-        let (x, y) = (&settings[a], &settings[b]);
-        x.duplicate_effects_rate
-            .per_1000
-            .total_cmp(&y.duplicate_effects_rate.per_1000)
-            .then(
-                x.duplicate_deliveries_rate
-                    .per_1000
-                    .total_cmp(&y.duplicate_deliveries_rate.per_1000),
-            )
-            .then(x.lost.cmp(&y.lost))
-            .then(
-                x.restarts_rate
-                    .per_1000
-                    .total_cmp(&y.restarts_rate.per_1000),
-            )
-            .then(a.cmp(&b))
-    });
     let runs_planned = (0..plan.items()).filter(|&i| plan.in_shard(i)).count() as u64;
+    let (setting_keys, condition_keys): (Vec<String>, Vec<String>) =
+        plan.varied.iter().cloned().partition(|k| is_setting(k));
+    let matrices = matrices(plan, &settings, &condition_keys);
+    let mut conclusion = conclude(plan, &settings, &setting_keys);
+    conclusion.extend(clean_rows(&settings, &matrices, &setting_keys, plan));
+    // Safest first, matrix by matrix (flagged settings last).
+    let ranking: Vec<usize> = matrices
+        .iter()
+        .flat_map(|m| m.rows.iter().map(|r| r.setting))
+        .chain(matrices.iter().flat_map(|m| m.flagged.iter().copied()))
+        .collect();
     SweepSummary {
         schema_version: FORMAT_VERSION,
         plan: plan.clone(),
@@ -415,7 +493,322 @@ pub fn summarize(plan: &Plan, lines: &[RunLine]) -> SweepSummary {
         invariants_held: lines.iter().all(|l| l.invariants_held),
         settings,
         ranking,
+        setting_keys,
+        condition_keys,
+        matrices,
+        conclusion,
     }
+}
+
+/// Why a setting's runs cannot be ranked, if they cannot: the invariants that failed, each
+/// with the runs it failed in.
+fn flag(mine: &[&RunLine]) -> Option<String> {
+    let mut failed: BTreeMap<String, u64> = BTreeMap::new();
+    for l in mine {
+        for f in &l.failed_invariants {
+            let name = f.split(':').next().unwrap_or(f).to_owned();
+            *failed.entry(name).or_default() += 1;
+        }
+    }
+    (!failed.is_empty()).then(|| {
+        failed
+            .iter()
+            .map(|(name, n)| {
+                let what = if name == "all_faults_fired" {
+                    " (a scripted fault never fired)"
+                } else {
+                    ""
+                };
+                format!("{name} failed in {n} of {} runs{what}", mine.len())
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The value of `key` in a setting.
+fn value_of<'a>(plan: &'a Plan, setting: usize, key: &str) -> &'a str {
+    plan.settings[setting]
+        .values
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The cost of a setting, for ordering within a tie: bytes re-sent per upload, then p99 time.
+fn cost(s: &SettingSummary) -> (f64, f64) {
+    (s.bytes_resent_per_upload, s.rates.upload_time_s.p99)
+}
+
+/// One safety matrix per combination of the condition keys: its unflagged settings ranked by
+/// duplicate effects, then duplicate deliveries; settings whose intervals of both overlap the
+/// first of a group share its rank, ordered among themselves by cost.
+fn matrices(plan: &Plan, settings: &[SettingSummary], conditions: &[String]) -> Vec<Matrix> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for s in settings {
+        let label = if conditions.is_empty() {
+            "(as written)".to_owned()
+        } else {
+            conditions
+                .iter()
+                .map(|k| format!("{k}={}", value_of(plan, s.index, k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match groups.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(s.index),
+            None => groups.push((label, vec![s.index])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(condition, members)| {
+            let (flagged, mut ok): (Vec<usize>, Vec<usize>) = members
+                .into_iter()
+                .partition(|&i| settings[i].flagged.is_some());
+            let key = |i: usize| {
+                let r = &settings[i].rates;
+                (
+                    r.duplicate_effects_per_million.value,
+                    r.duplicate_deliveries_per_million.value,
+                )
+            };
+            ok.sort_by(|&a, &b| {
+                let (x, y) = (key(a), key(b));
+                x.0.total_cmp(&y.0)
+                    .then(x.1.total_cmp(&y.1))
+                    .then(a.cmp(&b))
+            });
+            // Tie groups: each led by its first row.
+            let mut tie_groups: Vec<Vec<usize>> = Vec::new();
+            for i in ok {
+                let joins = tie_groups.last().is_some_and(|g| {
+                    let (l, r) = (&settings[g[0]].rates, &settings[i].rates);
+                    l.duplicate_effects_per_million
+                        .overlaps(&r.duplicate_effects_per_million)
+                        && l.duplicate_deliveries_per_million
+                            .overlaps(&r.duplicate_deliveries_per_million)
+                });
+                if joins {
+                    tie_groups.last_mut().expect("a group").push(i);
+                } else {
+                    tie_groups.push(vec![i]);
+                }
+            }
+            let mut rows = Vec::new();
+            for mut g in tie_groups {
+                g.sort_by(|&a, &b| {
+                    let (x, y) = (cost(&settings[a]), cost(&settings[b]));
+                    x.0.total_cmp(&y.0)
+                        .then(x.1.total_cmp(&y.1))
+                        .then(a.cmp(&b))
+                });
+                let rank = rows.len() + 1;
+                let tied = g.len() > 1;
+                rows.extend(g.into_iter().map(|setting| Ranked {
+                    setting,
+                    rank,
+                    tied,
+                }));
+            }
+            Matrix {
+                condition,
+                rows,
+                flagged,
+            }
+        })
+        .collect()
+}
+
+/// Per condition with some settings that showed no duplicate at all: which (their setting
+/// keys' values), and how many runs say so.
+fn clean_rows(
+    settings: &[SettingSummary],
+    matrices: &[Matrix],
+    setting_keys: &[String],
+    plan: &Plan,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in matrices {
+        let clean: Vec<&Ranked> = m
+            .rows
+            .iter()
+            .filter(|r| settings[r.setting].duplicate_deliveries == 0)
+            .collect();
+        if clean.is_empty() || clean.len() == m.rows.len() {
+            continue;
+        }
+        let label = |i: usize| {
+            let vals: Vec<String> = plan.settings[i]
+                .values
+                .iter()
+                .filter(|(k, _)| setting_keys.contains(k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("`{}`", vals.join(", "))
+        };
+        let uploads: u64 = clean.iter().map(|r| settings[r.setting].uploads).sum();
+        let names: Vec<String> = clean.iter().take(4).map(|r| label(r.setting)).collect();
+        out.push(format!(
+            "{}: no file was delivered twice with {}{} ({} uploads, {} of the {} ranked settings).",
+            if m.condition == "(as written)" {
+                "As written".to_owned()
+            } else {
+                format!("Under {}", m.condition)
+            },
+            names.join("; "),
+            if clean.len() > 4 { "; ..." } else { "" },
+            uploads,
+            clean.len(),
+            m.rows.len()
+        ));
+    }
+    out
+}
+
+/// Counts pooled over several settings.
+#[derive(Default)]
+struct Pool {
+    uploads: u64,
+    effects: u64,
+    deliveries: u64,
+    bytes_resent: u64,
+    runs: u64,
+}
+
+impl Pool {
+    fn add(&mut self, s: &SettingSummary) {
+        self.uploads += s.uploads;
+        self.effects += s.duplicate_effects;
+        self.deliveries += s.duplicate_deliveries;
+        self.bytes_resent += s.bytes_resent;
+        self.runs += s.runs;
+    }
+
+    fn rate(&self, count: u64) -> Interval {
+        let (lo, hi) = scenario::rates::wilson(count, self.uploads);
+        Interval {
+            value: if self.uploads == 0 {
+                0.0
+            } else {
+                count as f64 * 1e6 / self.uploads as f64
+            },
+            low: lo * 1e6,
+            high: hi * 1e6,
+        }
+    }
+
+    fn resent(&self) -> f64 {
+        self.bytes_resent as f64 / self.uploads.max(1) as f64
+    }
+}
+
+/// The conclusion: for each setting key, which value removes duplicate effects, which
+/// reduces duplicate deliveries and by how much, at what cost. Each value is compared with
+/// the key's worst value over the settings that agree on every other varied key (and are not
+/// flagged), pooled; intervals are 95% Wilson intervals over the pooled uploads.
+fn conclude(plan: &Plan, settings: &[SettingSummary], setting_keys: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    if setting_keys.is_empty() {
+        out.push("No setting an operator controls was varied (only conditions): the matrices say how the farm fares under each, not what to change.".into());
+    }
+    for key in setting_keys {
+        let mut values: Vec<&str> = Vec::new();
+        for s in &plan.settings {
+            let v = value_of(plan, s.index, key);
+            if !values.contains(&v) {
+                values.push(v);
+            }
+        }
+        // Pairs of settings that differ in `key` only.
+        let others = |i: usize| -> Vec<(String, String)> {
+            plan.settings[i]
+                .values
+                .iter()
+                .filter(|(k, _)| k != key)
+                .cloned()
+                .collect()
+        };
+        let pools = |v: &str, w: &str| -> (Pool, Pool) {
+            let (mut a, mut b) = (Pool::default(), Pool::default());
+            for x in settings.iter().filter(|s| s.flagged.is_none()) {
+                if value_of(plan, x.index, key) != v {
+                    continue;
+                }
+                if let Some(y) = settings.iter().find(|y| {
+                    y.flagged.is_none()
+                        && value_of(plan, y.index, key) == w
+                        && others(y.index) == others(x.index)
+                }) {
+                    a.add(x);
+                    b.add(y);
+                }
+            }
+            (a, b)
+        };
+        // The worst value: the most duplicate deliveries over the settings with it.
+        let total = |v: &str| {
+            let mut p = Pool::default();
+            for x in settings.iter().filter(|s| s.flagged.is_none()) {
+                if value_of(plan, x.index, key) == v {
+                    p.add(x);
+                }
+            }
+            (p.effects, p.deliveries) as (u64, u64)
+        };
+        let Some(worst) = values.iter().copied().max_by_key(|v| total(v)) else {
+            continue;
+        };
+        let (mut said, mut compared) = (false, false);
+        for v in values.iter().copied().filter(|v| *v != worst) {
+            let (a, b) = pools(v, worst);
+            if a.uploads == 0 || b.uploads == 0 {
+                continue;
+            }
+            compared = true;
+            let cost = format!(
+                "bytes re-sent per upload {:.0} → {:.0}",
+                b.resent(),
+                a.resent()
+            );
+            let (ea, eb) = (a.rate(a.effects), b.rate(b.effects));
+            if a.effects == 0 && b.effects > 0 && !ea.overlaps(&eb) {
+                out.push(format!(
+                    "`{key}={v}` removes duplicate effects: 0 in {} uploads (at most {:.1} per million at 95%), against {} per million with `{key}={worst}` ({cost}).",
+                    a.uploads, ea.high, eb.show(1)
+                ));
+                said = true;
+            } else if !ea.overlaps(&eb) && ea.value < eb.value {
+                out.push(format!(
+                    "`{key}={v}` reduces duplicate effects from {} to {} per million ({:+.0}%) against `{key}={worst}` ({cost}).",
+                    eb.show(1),
+                    ea.show(1),
+                    (ea.value / eb.value - 1.0) * 100.0
+                ));
+                said = true;
+            }
+            let (da, db) = (a.rate(a.deliveries), b.rate(b.deliveries));
+            if !da.overlaps(&db) && da.value < db.value {
+                out.push(format!(
+                    "`{key}={v}` reduces duplicate deliveries from {} to {} per million ({:+.0}%) against `{key}={worst}` ({cost}).",
+                    db.show(1),
+                    da.show(1),
+                    (da.value / db.value.max(1e-9) - 1.0) * 100.0
+                ));
+                said = true;
+            }
+        }
+        if !compared {
+            out.push(format!(
+                "`{key}` never changes alone here (another varied key changes with it in every pair of settings): no comparison."
+            ));
+        } else if !said {
+            out.push(format!(
+                "`{key}`: no value changes duplicate deliveries or effects measurably here (their 95% intervals overlap); more seeds may tell."
+            ));
+        }
+    }
+    out
 }
 
 /// Why shards cannot be merged.
@@ -494,6 +887,158 @@ mod tests {
         assert_eq!((none.per_1000, none.low, none.high), (0.0, 0.0, 0.0));
         let one = Rate::of(&[3], &[10]);
         assert_eq!((one.low, one.high), (300.0, 300.0));
+    }
+
+    /// A run line of `files` uploads with `dups` duplicate deliveries (effects too, unless
+    /// `deduped`), and failed invariants.
+    fn line(item: u64, setting: usize, dups: u64, deduped: bool, failed: &[&str]) -> RunLine {
+        RunLine {
+            v: FORMAT_VERSION,
+            item,
+            setting,
+            seed: item,
+            invariants_held: failed.is_empty(),
+            expectations_held: true,
+            failed_invariants: failed.iter().map(|f| format!("{f}: detail")).collect(),
+            metrics: Metrics {
+                files: 10_000,
+                duplicate_deliveries: dups,
+                files_duplicated: dups,
+                duplicate_effects: if deduped { 0 } else { dups },
+                bytes_resent: dups * 1000 + setting as u64,
+                ..Metrics::default()
+            },
+            durations: Durations::default(),
+            upload_times: UploadTimes::default(),
+            causes: BTreeMap::new(),
+        }
+    }
+
+    fn plan_of(varied: &[(&str, &[&str])], seeds: u64) -> Plan {
+        let varied: Vec<(String, Vec<String>)> = varied
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect();
+        Plan {
+            v: FORMAT_VERSION,
+            scenario: "s".into(),
+            scenario_arg: "s".into(),
+            fixed: vec![],
+            varied: varied.iter().map(|(k, _)| k.clone()).collect(),
+            settings: settings(&varied),
+            first_seed: 1,
+            seeds,
+            shard: None,
+        }
+    }
+
+    #[test]
+    fn settings_and_conditions_are_told_apart() {
+        for k in [
+            "farm.host_id",
+            "backend.dedupe",
+            "clients.transaction_id",
+            "workload.transaction_id",
+        ] {
+            assert!(is_setting(k), "{k}");
+        }
+        for k in [
+            "fault[0].point",
+            "failure[2].mtbf_h",
+            "workload.uploads_per_hour",
+            "clients.count",
+            "network.latency_ms",
+        ] {
+            assert!(!is_setting(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn overlapping_rows_tie_and_flagged_rows_are_left_out() {
+        // Setting 0: 10 per run; 1: 11 per run (tied with 0); 2: 200 per run; 3: 0, but a
+        // scripted fault never fired in one run.
+        let plan = plan_of(&[("farm.balancer", &["a", "b", "c", "d"])], 5);
+        let per_run = [10, 11, 200, 0];
+        let mut lines = Vec::new();
+        for (setting, dups) in per_run.into_iter().enumerate() {
+            for k in 0..5u64 {
+                let failed: &[&str] = if setting == 3 && k == 2 {
+                    &["all_faults_fired"]
+                } else {
+                    &[]
+                };
+                lines.push(line(setting as u64 * 5 + k, setting, dups, false, failed));
+            }
+        }
+        let s = summarize(&plan, &lines);
+        assert_eq!(s.matrices.len(), 1);
+        let m = &s.matrices[0];
+        let ranks: Vec<(usize, usize, bool)> =
+            m.rows.iter().map(|r| (r.setting, r.rank, r.tied)).collect();
+        // 0 and 1 tie at rank 1, ordered by cost (0 re-sends fewer bytes); 2 is third.
+        assert_eq!(ranks, vec![(0, 1, true), (1, 1, true), (2, 3, false)]);
+        assert_eq!(m.flagged, vec![3]);
+        let why = s.settings[3].flagged.as_deref().unwrap();
+        assert!(
+            why.contains("all_faults_fired failed in 1 of 5 runs"),
+            "{why}"
+        );
+        assert!(why.contains("never fired"), "{why}");
+        // The report names the ties and the flagged row.
+        let md = crate::markdown::sweep(&s);
+        assert!(md.contains("| =1 | farm.balancer=a |"), "{md}");
+        assert!(
+            md.contains("Left out of the ranking: **farm.balancer=d**"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_conclusion_says_what_removes_and_what_reduces() {
+        // transaction ids (with dedupe) remove effects; host ids cut deliveries by 90%; one
+        // condition, the crash point, is varied too.
+        let plan = plan_of(
+            &[
+                ("farm.host_id", &["false", "true"]),
+                ("fault[0].point", &["after-forward", "ack-ready"]),
+                ("clients.transaction_id", &["false", "true"]),
+            ],
+            4,
+        );
+        let mut lines = Vec::new();
+        let mut item = 0;
+        for st in &plan.settings {
+            let v = |k: &str| st.values.iter().find(|(kk, _)| kk == k).unwrap().1.clone();
+            let dups = if v("farm.host_id") == "true" { 10 } else { 100 };
+            for _ in 0..4 {
+                lines.push(line(
+                    item,
+                    st.index,
+                    dups,
+                    v("clients.transaction_id") == "true",
+                    &[],
+                ));
+                item += 1;
+            }
+        }
+        let s = summarize(&plan, &lines);
+        assert_eq!(
+            s.setting_keys,
+            vec!["farm.host_id", "clients.transaction_id"]
+        );
+        assert_eq!(s.condition_keys, vec!["fault[0].point"]);
+        assert_eq!(s.matrices.len(), 2, "a matrix per crash point");
+        let text = s.conclusion.join("\n");
+        assert!(
+            text.contains("`clients.transaction_id=true` removes duplicate effects"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`farm.host_id=true` reduces duplicate deliveries from 10000.0")
+                && text.contains("to 1000.0")
+                && text.contains("(-90%)"),
+            "{text}"
+        );
     }
 
     #[test]

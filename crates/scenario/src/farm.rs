@@ -257,7 +257,7 @@ struct Farm {
     node_probe: SharedProbe,
     /// Recycles of each node so far (each worker draws its own session ids).
     recycles: BTreeMap<String, u64>,
-    /// Old workers of recycled nodes finishing their requests.
+    /// Old workers of recycled nodes, serving the connections they accepted.
     draining: Vec<JoinHandle<()>>,
 }
 
@@ -401,14 +401,21 @@ impl Farm {
                     *n += 1;
                     *n
                 };
-                // The old worker drains on its own: its task ends after its last request.
-                if let Some(slot) = self.nodes.get_mut(&host)
-                    && let Some(old) = slot.task.take()
-                {
-                    self.draining.push(old);
-                }
+                // The old worker serves the connections it has until they end, passing each
+                // new request to the new worker (requests in flight finish where they are).
+                let old = self.nodes.get_mut(&host).and_then(|slot| {
+                    if let Some(t) = slot.task.take() {
+                        self.draining.push(t);
+                    }
+                    slot.node.take()
+                });
                 self.draining.retain(|t| !t.is_finished());
                 self.start_worker(&host, listener, worker);
+                if let (Some(old), Some(new)) =
+                    (old, self.nodes.get(&host).and_then(|s| s.node.clone()))
+                {
+                    old.hand_to(new);
+                }
             }
             Command::HostId { enabled } => {
                 self.host_id = enabled;

@@ -152,8 +152,9 @@
 //!   `duration_s`, every `mtbf_h` hours on average.
 //! * `pool-recycle`: IIS recycles each node's (or `node`'s) application pool every `every_min`
 //!   minutes (default 1,740, IIS's), each node at its own phase. Overlapped (`overlap = true`,
-//!   IIS's default): requests in flight finish on the old worker and their connections close,
-//!   new ones go to the new worker (with volatile session state it knows no sessions).
+//!   IIS's default): requests in flight finish on the old worker, every later request (on a
+//!   new connection or one already open: HTTP.sys keeps them) goes to the new worker (with
+//!   volatile session state it knows no sessions).
 //!   `overlap = false`: requests in flight are cut and the new worker starts `duration_s`
 //!   (default 1) later.
 //!

@@ -46,46 +46,22 @@ where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_until(io, options, handler, None).await
-}
-
-/// [`serve`], closing the connection after the request in flight (or at once when idle) once
-/// `drain` turns true.
-async fn serve_until<F, Fut>(
-    io: BoxIo,
-    options: &ServerOptions,
-    handler: F,
-    drain: Option<tokio::sync::watch::Receiver<bool>>,
-) -> hyper::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
     let service = hyper::service::service_fn(move |req| {
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    hyper::server::conn::http1::Builder::new()
         .auto_date_header(false)
         .timer(TokioTimer::new())
         .header_read_timeout(options.idle_timeout)
-        .serve_connection(TokioIo::new(io), service);
-    let Some(mut drain) = drain else {
-        return conn.await;
-    };
-    tokio::pin!(conn);
-    tokio::select! {
-        biased;
-        r = conn.as_mut() => return r,
-        _ = drain.wait_for(|d| *d) => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    conn.await
+        .serve_connection(TokioIo::new(io), service)
+        .await
 }
 
 /// The error a listener ends with when it handed its address over to another server (an IIS
-/// worker process recycled with overlap): [`serve_all`] then stops accepting, lets each
-/// connection finish its request in flight and close, and returns `Ok` once all have.
+/// worker process recycled with overlap): [`serve_all`] then stops accepting and serves the
+/// connections it has until they end (their requests go wherever its handler sends them), and
+/// returns `Ok` once they have.
 pub const HANDED_OVER: io::ErrorKind = io::ErrorKind::ConnectionAborted;
 
 /// The answer to a connection over the limit: a 503 that a BITS client retries after its retry
@@ -122,7 +98,8 @@ where
     let shedding = Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING));
     let options = Arc::new(options);
     let mut turned_away = 0u64;
-    let (drain_tx, drain) = tokio::sync::watch::channel(false);
+    // Held by every connection task: the count of connections still served.
+    let alive = Arc::new(());
     loop {
         tokio::select! {
             biased;
@@ -155,24 +132,23 @@ where
                 };
                 let handler = handler.clone();
                 let options = options.clone();
-                let drain = drain.clone();
+                let alive = alive.clone();
                 tasks.spawn(async move {
                     let (conn, peer) = (accepted.conn, Arc::<str>::from(accepted.peer));
                     tracing::trace!(conn, peer = %peer, "connection");
                     let per_request = move |req| handler(req, conn, peer.clone());
-                    if let Err(e) = serve_until(accepted.io, &options, per_request, Some(drain)).await {
+                    if let Err(e) = serve(accepted.io, &options, per_request).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
                     drop(permit);
+                    drop(alive);
                 });
             }
         }
     }
-    // Handed over: the connections finish what they are doing (the server's own background
+    // Handed over: the connections are served until they end (the server's own background
     // tasks would run for ever, so the last connection's end is the end).
-    drain_tx.send_replace(true);
-    drop(drain);
-    while drain_tx.receiver_count() > 0 {
+    while Arc::strong_count(&alive) > 1 {
         if tasks.join_next().await.is_none() {
             break;
         }

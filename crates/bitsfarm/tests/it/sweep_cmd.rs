@@ -35,15 +35,15 @@ fn args_of(plan: &serde_json::Value) -> Vec<String> {
     args
 }
 
-#[test]
-fn the_golden_sweep_report_is_true() {
-    // reports/golden/ holds a sweep's report.md and its plan; the sweep must still produce it.
+/// Re-runs the plan of `reports/golden/NAME.sweep.json` and checks its report is still
+/// `reports/golden/NAME.md`, byte for byte.
+fn golden_is_true(name: &str, regenerate: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../reports/golden");
     let plan: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("crash-settings.sweep.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(root.join(format!("{name}.sweep.json"))).unwrap())
             .unwrap();
-    let golden = std::fs::read_to_string(root.join("crash-settings.md")).unwrap();
-    let out = tempdir("golden");
+    let golden = std::fs::read_to_string(root.join(format!("{name}.md"))).unwrap();
+    let out = tempdir(&format!("golden-{name}"));
     let mut args = args_of(&plan);
     args.extend([
         "--out".to_owned(),
@@ -72,8 +72,19 @@ fn the_golden_sweep_report_is_true() {
     let fresh = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert_eq!(
         fresh, golden,
-        "reports/golden/crash-settings.md is stale: regenerate it with `just sweep`"
+        "reports/golden/{name}.md is stale: regenerate it with `{regenerate}`"
     );
+}
+
+#[test]
+fn the_golden_sweep_report_is_true() {
+    golden_is_true("crash-settings", "just sweep");
+}
+
+#[test]
+fn the_farm_week_golden_sweep_is_true() {
+    // A simulated week per run, 16 runs: the longest test (a few minutes on 2 cores).
+    golden_is_true("farm-week-settings", "just sweep-week");
 }
 
 #[test]

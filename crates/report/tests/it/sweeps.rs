@@ -81,9 +81,22 @@ fn shards_merge_into_the_unsharded_sweep() {
     assert_eq!(dedupe.duplicate_effects, 0);
     assert_eq!(merged.ranking[0], 1, "dedupe ranks safest");
     // The merged directory's reports are written and match the summary.
+    // 60 uploads each: 0 and 6 duplicate effects are within each other's 95% intervals, so
+    // the two tie, the cheaper (dedupe: fewer bytes re-sent) first.
+    let rows = &merged.matrices[0].rows;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.setting, r.rank, r.tied))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, true), (0, 1, true)]
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("Safest: **backend.dedupe=true, clients.transaction_id=true**"),
+        md.contains("| =1 | backend.dedupe=true, clients.transaction_id=true |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`backend.dedupe` never changes alone here"),
         "{md}"
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();

@@ -51,51 +51,58 @@ pub(super) fn fold(t: &FileTrack, global: &[Record], tally: &mut Tally) {
     }
 }
 
-/// The cause of delivery `cur` after `prev`, from the events of its chain's window.
+/// The cause of delivery `cur` after `prev`, from the events of its chain's window, in log
+/// order: a Host-Id fallback if the client fell back (the node stayed down past the fallback
+/// timeout), else the first event that can keep a delivered file's Ack from its client.
 fn classify(prev: &Delivery, cur: &Delivery, seen: &[&Event]) -> Cause {
     let same = prev.node == cur.node;
-    let any = |f: &dyn Fn(&Event) -> bool| seen.iter().any(|e| f(e));
-    let struck = |kind: FailureKind| move |e: &Event| matches!(e, Event::FailureStruck { kind: k, .. } if k == kind.name());
-    let crashed = |host: &str| {
-        let host = host.to_owned();
-        move |e: &Event| matches!(e, Event::Crashed { host: h, .. } if *h == host)
-    };
-    if any(&struck(FailureKind::PoolRecycle)) {
-        Cause::PoolRecycle
-    } else if any(&|e| matches!(e, Event::HostFallback { .. })) {
-        Cause::HostIdFallback
-    } else if any(&crashed(BACKEND)) || any(&struck(FailureKind::AppCrash)) {
-        Cause::AppCrashAfterEffect
-    } else if any(&crashed(&prev.node)) {
-        if same {
-            Cause::NodeDownSameNode
-        } else {
-            Cause::NodeDownOtherNode
-        }
-    } else if any(
-        &|e| matches!(e, Event::Partitioned { a, b } if (a == &prev.node || b == &prev.node) && (a == BACKEND || b == BACKEND)),
-    ) {
-        Cause::Partition
-    } else if any(&struck(FailureKind::AppSlow))
-        || any(
-            &|e| matches!(e, Event::AppAnswered { node, status: None, .. } if *node == prev.node),
-        )
-    {
-        Cause::AppLateAnswer
-    } else if any(&|e| matches!(e, Event::ConnectionCut { .. }))
-        || any(&struck(FailureKind::ConnectionReset))
-        || any(
-            &|e| matches!(e, Event::FaultFired { action, .. } if action.starts_with("drop-response")),
-        )
-    {
-        if same {
-            Cause::LostAckSameNode
-        } else {
-            Cause::LostAckOtherNode
-        }
-    } else {
-        Cause::Other
+    if seen.iter().any(|e| matches!(e, Event::HostFallback { .. })) {
+        return Cause::HostIdFallback;
     }
+    let struck = |e: &Event, kind: FailureKind| matches!(e, Event::FailureStruck { kind: k, .. } if k == kind.name());
+    let lost_ack = if same {
+        Cause::LostAckSameNode
+    } else {
+        Cause::LostAckOtherNode
+    };
+    // A non-overlapped recycle strikes, then kills the node.
+    let mut recycling = false;
+    for e in seen {
+        match e {
+            Event::FailureStruck { target, .. }
+                if struck(e, FailureKind::PoolRecycle) && *target == prev.node =>
+            {
+                recycling = true;
+            }
+            Event::Crashed { host, .. } if *host == prev.node => {
+                return if recycling {
+                    Cause::PoolRecycle
+                } else if same {
+                    Cause::NodeDownSameNode
+                } else {
+                    Cause::NodeDownOtherNode
+                };
+            }
+            Event::Crashed { host, .. } if host == BACKEND => return Cause::AppCrashAfterEffect,
+            _ if struck(e, FailureKind::AppCrash) => return Cause::AppCrashAfterEffect,
+            _ if struck(e, FailureKind::AppSlow) => return Cause::AppLateAnswer,
+            Event::AppAnswered {
+                node, status: None, ..
+            } if *node == prev.node => return Cause::AppLateAnswer,
+            Event::Partitioned { a, b }
+                if (a == &prev.node || b == &prev.node) && (a == BACKEND || b == BACKEND) =>
+            {
+                return Cause::Partition;
+            }
+            Event::ConnectionCut { .. } => return lost_ack,
+            _ if struck(e, FailureKind::ConnectionReset) => return lost_ack,
+            Event::FaultFired { action, .. } if action.starts_with("drop-response") => {
+                return lost_ack;
+            }
+            _ => {}
+        }
+    }
+    Cause::Other
 }
 
 /// Words for one event of a chain; `None` for events that add nothing.
@@ -395,6 +402,7 @@ fn chains(t: &FileTrack, global: &[Record]) -> Vec<Chain> {
             class: {
                 // What kept `prev`'s Ack from the client happened after it, as a rule; only
                 // if nothing there is telling, the whole window.
+                seen.sort_by_key(|(seq, _)| *seq);
                 let after: Vec<&Event> = seen
                     .iter()
                     .filter(|(seq, _)| *seq > prev.seq)
