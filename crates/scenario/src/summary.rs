@@ -9,8 +9,20 @@
 //! (`virtual_time_s`, `wall_time_ms`), the determinism oracle (`events`, `event_log_hash`), the
 //! fault rules with their counters (`faults`), `expectations` and `invariants` (each with
 //! `name` and `held`), the duplicated files with the chain behind each extra delivery
-//! (`duplicates`, at most 100 detailed), failed jobs, and `ok` (every expectation and invariant
-//! held). Fields are only ever added within a schema version.
+//! (`duplicates`, at most 100 detailed; each chain with its `class`, a cause name), failed
+//! jobs, and `ok` (every expectation and invariant held). Fields are only ever added within a
+//! schema version.
+//!
+//! `rates` says how often ([`crate::rates::Rates`]): `uploads`, `runs`, `method`;
+//! `duplicate_deliveries_per_million`, `duplicate_effects_per_million`,
+//! `files_duplicated_per_million`, `lost_per_million`, `failed_per_million`, each
+//! `{ "value", "low", "high" }` (95%); `restarts_per_million`, `bytes_resent_per_upload`,
+//! `upload_time_s` (`p50`, `p90`, `p99`, `p999`), and `causes`: a list of `{ "cause", "words",
+//! "count", "share", "per_million": { "value", "low", "high" }, "effects" }`, most frequent
+//! first. `upload_times` (an HDR histogram as `[value_ms, count]` pairs) and `causes` (counts
+//! by cause name) let runs and sweep shards pool exactly; `late_deliveries` counts deliveries
+//! after a workload's file was folded. An aggregate of `--runs` and every row of a sweep carry
+//! `rates` too, pooled over their runs.
 
 use std::collections::BTreeMap;
 

@@ -131,7 +131,11 @@ fn sharded_sweeps_merge_and_reports_regenerate() {
     );
     // A deadline longer than the application's 400 s delay removes the duplicate.
     let md = std::fs::read_to_string(merged.join("report.md")).unwrap();
-    assert!(md.contains("Safest: **farm.app_deadline_s=600**"), "{md}");
+    assert!(md.contains("| 1 | farm.app_deadline_s=600 |"), "{md}");
+    assert!(
+        md.contains("- `farm.app_deadline_s=600` removes duplicate effects"),
+        "{md}"
+    );
     // Regeneration rewrites the same report from the saved lines.
     std::fs::remove_file(merged.join("report.md")).unwrap();
     assert_eq!(code(&bitsfarm(&["report", merged.to_str().unwrap()])), 0);
