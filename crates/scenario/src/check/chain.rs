@@ -85,7 +85,7 @@ fn classify(prev: &Delivery, cur: &Delivery, seen: &[&Event]) -> Cause {
             }
             Event::Crashed { host, .. } if host == BACKEND => return Cause::AppCrashAfterEffect,
             _ if struck(e, FailureKind::AppCrash) => return Cause::AppCrashAfterEffect,
-            _ if struck(e, FailureKind::AppSlow) => return Cause::AppLateAnswer,
+            // (A slow answer that still came in time is no cause: only the node giving up.)
             Event::AppAnswered {
                 node, status: None, ..
             } if *node == prev.node => return Cause::AppLateAnswer,

@@ -117,7 +117,7 @@ fn doubling_the_node_mtbf_roughly_halves_crash_caused_duplicates() {
     eprintln!("crash-caused duplicates: {a} at MTBF 15 min, {b} at 30 min: ratio {ratio:.2}");
     assert!(
         (1.4..=2.6).contains(&ratio),
-        "crash-caused duplicates {a} at MTBF 2 h, {b} at 4 h: ratio {ratio:.2}"
+        "crash-caused duplicates {a} at MTBF 15 min, {b} at 30 min: ratio {ratio:.2}"
     );
     assert!(b >= 400, "{b}");
     // And they are most of the duplicates of these runs.
