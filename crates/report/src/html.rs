@@ -276,7 +276,15 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
         o += &svg::bars("deliveries of each duplicated file", "deliveries", &rows);
     }
 
-    o += "<h2>Expectations</h2><table><tr><th>expectation</th><th>actual</th><th>held</th></tr>";
+    o += "<h2>Expectations</h2>";
+    if !s.unchecked_expectations.is_empty() {
+        let _ = write!(
+            o,
+            "<p>Not checked: <code>{}</code>. They were written for the scenario's shipped settings, which this run changed with <code>--set</code> (<code>--expect</code> checks them).</p>",
+            escape(&s.unchecked_expectations.join(", "))
+        );
+    }
+    o += "<table><tr><th>expectation</th><th>actual</th><th>held</th></tr>";
     for e in &s.expectations {
         let actual = if e.detail.is_empty() {
             e.actual.to_string()

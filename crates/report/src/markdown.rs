@@ -100,7 +100,17 @@ pub fn run(s: &Summary) -> String {
         let _ = writeln!(o, "| {k} | {v} |");
     }
     o += "\n## Expectations\n\n";
-    if s.expectations.is_empty() {
+    if !s.unchecked_expectations.is_empty() {
+        let _ = writeln!(
+            o,
+            "Not checked: {}. They were written for the scenario's shipped settings, which this run changed with `--set` (`--expect` checks them).",
+            s.unchecked_expectations
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else if s.expectations.is_empty() {
         o += "(none)\n";
     } else {
         o += "| expectation | actual | held |\n|---|---|---|\n";

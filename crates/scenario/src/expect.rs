@@ -106,6 +106,17 @@ impl fmt::Display for Expr {
     }
 }
 
+/// The expectations a scenario sets aside, each as `metric expression` (`lost == 0`).
+pub fn unchecked(s: &crate::spec::Scenario) -> Vec<String> {
+    s.unchecked_expect
+        .iter()
+        .map(|(name, v)| match v {
+            crate::spec::ExpectValue::Number(n) => format!("{name} == {n}"),
+            crate::spec::ExpectValue::Expr(e) => format!("{name} {}", e.trim()),
+        })
+        .collect()
+}
+
 /// Metrics an expectation may name (run totals).
 pub const TOTALS: &[&str] = &crate::metrics::Metrics::NAMES;
 

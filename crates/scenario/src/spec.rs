@@ -227,6 +227,18 @@ pub struct Scenario {
     pub failures: Vec<Failure>,
     /// Expectations: metric name → expression.
     pub expect: BTreeMap<String, ExpectValue>,
+    /// Expectations set aside, not checked (a what-if run changed the settings they were
+    /// written for: `bitsfarm scenario --set` without `--expect`). Not part of the file format.
+    #[serde(skip)]
+    pub unchecked_expect: BTreeMap<String, ExpectValue>,
+}
+
+impl Scenario {
+    /// Sets the expectations aside (see [`Scenario::unchecked_expect`]).
+    pub fn set_expectations_aside(&mut self) {
+        let expect = std::mem::take(&mut self.expect);
+        self.unchecked_expect.extend(expect);
+    }
 }
 
 impl Default for Scenario {
@@ -245,6 +257,7 @@ impl Default for Scenario {
             workload: None,
             failures: Vec::new(),
             expect: BTreeMap::new(),
+            unchecked_expect: BTreeMap::new(),
         }
     }
 }

@@ -303,6 +303,10 @@ pub struct Summary {
     /// Deliveries of a file after its upload had ended and was counted (streaming runs).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub late_deliveries: u64,
+    /// Expectations not checked (`metric expression`): a what-if run (`--set`) changed the
+    /// settings they were written for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_expectations: Vec<String>,
     /// Whether every expectation and invariant held.
     pub ok: bool,
 }
@@ -347,6 +351,7 @@ impl Summary {
             upload_times: UploadTimes::default(),
             causes: BTreeMap::new(),
             late_deliveries: 0,
+            unchecked_expectations: crate::expect::unchecked(scenario),
             ok: false,
         }
     }
@@ -520,7 +525,15 @@ impl Summary {
             }
         }
         p(&mut o, "\nexpectations".into());
-        if self.expectations.is_empty() {
+        if !self.unchecked_expectations.is_empty() {
+            p(
+                &mut o,
+                format!(
+                    "  not checked ({}): written for the shipped settings, and this run changed them with --set (--expect checks them)",
+                    self.unchecked_expectations.join(", ")
+                ),
+            );
+        } else if self.expectations.is_empty() {
             p(&mut o, "  (none)".into());
         }
         for e in &self.expectations {
@@ -626,6 +639,9 @@ pub struct Aggregate {
     /// runs).
     #[serde(default)]
     pub rates: Rates,
+    /// Expectations not checked (a what-if run: see [`Summary::unchecked_expectations`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_expectations: Vec<String>,
     /// Whether every run passed.
     pub ok: bool,
 }
@@ -688,6 +704,7 @@ impl Aggregate {
             expectations: tallies,
             failed_runs,
             rates: Rates::pooled(&runs.iter().map(Summary::counts).collect::<Vec<_>>()),
+            unchecked_expectations: first.unchecked_expectations.clone(),
             ok: passed == runs.len() as u64,
         }
     }
@@ -702,14 +719,19 @@ impl Aggregate {
                 n as f64 * 1000.0 / t.metrics.files as f64
             }
         };
+        let per_s = self.runs as f64 * 1000.0 / self.wall_time_ms.max(1e-9);
         let mut o = format!(
-            "scenario {}: {} runs (seeds {}..{}) in {:.0} ms ({:.0} runs/s)\n",
+            "scenario {}: {} runs (seeds {}..{}) in {:.0} ms ({})\n",
             self.scenario,
             self.runs,
             self.seed,
             self.seed + self.runs - 1,
             self.wall_time_ms,
-            self.runs as f64 * 1000.0 / self.wall_time_ms.max(1e-9)
+            if per_s >= 10.0 {
+                format!("{per_s:.0} runs/s")
+            } else {
+                format!("{:.2} s per run", 1.0 / per_s.max(1e-9))
+            }
         );
         o += &format!(
             "  passed {} of {}; runs with a duplicate delivery {}\n",
@@ -735,6 +757,12 @@ impl Aggregate {
         );
         o += &self.rates.to_text();
         o += "expectations\n";
+        if !self.unchecked_expectations.is_empty() {
+            o += &format!(
+                "  not checked ({}): written for the shipped settings, and these runs changed them with --set (--expect checks them)\n",
+                self.unchecked_expectations.join(", ")
+            );
+        }
         for e in &self.expectations {
             o += &format!(
                 "  {:<6} {} {} (held in {} of {} runs)\n",

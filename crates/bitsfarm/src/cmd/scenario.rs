@@ -21,8 +21,12 @@ event log (its hash is printed) and the same numbers.
 Every run writes a report directory (default reports/<scenario>/<seed>/): summary.json (what
 --json prints), events.jsonl (the typed event log), report.md and report.html (with a timeline).
 
-Exit 0 when every expectation and invariant held, 1 when one failed, 2 when the scenario file or
-a flag is bad.")]
+With --set the run is a what-if: the scenario's expectations were written for its shipped
+settings, so they are listed as not checked and the exit code follows the invariants alone
+(--expect checks them anyway).
+
+Exit 0 when every expectation (when checked) and invariant held, 1 when one failed, 2 when the
+scenario file or a flag is bad.")]
 pub struct Args {
     /// Scenario name or path.
     scenario: String,
@@ -41,6 +45,9 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Check the scenario's expectations even when --set changed its settings.
+    #[arg(long)]
+    expect: bool,
     /// Report directory (default reports/<scenario>/<seed>/, or .../runs-<first>-<last>/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -56,11 +63,19 @@ pub fn overrides(set: &[String]) -> anyhow::Result<Vec<Override>> {
 /// Runs the scenario; the exit code says whether its expectations held.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sets = overrides(&args.set)?;
-    let sc = scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sc =
+        scenario::catalog::find(&args.scenario, &sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A what-if run: the expectations were written for the settings it changed.
+    if !sets.is_empty() && !args.expect {
+        sc.set_expectations_aside();
+    }
     let seed = args.seed.unwrap_or(sc.seed);
     let mut replay_base = format!("bitsfarm scenario {}", args.scenario);
     for s in &args.set {
         replay_base.push_str(&format!(" --set {s}"));
+    }
+    if args.expect && !args.set.is_empty() {
+        replay_base.push_str(" --expect");
     }
     if args.runs == 1 {
         let dir = args

@@ -39,8 +39,17 @@ fn crash_after_forward_live_gives_the_simulations_totals() {
     let root = tempdir("farm");
     // --timeout-s 110 bounds it: a run cut short fails `completed`.
     let (_, live) = sim_and_live(&root, "crash-after-forward", &SHORT, &[]);
-    // The scenario's own expectations are for its two-day timers; with these they fail.
-    assert_eq!(live["ok"], false, "{live}");
+    // The scenario's own expectations are for its two-day timers: with these short ones the
+    // run is a what-if, they are set aside unchecked, and the invariants decide.
+    assert_eq!(live["ok"], true, "{live}");
+    assert!(
+        live["unchecked_expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "virtual_time_s >= 86400"),
+        "{live}"
+    );
     let live_dir = root.join("live");
     assert_eq!(live["duplicate_deliveries"], 1);
     for inv in live["invariants"].as_array().unwrap() {
@@ -430,7 +439,8 @@ fn a_live_farm_puts_your_own_application_under_the_faults() {
     assert!(seen.lock().unwrap().is_empty());
     args.extend(["--set", "farm.notification=by-value"]);
     let o = bitsfarm(&args);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    // A what-if run (--set): the invariants decide, and they hold.
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let summary: serde_json::Value = serde_json::from_str(out.split_once('\n').unwrap().1).unwrap();
     let seen = seen.lock().unwrap().clone();

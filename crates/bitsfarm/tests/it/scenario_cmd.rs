@@ -301,3 +301,49 @@ fn the_live_farm_refuses_a_workload_with_what_to_run_instead() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_what_if_run_checks_invariants_not_the_shipped_expectations() {
+    // Without BITSHostId the crash scenario has no Host-Id fallback, which it expects.
+    let what_if = [
+        "scenario",
+        "crash-after-forward",
+        "--set",
+        "farm.host_id=false",
+    ];
+    let o = bitsfarm(&what_if);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("not checked (") && text.contains("host_fallbacks >= 1"),
+        "{text}"
+    );
+    assert!(text.contains("result: PASS"), "{text}");
+    // --expect checks them: the fallback is missing.
+    let mut checked = what_if.to_vec();
+    checked.push("--expect");
+    let o = bitsfarm(&checked);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("FAILED host_fallbacks"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("--set farm.host_id=false --expect --seed 1"),
+        "{}",
+        stdout(&o)
+    );
+    // The JSON says which were set aside; the shipped run still checks them.
+    let mut json = what_if.to_vec();
+    json.push("--json");
+    let v: serde_json::Value = serde_json::from_slice(&bitsfarm(&json).stdout).unwrap();
+    assert!(
+        v["unchecked_expectations"].as_array().unwrap().len() >= 5,
+        "{v}"
+    );
+    assert_eq!(v["expectations"].as_array().unwrap().len(), 0);
+    let o = bitsfarm(&["scenario", "crash-after-forward", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("unchecked_expectations").is_none());
+}
