@@ -1,9 +1,11 @@
 //! `bitsfarm`: the command-line front end. Thin glue only: flags, tracing setup, exit codes.
 //! The work lives in the library crates.
 
+mod browse;
 mod cmd;
 mod control;
 mod flags;
+mod kept;
 mod live;
 mod out;
 mod parallel;
@@ -49,8 +51,11 @@ enum Command {
     Scenarios,
     /// Run a scenario over combinations of settings and many seeds; compare duplicate rates.
     Sweep(cmd::sweep::Args),
-    /// Regenerate a run's or a sweep's reports from saved JSON, or merge sweep shards.
+    /// Regenerate a run's or a sweep's reports from saved JSON, merge sweep shards, or serve
+    /// the reports to a browser (--serve).
     Report(cmd::report::Args),
+    /// List the kept runs and sweeps (reports/runs.jsonl), newest first.
+    Runs(cmd::runs::Args),
     /// Search generated scenarios for property failures; save each (shrunk) as a scenario.
     Explore(cmd::explore::Args),
     /// Measure the simulator and serve against their targets; writes reports/bench.json.
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         | Command::Scenarios
         | Command::Sweep(_)
         | Command::Report(_)
+        | Command::Runs(_)
         | Command::Explore(_)
         | Command::Bench(_) => "error,node=off,client=off,backend=off",
         _ => "info",
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
         Command::Scenarios => cmd::scenario::list(),
         Command::Sweep(args) => cmd::sweep::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Runs(args) => cmd::runs::run(args),
         Command::Explore(args) => cmd::explore::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),

@@ -41,7 +41,7 @@ pub enum ReportError {
     Merge(#[from] sweep::MergeError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
         path: path.to_owned(),
         source,

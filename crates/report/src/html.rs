@@ -25,7 +25,7 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f8f
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}\
 .chart text{font-size:11px}.chart .ctitle{font-size:13px;font-weight:bold}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
         escape(title)

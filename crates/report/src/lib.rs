@@ -3,7 +3,7 @@
 //! intervals, charts). Reports are made from saved JSON only: they never re-simulate and never
 //! parse log text.
 //!
-//! A run directory (`reports/<scenario>/<seed>/`) holds `summary.json` (the run's
+//! A run directory (`reports/<scenario>/<run id>/`, see [`runs`]) holds `summary.json` (the run's
 //! [`scenario::summary::Summary`]), `events.jsonl` (see [`scenario::log`]) and the reports. A
 //! sweep directory (`reports/sweeps/<name>/`) is described in [`sweep`].
 //!
@@ -13,6 +13,7 @@
 pub mod files;
 pub mod html;
 pub mod markdown;
+pub mod runs;
 pub mod svg;
 pub mod sweep;
 pub mod timeline;

@@ -3,6 +3,8 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+use report::runs::RunKind;
+
 use anyhow::Context as _;
 
 use crate::out::{out, outln};
@@ -78,8 +80,8 @@ pub struct Args {
     /// otherwise lists them as not checked, as `scenario` does).
     #[arg(long)]
     expect: bool,
-    /// Report directory (default reports/<scenario>/live/).
-    #[arg(long, value_name = "DIR")]
+    /// Report directory (default: a new reports/<scenario>/<time>-live/).
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
@@ -138,10 +140,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let unsupported = scenario::live::unsupported(&sc);
     anyhow::ensure!(unsupported.is_empty(), "{}", unsupported.join("; "));
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| std::path::Path::new("reports").join(&sc.name).join("live"));
+    let started = crate::kept::now_unix_s();
+    let dir = crate::kept::run_dir(args.out.as_deref(), &sc.name, started, "live", &args.set)?;
     let seed = crate::live::entropy_seed();
     // The same farm again (real time: not the same run).
     let mut replay = format!("bitsfarm farm {}", args.scenario);
@@ -285,6 +285,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot write the reports into {}", dir.display()))
     })?;
+    crate::kept::record(
+        &dir,
+        crate::kept::of_summary(RunKind::Live, started, &args.set, &summary),
+    );
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

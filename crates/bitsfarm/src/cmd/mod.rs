@@ -6,6 +6,7 @@ pub mod farm;
 pub mod probe;
 pub mod proxy;
 pub mod report;
+pub mod runs;
 pub mod scenario;
 pub mod serve;
 pub mod sweep;

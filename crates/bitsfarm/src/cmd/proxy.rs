@@ -71,8 +71,8 @@ pub struct Args {
     /// Print the addresses as one JSON line first, and the summary as JSON at the end.
     #[arg(long)]
     json: bool,
-    /// Report directory (default reports/proxy/).
-    #[arg(long, value_name = "DIR")]
+    /// Report directory (default: a new reports/proxy/<time>-live/).
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     #[command(flatten)]
     reach: crate::flags::Reach,
@@ -156,10 +156,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let json = args.json;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| std::path::Path::new("reports").join("proxy"));
+    let started = crate::kept::now_unix_s();
+    let dir = crate::kept::run_dir(args.out.as_deref(), "proxy", started, "live", &[])?;
     let events_path = dir.join("events.jsonl");
     let (sink, recording) = report::record_into(&dir)
         .with_context(|| format!("cannot write the reports into {}", dir.display()))?;
@@ -291,6 +289,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         serde_json::to_vec_pretty(&seen)?,
     )
     .with_context(|| format!("cannot write into {}", dir.display()))?;
+    crate::kept::record(
+        &dir,
+        crate::kept::of_summary(report::runs::RunKind::Proxy, started, &[], &summary),
+    );
     if json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

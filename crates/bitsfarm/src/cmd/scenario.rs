@@ -2,14 +2,13 @@
 //! shipped ones.
 
 use crate::out::{out, outln};
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{path::PathBuf, process::ExitCode};
+
+use report::runs::RunKind;
 
 use scenario::{Scenario, overrides::Override, summary::Aggregate};
 
-use crate::parallel;
+use crate::{kept, parallel};
 
 /// Flags of `bitsfarm scenario`.
 #[derive(Debug, clap::Args)]
@@ -18,8 +17,12 @@ SCENARIO is a shipped scenario's name (see `bitsfarm scenarios`), or a path to a
 (format: scenarios/README.md). A run is deterministic: the same scenario and seed give the same
 event log (its hash is printed) and the same numbers.
 
-Every run writes a report directory (default reports/<scenario>/<seed>/): summary.json (what
---json prints), events.jsonl (the typed event log), report.md and report.html (with a timeline).
+Every run writes a new report directory, reports/<scenario>/<run id>/ (run id: the UTC start
+time, the seed and a short hash of the --set overrides, e.g. 20261127-153012-s1), and lists it
+in reports/index.html and `bitsfarm runs`; reports/latest points at it. It holds summary.json
+(what --json prints), events.jsonl (the typed event log), report.md and report.html (with a
+timeline). With -o DIR the run writes into DIR instead and is indexed only when DIR is under
+reports/.
 
 With --set the run is a what-if: the scenario's expectations were written for its shipped
 settings, so they are listed as not checked and the exit code follows the invariants alone
@@ -48,8 +51,8 @@ pub struct Args {
     /// Check the scenario's expectations even when --set changed its settings.
     #[arg(long)]
     expect: bool,
-    /// Report directory (default reports/<scenario>/<seed>/, or .../runs-<first>-<last>/).
-    #[arg(long, value_name = "DIR")]
+    /// Report directory (default: a new reports/<scenario>/<run id>/).
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
@@ -77,12 +80,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.expect && !args.set.is_empty() {
         replay_base.push_str(" --expect");
     }
+    let started = kept::now_unix_s();
     if args.runs == 1 {
-        let dir = args
-            .out
-            .clone()
-            .unwrap_or_else(|| Path::new("reports").join(&sc.name).join(seed.to_string()));
+        let dir = kept::run_dir(
+            args.out.as_deref(),
+            &sc.name,
+            started,
+            &format!("s{seed}"),
+            &args.set,
+        )?;
         let summary = report::run_into(&sc, seed, format!("{replay_base} --seed {seed}"), &dir)?;
+        kept::record(
+            &dir,
+            kept::of_summary(RunKind::Run, started, &args.set, &summary),
+        );
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
@@ -96,12 +107,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     let aggregate = run_many(&sc, seed, args.runs, args.jobs, &replay_base);
-    let dir = args.out.clone().unwrap_or_else(|| {
-        Path::new("reports")
-            .join(&sc.name)
-            .join(format!("runs-{seed}-{}", seed + args.runs - 1))
-    });
+    let dir = kept::run_dir(
+        args.out.as_deref(),
+        &sc.name,
+        started,
+        &format!("seeds{seed}-{}", seed + args.runs - 1),
+        &args.set,
+    )?;
     report::write_aggregate(&dir, &aggregate)?;
+    kept::record(
+        &dir,
+        kept::of_aggregate(
+            started,
+            &args.set,
+            &aggregate,
+            format!("{replay_base} --seed {seed} --runs {}", args.runs),
+        ),
+    );
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&aggregate)?);
     } else {

@@ -83,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => base,
         }
     });
+    let started = crate::kept::now_unix_s();
     let items: Vec<u64> = (0..plan.items()).filter(|&i| plan.in_shard(i)).collect();
     let (lines, wall_ms) = parallel::map(
         &items,
@@ -101,6 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
     let summary = report::write_sweep(&dir, &plan, &lines)?;
+    if shard.is_none() {
+        crate::kept::record(&dir, crate::kept::of_sweep(started, &summary));
+    }
     if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

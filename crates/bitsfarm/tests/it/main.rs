@@ -3,6 +3,7 @@
 
 mod explore_cmd;
 mod farm_cmd;
+mod kept_cmd;
 mod live;
 mod probe_cmd;
 mod proxy_cmd;
