@@ -62,6 +62,19 @@ soak CLIENTS="200" FILES="10":
 test:
     cargo test --workspace --profile ci --locked
 
+# The HTML reports in headless Chromium (needs Debian's `chromium`): no overlapping text,
+# zoomed duplicate chains, what to change.
+browser:
+    cargo test -p bitsfarm --profile ci --locked --test it browser -- --ignored
+
+# The README's start, command by command, as a new user runs it.
+readme:
+    bash .ci/readme
+
+# Regenerate docs/run-report.png and docs/sweep-report.png (needs Debian's `chromium`).
+screenshots:
+    bash docs/screenshots
+
 # Format the code.
 fmt:
     cargo fmt --all

@@ -13,7 +13,7 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use out::errln;
 
 // Seed sweeps run thousands of small simulations; glibc's allocator spends more time in page
@@ -70,6 +70,13 @@ enum Command {
     Probe(cmd::probe::Args),
     /// A BITS-aware reverse proxy with faults on protocol steps, in front of real servers.
     Proxy(cmd::proxy::Args),
+    /// Print shell completions: `bitsfarm completions bash > /etc/bash_completion.d/bitsfarm`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `bitsfarm manpage > bitsfarm.1; man ./bitsfarm.1`.
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +100,8 @@ fn main() -> ExitCode {
         | Command::Sweep(_)
         | Command::Report(_)
         | Command::Runs(_)
+        | Command::Completions { .. }
+        | Command::Manpage
         | Command::Explore(_)
         | Command::Bench(_) => "error,node=off,client=off,backend=off",
         _ => "info",
@@ -111,6 +120,22 @@ fn main() -> ExitCode {
         Command::Upload(args) => cmd::upload::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "bitsfarm", &mut text);
+            out::out!("{}", String::from_utf8_lossy(&text));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            let mut text = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut text) {
+                Ok(()) => {
+                    out::out!("{}", String::from_utf8_lossy(&text));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(anyhow::anyhow!("cannot render the man page: {e}")),
+            }
+        }
     };
     match result {
         Ok(code) => code,

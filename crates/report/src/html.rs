@@ -7,7 +7,6 @@ use scenario::{summary::Summary, text::secs};
 
 use crate::{
     escape,
-    markdown::short_time,
     svg::{self, Bar},
     sweep::SweepSummary,
     timeline::Timeline,
@@ -23,7 +22,12 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f8f
 .timeline text.tick,.timeline text.brk{font-size:10px;fill:#555}.timeline text.lane{font-size:11px;fill:#333}\
 .timeline text.hl{fill:#d62728;font-weight:bold}.timeline text.fault{font-size:10px;fill:#d62728}\
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}\
-.chart text{font-size:11px}.chart .ctitle{font-size:13px;font-weight:bold}";
+.chart text{font-size:11px}.chart .ctitle{font-size:13px;font-weight:bold}\
+.timeline text.axis{font-size:11px;fill:#555}.timeline text.small{font-size:8px}\
+.verdict{font-size:16px;padding:8px 12px;border-radius:6px;border:1px solid}\
+.verdict.pass{background:#eaf7ee;border-color:#1a7f37}.verdict.fail{background:#ffebe9;border-color:#cf222e}\
+.verdict.expected{color:#7a4b00;background:#fff8e1;border-color:#d4a72c}.verdict.warn{color:#953800;background:#fff1e5;border-color:#fb8f44}\
+.advice li{margin:6px 0}.zoom{margin:6px 0 14px}";
 
 pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
@@ -55,13 +59,6 @@ fn card(o: &mut String, label: &str, value: &str, dup: bool) {
         escape(value),
         escape(label)
     );
-}
-
-fn swatch(colour: &str, label: &str) -> String {
-    format!(
-        r#"<span><i class="sw" style="background:{colour}"></i>{}</span>"#,
-        escape(label)
-    )
 }
 
 /// The "How often" table: rates with their intervals, then the duplicates by cause.
@@ -116,17 +113,28 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
     if !s.resolved.description.is_empty() {
         let _ = write!(o, "<p>{}</p>", escape(&s.resolved.description));
     }
+    let verdict = scenario::advice::verdict(s);
     let _ = write!(
         o,
-        r#"<p class="{}">{}</p><p>Replay: <code>{}</code></p>"#,
-        if s.ok { "pass" } else { "fail" },
-        if s.ok {
-            "PASS: every expectation and invariant held"
-        } else {
-            "FAIL"
-        },
+        r#"<p class="verdict {}">{}</p><p>Replay: <code>{}</code></p>"#,
+        verdict.class,
+        inline_code(&verdict.text),
         escape(&s.replay)
     );
+    let advice = scenario::advice::what_to_change(s);
+    if !advice.is_empty() {
+        o += r#"<h2 id="what-to-change">What to change</h2><ul class="advice">"#;
+        for a in &advice {
+            let _ = write!(
+                o,
+                "<li>{} <i>(duplicates: {})</i><br/>Measure it: <code>{}</code></li>",
+                inline_code(&a.text),
+                escape(&a.about),
+                escape(&a.sweep)
+            );
+        }
+        o += "</ul>";
+    }
     rates(&mut o, &s.rates);
     if let Some(note) = scenario::summary::outside_note(s.outside_files) {
         let _ = write!(o, "<p>{}.</p>", escape(&note));
@@ -178,28 +186,19 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
     card(
         &mut o,
         "bytes re-sent",
-        &s.metrics.bytes_resent.to_string(),
+        &scenario::text::bytes(s.metrics.bytes_resent),
         false,
     );
     card(
         &mut o,
         "virtual time",
-        &short_time((s.metrics.virtual_time_s * 1000.0) as u64),
+        &scenario::text::duration(s.metrics.virtual_time_s),
         false,
     );
     o += "</div>";
 
-    o += "<h2>Timeline</h2><p>A lane per balancer (<code>farm</code>), node, the application (<code>backend</code>) and client; idle stretches are collapsed (⋯, hover for how long). Red dashed lines are faults; red dots are deliveries of a duplicated file; red client names are the clients in trouble.</p>";
-    o += r#"<p class="legend">"#;
-    o += &swatch("#bdbdbd", "node down");
-    o += &swatch("#fdb863", "transient error (retrying)");
-    o += &swatch("#fee08b", "partitioned");
-    o += &swatch("#1f77b4", "forwarded to the application");
-    o += &swatch("#2ca02c", "delivered / acknowledged");
-    o += &swatch("#d62728", "duplicate delivery / failure");
-    o += &swatch("#9467bd", "session not found / restart");
-    o += &swatch("#ff7f0e", "Host-Id fallback");
-    o += "</p>";
+    o += "<h2>Timeline</h2><p>A lane per balancer (<code>farm</code>), node, the application (<code>backend</code>) and client. Hover over a mark for what it is; red client names are the clients in trouble. Each duplicate's chain has a timeline of its own below.</p>";
+    o += &svg::legend(s.resolved.farm.nodes as usize);
     o += &svg::timeline(t);
     if t.hidden_clients > 0 {
         let _ = write!(
@@ -223,7 +222,7 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
                 d.effects,
                 escape(&d.nodes.join(" → ")),
                 d.restarts,
-                d.bytes_resent
+                scenario::text::bytes(d.bytes_resent)
             );
         }
         o.push_str("</table>");
@@ -248,7 +247,17 @@ pub fn run(s: &Summary, t: &Timeline) -> String {
                         escape(&st.text)
                     );
                 }
-                o += "</ol></div>";
+                o += "</ol>";
+                if let Some(z) = t
+                    .zooms
+                    .iter()
+                    .find(|z| z.duplicate == i && z.delivery == c.delivery)
+                {
+                    o += r#"<div class="zoom">"#;
+                    o += &svg::timeline(&z.timeline);
+                    o += "</div>";
+                }
+                o += "</div>";
             }
         }
     }

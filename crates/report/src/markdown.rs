@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use scenario::{
     summary::{Aggregate, Summary},
-    text::{ordinal, secs},
+    text::{bytes, duration, ordinal, secs},
 };
 
 use crate::sweep::SweepSummary;
@@ -28,6 +28,29 @@ pub fn short_time(ms: u64) -> String {
     out
 }
 
+/// "What to change": advice from the run's duplicates' causes and settings, each with the
+/// sweep that measures it (empty when the run showed no problem to change).
+pub fn what_to_change(s: &Summary) -> String {
+    let advice = scenario::advice::what_to_change(s);
+    if advice.is_empty() {
+        return String::new();
+    }
+    let mut o = String::from(
+        "## What to change
+
+",
+    );
+    for a in &advice {
+        let _ = writeln!(
+            o,
+            "- {} *(duplicates: {})*  \n  Measure it: `{}`",
+            a.text, a.about, a.sweep
+        );
+    }
+    o.push('\n');
+    o
+}
+
 /// The Markdown report of one run.
 pub fn run(s: &Summary) -> String {
     let mut o = String::new();
@@ -37,10 +60,11 @@ pub fn run(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "**Result: {}** — replay with `{}`\n",
-        if s.ok { "PASS" } else { "FAIL" },
+        "**{}** — replay with `{}`\n",
+        scenario::advice::verdict(s).text,
         s.replay
     );
+    o += &what_to_change(s);
     o += &rates(&s.rates);
     o += "## Totals\n\n";
     if let Some(note) = scenario::summary::outside_note(s.outside_files) {
@@ -75,13 +99,20 @@ pub fn run(s: &Summary) -> String {
         ("corrupted deliveries", s.metrics.corrupted.to_string()),
         ("restarts from byte 0", s.metrics.restarts.to_string()),
         ("Host-Id fallbacks", s.metrics.host_fallbacks.to_string()),
-        ("bytes re-sent", s.metrics.bytes_resent.to_string()),
+        (
+            "bytes re-sent",
+            format!(
+                "{} ({} bytes)",
+                bytes(s.metrics.bytes_resent),
+                s.metrics.bytes_resent
+            ),
+        ),
         (
             "upload time p50 / p99",
             format!(
-                "< {} s / < {} s",
-                s.durations.quantile(0.5),
-                s.durations.quantile(0.99)
+                "{} / {}",
+                duration(s.rates.upload_time_s.p50),
+                duration(s.rates.upload_time_s.p99)
             ),
         ),
         (
@@ -256,6 +287,93 @@ pub fn aggregate(a: &Aggregate) -> String {
         rates(&a.rates),
         a.to_text()
     )
+}
+
+/// A sweep for the terminal: a compact aligned table per condition (cargo-nextest and
+/// hyperfine style) and what to change; the whole Markdown report goes to the file.
+pub fn sweep_text(s: &SweepSummary) -> String {
+    let p = &s.plan;
+    let mut o = format!(
+        "sweep {}: {} settings × {} seeds = {} runs{}\n",
+        p.scenario,
+        p.settings.len(),
+        p.seeds,
+        s.runs,
+        p.shard
+            .map(|(k, m)| format!(" (shard {k} of {m})"))
+            .unwrap_or_default()
+    );
+    for m in &s.matrices {
+        if m.condition != "(as written)" {
+            let _ = writeln!(o, "\n{}", m.condition);
+        } else {
+            o.push('\n');
+        }
+        let header = [
+            "rank",
+            "setting",
+            "dup effects /M [95%]",
+            "dup deliveries /M [95%]",
+            "re-sent/upload",
+            "p99 upload",
+        ]
+        .map(str::to_owned);
+        let rows: Vec<[String; 6]> = m
+            .rows
+            .iter()
+            .map(|r| {
+                let st = &s.settings[r.setting];
+                [
+                    format!("{}{}", if r.tied { "=" } else { "" }, r.rank),
+                    setting_label(s, r.setting).replace('`', ""),
+                    st.rates.duplicate_effects_per_million.show(1),
+                    st.rates.duplicate_deliveries_per_million.show(1),
+                    bytes(st.bytes_resent_per_upload.round() as u64),
+                    duration(st.rates.upload_time_s.p99),
+                ]
+            })
+            .collect();
+        let mut width = header.clone().map(|h| h.chars().count());
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        for r in std::iter::once(&header).chain(&rows) {
+            let mut line = String::from(" ");
+            for (i, (c, w)) in r.iter().zip(width).enumerate() {
+                if i == 1 {
+                    let _ = write!(line, " {c:<w$}");
+                } else {
+                    let _ = write!(line, " {c:>w$}");
+                }
+            }
+            o += line.trim_end();
+            o.push('\n');
+        }
+        for &i in &m.flagged {
+            let _ = writeln!(
+                o,
+                "  left out: {}: {}",
+                setting_label(s, i).replace('`', ""),
+                s.settings[i].flagged.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    o += "\nwhat to change\n";
+    for line in &s.conclusion {
+        let _ = writeln!(o, "  - {}", line.replace('`', ""));
+    }
+    let _ = writeln!(
+        o,
+        "\ninvariants: {}",
+        if s.invariants_held {
+            "held in every run"
+        } else {
+            "FAILED in some runs (their settings are left out; see the report)"
+        }
+    );
+    o
 }
 
 /// The Markdown report of a sweep: what to change first, then a safety matrix per

@@ -9,7 +9,48 @@ use crate::{
 };
 
 const LABEL: f64 = 96.0;
-const TOP: f64 = 34.0;
+/// Height of the header: two rows of tick and break labels, two of fault labels.
+const TOP: f64 = 58.0;
+/// Rows of the tick and break labels, and of the fault labels.
+const TICK_ROWS: [f64; 2] = [12.0, 24.0];
+const FAULT_ROWS: [f64; 2] = [38.0, 49.0];
+/// Below the lanes: the axis title.
+const BOTTOM: f64 = 22.0;
+
+/// Estimated width of a label of `n` characters at the 10 px font (a little generous, so
+/// estimated boxes that do not touch never overlap on screen).
+fn label_width(n: usize) -> f64 {
+    n as f64 * 6.4 + 6.0
+}
+
+/// Rows of labels: a label goes in the first row where it touches no label placed before,
+/// or nowhere (its line and tooltip stay).
+struct Rows {
+    taken: Vec<Vec<(f64, f64)>>,
+}
+
+impl Rows {
+    fn new(n: usize) -> Rows {
+        Rows {
+            taken: vec![Vec::new(); n],
+        }
+    }
+
+    /// The row a label centred at `x` (or starting at `x` when `left`) fits in.
+    fn place(&mut self, x: f64, w: f64, left: bool) -> Option<usize> {
+        let (a, b) = if left {
+            (x, x + w)
+        } else {
+            (x - w / 2.0, x + w / 2.0)
+        };
+        let row = self
+            .taken
+            .iter()
+            .position(|r| r.iter().all(|&(c, d)| b + 4.0 < c || a > d + 4.0))?;
+        self.taken[row].push((a, b));
+        Some(row)
+    }
+}
 
 /// Colour of node `i` (balancer marks, delivery bars).
 pub fn node_colour(i: usize) -> &'static str {
@@ -36,6 +77,128 @@ fn mark_style(kind: MarkKind) -> (&'static str, &'static str) {
     }
 }
 
+/// A mark's shape at `(x, mid)` of radius `r`: the opening element (a `<title>` may follow)
+/// and its closing tag.
+fn shape(kind: MarkKind, x: f64, mid: f64, r: f64) -> (String, &'static str) {
+    let (colour, shape) = mark_style(kind);
+    match shape {
+        "big" => (
+            format!(
+                r##"<circle cx="{x:.1}" cy="{mid:.1}" r="{:.1}" fill="{colour}" stroke="#000" stroke-width="0.6">"##,
+                r + 1.5
+            ),
+            "</circle>",
+        ),
+        "tick" => (
+            format!(
+                r#"<rect x="{:.1}" y="{:.1}" width="1.6" height="{:.1}" fill="{colour}">"#,
+                x - 0.8,
+                mid - r,
+                2.0 * r
+            ),
+            "</rect>",
+        ),
+        "x" => (
+            format!(
+                r#"<path d="M{:.1} {:.1}L{:.1} {:.1}M{:.1} {:.1}L{:.1} {:.1}" stroke="{colour}" stroke-width="1.6">"#,
+                x - r,
+                mid - r,
+                x + r,
+                mid + r,
+                x - r,
+                mid + r,
+                x + r,
+                mid - r
+            ),
+            "</path>",
+        ),
+        "tri" => (
+            format!(
+                r#"<path d="M{x:.1} {:.1}L{:.1} {:.1}L{:.1} {:.1}Z" fill="{colour}">"#,
+                mid - r,
+                x + r,
+                mid + r,
+                x - r,
+                mid + r
+            ),
+            "</path>",
+        ),
+        "diamond" => (
+            format!(
+                r#"<path d="M{x:.1} {:.1}L{:.1} {mid:.1}L{x:.1} {:.1}L{:.1} {mid:.1}Z" fill="{colour}">"#,
+                mid - r,
+                x + r,
+                mid + r,
+                x - r
+            ),
+            "</path>",
+        ),
+        _ => (
+            format!(r#"<circle cx="{x:.1}" cy="{mid:.1}" r="{r:.1}" fill="{colour}">"#),
+            "</circle>",
+        ),
+    }
+}
+
+/// The legend of a timeline with `nodes` nodes: every mark, span and line it can draw, each
+/// with the very shape the timeline uses (HTML, one inline SVG per entry).
+pub fn legend(nodes: usize) -> String {
+    let item = |svg: String, label: &str| {
+        format!(
+            r#"<span><svg width="18" height="14" viewBox="0 0 18 14" aria-hidden="true">{svg}</svg> {}</span>"#,
+            escape(label)
+        )
+    };
+    let mark = |kind: MarkKind, label: &str| {
+        let (body, close) = shape(kind, 9.0, 7.0, 3.5);
+        item(format!("{body}{close}"), label)
+    };
+    let span = |fill: &str, h: f64, label: &str| {
+        item(
+            format!(
+                r#"<rect x="1" y="{:.1}" width="16" height="{h:.1}" fill="{fill}"/>"#,
+                7.0 - h / 2.0
+            ),
+            label,
+        )
+    };
+    let mut o = String::from(r#"<p class="legend">"#);
+    for i in 0..nodes.max(1) {
+        o += &mark(
+            MarkKind::Routed(i),
+            &format!("farm lane: a connection sent to node-{}", i + 1),
+        );
+    }
+    o += &mark(MarkKind::Session, "node: session created");
+    o += &mark(MarkKind::Forward, "node: file forwarded to the application");
+    o += &mark(MarkKind::NotFound, "node: session not found");
+    o += &mark(MarkKind::Replay, "node: cached Ack replayed");
+    o += &mark(MarkKind::Delivery(false), "backend: delivered");
+    o += &mark(
+        MarkKind::Delivery(true),
+        "backend: delivery of a duplicated file",
+    );
+    o += &mark(MarkKind::Done, "client: job acknowledged");
+    o += &mark(MarkKind::Failed, "client: job failed or cancelled");
+    o += &mark(MarkKind::Restart, "client: upload restarted from byte 0");
+    o += &mark(MarkKind::Fallback, "client: Host-Id fallback");
+    o += &span("#dbe9f6", 3.0, "client: job running");
+    o += &span("#fdb863", 6.0, "client: transient error (retrying)");
+    o += &span("#bdbdbd", 12.0, "host down");
+    o += &span("#fee08b", 12.0, "partitioned");
+    o += &item(
+        r##"<line x1="9" x2="9" y1="0" y2="14" stroke="#d62728" stroke-dasharray="3 2"/>"##.into(),
+        "a fault fired (#rule)",
+    );
+    o += &item(
+        r##"<path d="M1 7l4 -4l4 8l4 -8l4 4" fill="none" stroke="#888" stroke-width="1.2"/>"##
+            .into(),
+        "time skipped (labelled)",
+    );
+    o += "</p>";
+    o
+}
+
 /// The timeline as an SVG element.
 pub fn timeline(t: &Timeline) -> String {
     let infra = t
@@ -54,14 +217,20 @@ pub fn timeline(t: &Timeline) -> String {
         .enumerate()
         .map(|(i, _)| if i < infra { 22.0 } else { client_h })
         .collect();
-    let height = TOP + heights.iter().sum::<f64>() + 8.0;
+    let height = TOP + heights.iter().sum::<f64>() + 8.0 + BOTTOM;
     let width = LABEL + t.axis.width + 48.0;
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="timeline">"#
     );
-    // Axis: busy stretches shaded, ticks spread over them, breaks marked.
+    s.push_str(r##"<defs><pattern id="brk" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff"/><line x1="0" y1="0" x2="0" y2="6" stroke="#ddd" stroke-width="2"/></pattern></defs>"##);
+    // Axis: stretches shaded; the breaks between them drawn as a hatched band with a zigzag,
+    // labelled with the time they skip; ticks spread over the stretches. Labels never overlap:
+    // break labels are placed first, then ticks where they fit.
+    let lanes_bottom = height - BOTTOM;
+    let mut labels = Rows::new(TICK_ROWS.len());
+    let mut texts = String::new();
     for (i, &(t0, _, x0, x1)) in t.axis.segments.iter().enumerate() {
         let (a, b) = (LABEL + x0, LABEL + x1);
         let _ = write!(
@@ -69,33 +238,85 @@ pub fn timeline(t: &Timeline) -> String {
             r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#f7f7f7"/>"##,
             TOP - 4.0,
             (b - a).max(1.0),
-            height - TOP
+            lanes_bottom - TOP + 4.0
         );
         if i > 0 {
             let prev = t.axis.segments[i - 1];
-            let mid = LABEL + (prev.3 + x0) / 2.0;
+            let (ba, bb) = (LABEL + prev.3, a);
+            let mid = (ba + bb) / 2.0;
+            let skipped = crate::markdown::short_time(t0 - prev.1);
             let _ = write!(
                 s,
-                r#"<text x="{mid:.1}" y="24" class="brk" text-anchor="middle">⋯<title>{} idle</title></text>"#,
-                escape(&crate::markdown::short_time(t0 - prev.1))
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="url(#brk)"><title>{} skipped</title></rect><path d="M{:.1} {:.1}l4 -4l4 8l4 -8l4 8l4 -4" fill="none" stroke="#888" stroke-width="1.2"/>"##,
+                ba + 2.0,
+                TOP - 4.0,
+                (bb - ba - 4.0).max(1.0),
+                lanes_bottom - TOP + 4.0,
+                escape(&skipped),
+                mid - 10.0,
+                TOP - 4.0
             );
+            let label = format!("+{skipped}");
+            if let Some(row) = labels.place(mid, label_width(label.chars().count()), false) {
+                let _ = write!(
+                    texts,
+                    r#"<text x="{mid:.1}" y="{}" class="brk" text-anchor="middle">{}<title>{} skipped</title></text>"#,
+                    TICK_ROWS[row],
+                    escape(&label),
+                    escape(&skipped)
+                );
+            }
         }
     }
-    for (k, (x, tt)) in t.axis.ticks(110.0).iter().enumerate() {
+    let mut ticks = Vec::new();
+    for (x, tt) in t.axis.ticks(110.0) {
         let x = LABEL + x;
-        let y = if k % 2 == 0 { 12.0 } else { 24.0 };
+        // A zoom's windows are milliseconds wide, wherever they are in the run.
+        let label = if t.axis.windowed {
+            scenario::text::secs(tt)
+        } else {
+            crate::markdown::short_time(tt)
+        };
+        if let Some(row) = labels.place(x, label_width(label.chars().count()), false) {
+            ticks.push((x, row, label));
+        }
+    }
+    // Tick labels in x order with the break labels: `labels` placed them left to right.
+    for (x, row, label) in ticks {
+        let y = TICK_ROWS[row];
         let _ = write!(
             s,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#ccc"/><text x="{x:.1}" y="{y}" class="tick" text-anchor="middle">{}</text>"##,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#ccc"/>"##,
             y + 2.0,
-            TOP - 4.0,
-            escape(&crate::markdown::short_time(*tt))
+            TOP - 4.0
+        );
+        let _ = write!(
+            texts,
+            r#"<text x="{x:.1}" y="{y}" class="tick" text-anchor="middle">{}</text>"#,
+            escape(&label)
         );
     }
+    s.push_str(&texts);
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" class="axis" text-anchor="middle">{}</text>"#,
+        LABEL + t.axis.width / 2.0,
+        height - 6.0,
+        if t.axis.windowed {
+            "time since the run began (windows around the chain's steps; a zigzag skips the time it is labelled with)"
+        } else {
+            "time since the run began (virtual time; a zigzag skips an idle stretch, labelled with its length)"
+        }
+    );
     let mut y = TOP;
     for (lane, h) in t.lanes.iter().zip(&heights) {
         let mid = y + h / 2.0;
-        let cls = if lane.highlight { "lane hl" } else { "lane" };
+        let small = if *h < 12.0 { " small" } else { "" };
+        let cls = if lane.highlight {
+            format!("lane hl{small}")
+        } else {
+            format!("lane{small}")
+        };
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{:.1}" class="{cls}" text-anchor="end">{}</text>"#,
@@ -127,7 +348,6 @@ pub fn timeline(t: &Timeline) -> String {
         }
         for m in &lane.marks {
             let x = LABEL + t.axis.x(m.t_ms);
-            let (colour, shape) = mark_style(m.kind);
             let title = if m.count > 1 {
                 format!("{} (+{} more here)", m.title, m.count - 1)
             } else {
@@ -145,72 +365,31 @@ pub fn timeline(t: &Timeline) -> String {
             } else {
                 3.5
             };
-            let body = match shape {
-                "big" => format!(
-                    r##"<circle cx="{x:.1}" cy="{mid:.1}" r="{:.1}" fill="{colour}" stroke="#000" stroke-width="0.6">"##,
-                    r + 1.5
-                ),
-                "tick" => format!(
-                    r#"<rect x="{:.1}" y="{:.1}" width="1.6" height="{:.1}" fill="{colour}">"#,
-                    x - 0.8,
-                    mid - r,
-                    2.0 * r
-                ),
-                "x" => format!(
-                    r#"<path d="M{:.1} {:.1}L{:.1} {:.1}M{:.1} {:.1}L{:.1} {:.1}" stroke="{colour}" stroke-width="1.6">"#,
-                    x - r,
-                    mid - r,
-                    x + r,
-                    mid + r,
-                    x - r,
-                    mid + r,
-                    x + r,
-                    mid - r
-                ),
-                "tri" => format!(
-                    r#"<path d="M{x:.1} {:.1}L{:.1} {:.1}L{:.1} {:.1}Z" fill="{colour}">"#,
-                    mid - r,
-                    x + r,
-                    mid + r,
-                    x - r,
-                    mid + r
-                ),
-                "diamond" => format!(
-                    r#"<path d="M{x:.1} {:.1}L{:.1} {mid:.1}L{x:.1} {:.1}L{:.1} {mid:.1}Z" fill="{colour}">"#,
-                    mid - r,
-                    x + r,
-                    mid + r,
-                    x - r
-                ),
-                _ => format!(r#"<circle cx="{x:.1}" cy="{mid:.1}" r="{r:.1}" fill="{colour}">"#),
-            };
-            let close = if body.starts_with("<circle") {
-                "</circle>"
-            } else if body.starts_with("<rect") {
-                "</rect>"
-            } else {
-                "</path>"
-            };
+            let (body, close) = shape(m.kind, x, mid, r);
             let _ = write!(s, "{body}<title>{}</title>{close}", escape(&title));
         }
         y += h;
     }
+    let mut rows = Rows::new(FAULT_ROWS.len());
     for f in &t.faults {
         let x = LABEL + t.axis.x(f.t_ms);
         let _ = write!(
             s,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#d62728" stroke-dasharray="3 2"><title>{}</title></line>"##,
             TOP - 6.0,
-            height - 6.0,
+            lanes_bottom,
             escape(&f.title)
         );
-        let _ = write!(
-            s,
-            r##"<text x="{:.1}" y="{:.1}" class="fault">#{}</text>"##,
-            x + 2.0,
-            TOP - 7.0,
-            f.rule
-        );
+        let label = format!("#{}", f.rule);
+        if let Some(row) = rows.place(x + 2.0, label_width(label.len()), true) {
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" class="fault">{label}<title>{}</title></text>"##,
+                x + 2.0,
+                FAULT_ROWS[row],
+                escape(&f.title)
+            );
+        }
     }
     s.push_str("</svg>");
     s

@@ -107,6 +107,35 @@ pub struct Timeline {
     pub axis: Axis,
     /// Client lanes left out (more than the report shows), if any.
     pub hidden_clients: usize,
+    /// The first duplicate chains, each on a timeline of its own: windows around its steps.
+    pub zooms: Vec<Zoom>,
+}
+
+/// One duplicate delivery's chain on its own timeline: the farm, the nodes, the application
+/// and the file's client, in windows around the chain's steps (what lies between is skipped
+/// and says how long it was), so its decisive events are never a few pixels of a day.
+#[derive(Debug, Clone)]
+pub struct Zoom {
+    /// Index of the duplicated file in the summary's `duplicates`.
+    pub duplicate: usize,
+    /// The file.
+    pub file: String,
+    /// Which delivery the chain explains (2 = the first extra one).
+    pub delivery: u64,
+    /// The timeline (its `zooms` empty).
+    pub timeline: Timeline,
+}
+
+/// Most chains zoomed in one report.
+pub const MAX_ZOOMS: usize = 12;
+
+/// A chain to zoom: duplicate index, file, delivery, the client's lane, the steps' times.
+struct ZoomPlan {
+    duplicate: usize,
+    file: String,
+    delivery: u64,
+    client: String,
+    times: Vec<u64>,
 }
 
 /// Most client lanes a report shows; clients with trouble come first.
@@ -131,6 +160,7 @@ pub struct Builder {
     faults: Vec<FaultLine>,
     times: Vec<u64>,
     end_ms: u64,
+    zooms: Vec<ZoomPlan>,
 }
 
 fn client_of(job: &str) -> String {
@@ -157,6 +187,22 @@ impl Builder {
             faults: Vec::new(),
             times: Vec::new(),
             end_ms: (summary.metrics.virtual_time_s * 1000.0) as u64,
+            zooms: summary
+                .duplicates
+                .iter()
+                .enumerate()
+                .flat_map(|(i, d)| {
+                    d.chains.iter().map(move |c| ZoomPlan {
+                        duplicate: i,
+                        file: d.file.clone(),
+                        delivery: c.delivery,
+                        client: client_of(&d.job),
+                        times: c.steps.iter().map(|s| s.t_ms).collect(),
+                    })
+                })
+                .filter(|z| !z.times.is_empty())
+                .take(MAX_ZOOMS)
+                .collect(),
         }
     }
 
@@ -312,25 +358,8 @@ impl Builder {
         let end = self.end_ms;
         self.times.push(end);
         let axis = Axis::new(&mut self.times, WIDTH);
-        let mut lanes = Vec::new();
-        let infra: Vec<String> = std::iter::once("farm".to_owned())
-            .chain(self.nodes.iter().cloned())
-            .chain(std::iter::once("backend".to_owned()))
-            .collect();
-        let mut clients: Vec<(bool, String)> = self
-            .lanes
-            .keys()
-            .filter(|k| !infra.contains(k))
-            .map(|k| (!self.lanes[k].trouble, k.clone()))
-            .collect();
-        clients.sort();
-        let hidden = clients.len().saturating_sub(MAX_CLIENT_LANES);
-        clients.truncate(MAX_CLIENT_LANES);
-        clients.sort_by(|a, b| a.1.cmp(&b.1));
-        for name in infra.into_iter().chain(clients.into_iter().map(|(_, n)| n)) {
-            let Some(mut b) = self.lanes.remove(&name) else {
-                continue;
-            };
+        // Spans still open at the end last until it.
+        for b in self.lanes.values_mut() {
             for (key, (from, title)) in std::mem::take(&mut b.open) {
                 let kind = match key {
                     0 => SpanKind::Down,
@@ -345,34 +374,105 @@ impl Builder {
                     title,
                 });
             }
-            // Merge marks of one kind in one pixel column.
-            let mut merged: BTreeMap<(i64, MarkKind), Mark> = BTreeMap::new();
-            for (t, kind, title) in b.marks {
-                let col = axis.x(t).floor() as i64;
-                merged
-                    .entry((col, kind))
-                    .and_modify(|m| m.count += 1)
-                    .or_insert(Mark {
-                        t_ms: t,
-                        kind,
-                        count: 1,
-                        title,
-                    });
-            }
             b.spans.sort_by_key(|s| (s.from_ms, s.to_ms));
-            lanes.push(Lane {
-                highlight: b.trouble,
-                name,
-                spans: b.spans,
-                marks: merged.into_values().collect(),
-            });
         }
+        let infra: Vec<String> = std::iter::once("farm".to_owned())
+            .chain(self.nodes.iter().cloned())
+            .chain(std::iter::once("backend".to_owned()))
+            .collect();
+        let mut clients: Vec<(bool, String)> = self
+            .lanes
+            .keys()
+            .filter(|k| !infra.contains(k))
+            .map(|k| (!self.lanes[k].trouble, k.clone()))
+            .collect();
+        clients.sort();
+        let hidden = clients.len().saturating_sub(MAX_CLIENT_LANES);
+        clients.truncate(MAX_CLIENT_LANES);
+        clients.sort_by(|a, b| a.1.cmp(&b.1));
+        let lay = |names: &mut dyn Iterator<Item = &String>, axis: &Axis| -> Vec<Lane> {
+            names
+                .filter_map(|n| self.lanes.get(n).map(|b| lay_lane(n, b, axis)))
+                .collect()
+        };
+        let zooms = self
+            .zooms
+            .iter()
+            .map(|z| {
+                let axis = Axis::windows(&z.times, WIDTH);
+                let names: Vec<String> = infra
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(z.client.clone()))
+                    .collect();
+                Zoom {
+                    duplicate: z.duplicate,
+                    file: z.file.clone(),
+                    delivery: z.delivery,
+                    timeline: Timeline {
+                        lanes: lay(&mut names.iter(), &axis),
+                        faults: self
+                            .faults
+                            .iter()
+                            .filter(|f| axis.covers(f.t_ms))
+                            .cloned()
+                            .collect(),
+                        axis,
+                        hidden_clients: 0,
+                        zooms: Vec::new(),
+                    },
+                }
+            })
+            .collect();
+        let names: Vec<String> = infra
+            .into_iter()
+            .chain(clients.into_iter().map(|(_, n)| n))
+            .collect();
         Timeline {
-            lanes,
+            lanes: lay(&mut names.iter(), &axis),
             faults: self.faults,
             axis,
             hidden_clients: hidden,
+            zooms,
         }
+    }
+}
+
+/// A lane laid out on `axis`: marks outside its stretches left out (a zoom's windows), marks
+/// of one kind in one pixel column merged, spans clipped to the axis.
+fn lay_lane(name: &str, b: &LaneBuild, axis: &Axis) -> Lane {
+    let (first, last) = axis.span();
+    let mut merged: BTreeMap<(i64, MarkKind), Mark> = BTreeMap::new();
+    for (t, kind, title) in &b.marks {
+        if axis.windowed && !axis.covers(*t) {
+            continue;
+        }
+        let col = axis.x(*t).floor() as i64;
+        merged
+            .entry((col, *kind))
+            .and_modify(|m| m.count += 1)
+            .or_insert(Mark {
+                t_ms: *t,
+                kind: *kind,
+                count: 1,
+                title: title.clone(),
+            });
+    }
+    let spans = b
+        .spans
+        .iter()
+        .filter(|sp| !axis.windowed || (sp.to_ms >= first && sp.from_ms <= last))
+        .map(|sp| Span {
+            from_ms: sp.from_ms.max(first),
+            to_ms: sp.to_ms.min(last).max(sp.from_ms.max(first)),
+            ..sp.clone()
+        })
+        .collect();
+    Lane {
+        highlight: b.trouble,
+        name: name.to_owned(),
+        spans,
+        marks: merged.into_values().collect(),
     }
 }
 
@@ -387,6 +487,8 @@ pub struct Axis {
     times: Vec<Vec<u64>>,
     /// Width in pixels.
     pub width: f64,
+    /// Only the stretches are shown (a zoom): what lies between is skipped, not idle.
+    pub windowed: bool,
 }
 
 /// Pixels of a collapsed idle stretch.
@@ -408,6 +510,7 @@ impl Axis {
                     segments: vec![(0, 1, 0.0, width)],
                     times: vec![Vec::new()],
                     width,
+                    windowed: false,
                 };
             }
         };
@@ -436,7 +539,68 @@ impl Axis {
             segments,
             times: runs,
             width,
+            windowed: false,
         }
+    }
+
+    /// An axis of windows around `times` (a chain's steps): steps less than a minute apart
+    /// share a window, each window is padded by a third of its length (20 ms to 20 s) and
+    /// gets an equal share of the width; time inside a window is linear.
+    pub fn windows(times: &[u64], width: f64) -> Axis {
+        let mut times = times.to_vec();
+        times.sort_unstable();
+        times.dedup();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &t in &times {
+            match runs.last_mut() {
+                Some(run) if t - run.1 <= 60_000 => run.1 = t,
+                _ => runs.push((t, t)),
+            }
+        }
+        if runs.is_empty() {
+            runs.push((0, 1));
+        }
+        let n = runs.len() as f64;
+        let w = ((width - BREAK * (n - 1.0)) / n).max(MIN_SEGMENT);
+        let mut segments = Vec::new();
+        let mut x = 0.0;
+        let mut prev_end = 0u64;
+        for (i, &(a, b)) in runs.iter().enumerate() {
+            // At most 20 s: windows are more than a minute apart, so they never overlap.
+            let pad = ((b - a) / 3).clamp(20, 20_000);
+            // Windows never overlap: a window starts after the one before it ends.
+            let t0 = a
+                .saturating_sub(pad)
+                .max(if i == 0 { 0 } else { prev_end + 1 });
+            let t1 = b + pad;
+            if i > 0 {
+                x += BREAK;
+            }
+            segments.push((t0, t1, x, x + w));
+            x += w;
+            prev_end = t1;
+        }
+        Axis {
+            times: vec![Vec::new(); segments.len()],
+            segments,
+            width: x,
+            windowed: true,
+        }
+    }
+
+    /// Whether `t` lies in one of the stretches.
+    pub fn covers(&self, t: u64) -> bool {
+        self.segments
+            .iter()
+            .any(|&(t0, t1, _, _)| t0 <= t && t <= t1)
+    }
+
+    /// The first and last time of the axis.
+    pub fn span(&self) -> (u64, u64) {
+        (
+            self.segments.first().map_or(0, |s| s.0),
+            self.segments.last().map_or(0, |s| s.1),
+        )
     }
 
     /// Position of `t` inside stretch `i`, from 0 to 1.

@@ -7,6 +7,7 @@
 //! Module dependencies run one way (no cycles): `spec` ← `load` ← `rule` ← `fault` ← `farm` ←
 //! `check` → `summary` → `metrics`, `text`.
 
+pub mod advice;
 pub mod batch;
 pub mod catalog;
 pub mod check;

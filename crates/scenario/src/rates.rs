@@ -460,19 +460,15 @@ impl Rates {
             self.duplicate_effects_per_million.show(1)
         );
         o += &format!(
-            "  lost {} · failed {} per million; restarts {:.1} per million; {:.0} bytes re-sent per upload\n",
+            "  lost {} · failed {} per million; restarts {:.1} per million; {} re-sent per upload\n",
             self.lost_per_million.show(1),
             self.failed_per_million.show(1),
             self.restarts_per_million,
-            self.bytes_resent_per_upload
+            crate::text::bytes(self.bytes_resent_per_upload.round() as u64)
         );
-        let t = &self.upload_time_s;
         o += &format!(
-            "  upload time: p50 {} · p90 {} · p99 {} · p99.9 {}\n",
-            crate::text::secs((t.p50 * 1000.0) as u64),
-            crate::text::secs((t.p90 * 1000.0) as u64),
-            crate::text::secs((t.p99 * 1000.0) as u64),
-            crate::text::secs((t.p999 * 1000.0) as u64)
+            "  upload time p50 · p90 · p99 · p99.9: {}\n",
+            self.upload_times_text(" · ")
         );
         if !self.causes.is_empty() {
             o += "  duplicates by cause:\n";
@@ -492,10 +488,16 @@ impl Rates {
 }
 
 impl Rates {
+    /// The upload-time percentiles p50, p90, p99 and p99.9 in human units, `sep` between.
+    fn upload_times_text(&self, sep: &str) -> String {
+        let t = &self.upload_time_s;
+        [t.p50, t.p90, t.p99, t.p999]
+            .map(crate::text::duration)
+            .join(sep)
+    }
+
     /// The rates as rows of (what, value) for report tables, most telling first.
     pub fn rows(&self) -> Vec<(String, String)> {
-        let t = &self.upload_time_s;
-        let secs = |s: f64| crate::text::secs((s * 1000.0) as u64);
         vec![
             (
                 "duplicate deliveries per million uploads".into(),
@@ -523,17 +525,11 @@ impl Rates {
             ),
             (
                 "bytes re-sent per upload".into(),
-                format!("{:.0}", self.bytes_resent_per_upload),
+                crate::text::bytes(self.bytes_resent_per_upload.round() as u64),
             ),
             (
                 "upload time p50 / p90 / p99 / p99.9".into(),
-                format!(
-                    "{} / {} / {} / {}",
-                    secs(t.p50),
-                    secs(t.p90),
-                    secs(t.p99),
-                    secs(t.p999)
-                ),
+                self.upload_times_text(" / "),
             ),
         ]
     }

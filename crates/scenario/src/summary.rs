@@ -415,7 +415,9 @@ impl Summary {
             &mut o,
             format!(
                 "  restarts from byte 0 {}   Host-Id fallbacks {}   bytes re-sent {}",
-                m.restarts, m.host_fallbacks, m.bytes_resent
+                m.restarts,
+                m.host_fallbacks,
+                crate::text::bytes(m.bytes_resent)
             ),
         );
         let speed = if self.wall_time_ms > 0.0 {
@@ -524,6 +526,17 @@ impl Summary {
                 p(&mut o, format!("  {m}"));
             }
         }
+        let advice = crate::advice::what_to_change(self);
+        if !advice.is_empty() {
+            p(&mut o, "\nwhat to change".into());
+            for a in &advice {
+                p(
+                    &mut o,
+                    format!("  - {} ({})", a.text.replace('`', ""), a.about),
+                );
+                p(&mut o, format!("    measure it: {}", a.sweep));
+            }
+        }
         p(&mut o, "\nexpectations".into());
         if !self.unchecked_expectations.is_empty() {
             p(
@@ -562,7 +575,7 @@ impl Summary {
         }
         p(
             &mut o,
-            format!("\nresult: {}", if self.ok { "PASS" } else { "FAIL" }),
+            format!("\nresult: {}", crate::advice::verdict(self).text),
         );
         p(&mut o, format!("replay: {}", self.replay));
         o

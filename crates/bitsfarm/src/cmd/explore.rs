@@ -14,12 +14,34 @@ use crate::{flags::Batch, parallel};
 #[command(after_help = "\
 Each run draws a scenario (farm settings, clients, and a fault schedule from a random subset of
 fault kinds: swarm testing) from the space, runs it, and checks every property that applies.
-Properties: no-loss, integrity, dedupe-one-effect, no-faults-one-delivery,
-hostid-durable-resumes, duplicates-explained, liveness, determinism (checked on every 8th run,
-or every run when it is the only property asked for), and canary: \"without dedupe there is never
-a duplicate delivery\", false on purpose; the explorer must falsify it. With one --property,
-every run is moved into that property's domain (e.g. hostid-durable-resumes switches BITSHostId
-on, makes session state durable and keeps only survivable outages).
+
+Properties (--property NAME, repeatable):
+  no-loss                 every upload acknowledged to its client was delivered at least once
+  integrity               the bytes delivered equal the client's bytes
+  dedupe-one-effect       with transaction ids and dedupe: one effect per acknowledged upload
+  no-faults-one-delivery  with no faults: exactly one delivery per file
+  hostid-durable-resumes  BITSHostId + durable sessions + survivable outages: no restart from
+                          byte 0, no duplicate unless a node died with the answer in flight
+  duplicates-explained    every duplicate delivery has a causal chain from an injected fault
+  liveness                once faults stop, every job ends within a bound
+  no-needless-give-up     a job gives up only if the farm could not serve it for a whole
+                          no-progress timeout
+  determinism             same scenario and seed, same event-log hash (every 8th run, or every
+                          run when it is the only property asked for)
+  no-panics               nothing inside a run panics
+  canary                  \"without dedupe there is never a duplicate delivery\": false on
+                          purpose; the explorer must falsify it
+With one --property, every run is moved into that property's domain (e.g. hostid-durable-resumes
+switches BITSHostId on, makes session state durable and keeps only survivable outages).
+
+--space FILE (TOML, every key optional; [min, max] ranges are inclusive), the defaults:
+  nodes = [1, 5]                     clients = [1, 6]           files_per_client = [1, 3]
+  file_size = [0, 65536]             faults = [0, 4]            swarm = true
+  fragment_sizes = [4096, 16384, 65536, 1048576]
+  retry_delays_s = [60, 600]         fallback_timeouts_s = [600, 3600, 86400]
+  fault_kinds = [\"crash\", \"power-cut\", \"drop-response\", \"slow-app\", \"app-fails\",
+                 \"app-crash\", \"partition\", \"host-id-toggle\", \"proxy-page\", \"odd-ack\",
+                 \"cancel\", \"io-error\", \"disk-full\"]
 
 Failures are shrunk to small scenarios and saved as scenarios/found/<property>-<seed>.toml
 (at most 3 per property). Exit 0 when every property held and the canary, if checked, was
@@ -28,7 +50,7 @@ pub struct Args {
     /// Runs (generated scenarios).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
-    /// The space to draw from (TOML; see `explore::space::Space`). Default: the built-in one.
+    /// The space to draw from (TOML; its keys and defaults are below). Default: the built-in one.
     #[arg(long, value_name = "FILE")]
     space: Option<PathBuf>,
     /// Check only these properties (repeatable). Default: all, canary included.
@@ -37,7 +59,7 @@ pub struct Args {
     #[command(flatten)]
     batch: Batch,
     /// Where failing scenarios are saved.
-    #[arg(long, default_value = "scenarios/found", value_name = "DIR")]
+    #[arg(short, long, default_value = "scenarios/found", value_name = "DIR")]
     out: PathBuf,
     /// Candidates to try when shrinking one failure.
     #[arg(long, default_value_t = 400)]

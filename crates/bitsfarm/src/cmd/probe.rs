@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Write probe.json and report.md into DIR.
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Write a scenario that mirrors the farm into FILE.
     #[arg(long, value_name = "FILE")]

@@ -37,7 +37,7 @@ enum Merge {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Where to write the merged sweep.
-        #[arg(long, value_name = "DIR")]
+        #[arg(short, long, value_name = "DIR")]
         out: PathBuf,
     },
 }

@@ -48,6 +48,9 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Print one line: the verdict and where the report is.
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
     /// Check the scenario's expectations even when --set changed its settings.
     #[arg(long)]
     expect: bool,
@@ -96,6 +99,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&summary)?);
+        } else if args.quiet {
+            outln!(
+                "{} seed {}: {}; report: {}",
+                summary.scenario,
+                summary.seed,
+                scenario::advice::verdict(&summary).text,
+                dir.join("report.html").display()
+            );
         } else {
             out!("{}", summary.to_text());
             outln!("report: {}", dir.join("report.html").display());
@@ -126,6 +137,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&aggregate)?);
+    } else if args.quiet {
+        outln!(
+            "{}: {} runs, passed {}, duplicate deliveries {}; report: {}",
+            aggregate.scenario,
+            aggregate.runs,
+            aggregate.passed,
+            aggregate.totals.metrics.duplicate_deliveries,
+            dir.join("report.md").display()
+        );
     } else {
         out!("{}", aggregate.to_text());
         outln!("report: {}", dir.join("report.md").display());

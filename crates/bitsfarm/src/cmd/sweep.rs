@@ -39,11 +39,14 @@ pub struct Args {
     seeds: u64,
     #[command(flatten)]
     batch: Batch,
+    /// Print one line (the verdict and where the report is), not the table.
+    #[arg(short, long)]
+    quiet: bool,
     /// Sweep name (default: the scenario's name).
     #[arg(long)]
     name: Option<String>,
     /// Output directory (default reports/sweeps/<name>/, plus shard-K-of-M/ when sharded).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
@@ -108,11 +111,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        out!("{}", report::markdown::sweep(&summary));
+        if !args.quiet {
+            out!("{}", report::markdown::sweep_text(&summary));
+        }
         outln!(
-            "\n{} runs in {:.1} s; report: {}",
+            "{} runs in {:.1} s, invariants {}; report: {}",
             lines.len(),
             wall_ms / 1000.0,
+            if summary.invariants_held {
+                "held"
+            } else {
+                "FAILED"
+            },
             dir.join("report.html").display()
         );
     }

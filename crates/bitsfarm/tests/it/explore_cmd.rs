@@ -110,3 +110,42 @@ fn bad_explore_input_exits_2() {
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn explore_help_and_the_readme_name_every_property_space_key_and_fault_kind() {
+    let o = bitsfarm(&["explore", "--help"]);
+    assert_eq!(code(&o), 0);
+    let help = stdout(&o);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for p in explore::property::Property::ALL {
+        assert!(
+            help.contains(&format!("\n  {} ", p.name())),
+            "--help lacks property {}",
+            p.name()
+        );
+        assert!(
+            readme.contains(&format!("`{}`", p.name())),
+            "README lacks property {}",
+            p.name()
+        );
+    }
+    let space = toml::Value::try_from(explore::Space::default()).unwrap();
+    let keys: Vec<&String> = space.as_table().unwrap().keys().collect();
+    assert!(keys.len() >= 10, "{keys:?}");
+    for k in keys {
+        assert!(
+            help.contains(&format!("{k} = ")),
+            "--help lacks space key {k}"
+        );
+        assert!(
+            readme.contains(&format!("{k} = ")),
+            "README lacks space key {k}"
+        );
+    }
+    for kind in explore::space::FaultKind::ALL {
+        let name = serde_json::to_string(&kind).unwrap();
+        assert!(help.contains(&name), "--help lacks fault kind {name}");
+        assert!(readme.contains(&name), "README lacks fault kind {name}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The `bitsfarm` binary: exit codes, output formats, determinism across processes, and the
 //! real-socket commands end to end.
 
+mod browser;
 mod explore_cmd;
 mod farm_cmd;
 mod kept_cmd;

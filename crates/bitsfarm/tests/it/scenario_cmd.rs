@@ -347,3 +347,56 @@ fn a_what_if_run_checks_invariants_not_the_shipped_expectations() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v.get("unchecked_expectations").is_none());
 }
+
+/// The README's sample output is what the quick start's command prints: every line shown is
+/// a line of the output (`(...)` stands for any text inside a line, `...` for lines left out),
+/// in the same order.
+#[test]
+fn the_readme_sample_is_what_the_main_job_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("The first prints a summary like this")
+        .expect("the README has its sample");
+    let block = readme[start..]
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let o = bitsfarm(&["scenario", "crash-after-forward"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let mut at = 0;
+    let mut shown = 0;
+    for want in block.lines() {
+        if want.trim() == "..." || want.trim().is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = want.split("(...)").collect();
+        let matches = |line: &str| {
+            let mut rest = line;
+            for (i, p) in parts.iter().enumerate() {
+                let found = if i == 0 {
+                    rest.starts_with(p).then_some(0)
+                } else {
+                    rest.find(p)
+                };
+                match found {
+                    Some(k) => rest = &rest[k + p.len()..],
+                    None => return false,
+                }
+            }
+            parts.len() > 1 || rest.is_empty()
+        };
+        let k = lines[at..]
+            .iter()
+            .position(|l| matches(l))
+            .unwrap_or_else(|| {
+                panic!("README sample line not in the output (in order): {want:?}\n{out}")
+            });
+        at += k + 1;
+        shown += 1;
+    }
+    assert!(shown >= 10, "the sample shows {shown} lines");
+}
