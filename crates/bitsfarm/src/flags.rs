@@ -1,14 +1,14 @@
 //! Flags shared by several commands: those that run many simulations (`sweep`, `explore`),
 //! and those that reach a real server (`upload`, later `probe`).
 
-/// `--first-seed`, `--jobs`, `--shard`, `--json`.
+/// `--seed`, `-j/--jobs`, `--shard`, `--json`: the same words as `scenario`'s.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Batch {
-    /// Seed of the first run.
-    #[arg(long, default_value_t = 1)]
+    /// Seed of the first run (the others follow it: seed, seed+1, ...).
+    #[arg(long = "seed", alias = "first-seed", default_value_t = 1)]
     pub first_seed: u64,
     /// Worker threads (default: all cores).
-    #[arg(long, value_name = "J")]
+    #[arg(short, long, value_name = "J")]
     pub jobs: Option<usize>,
     /// Run only shard K of M (1-based): every M-th run starting at the K-th.
     #[arg(long, value_name = "K/M", value_parser = shard)]

@@ -136,3 +136,10 @@ pub fn of_sweep(
     };
     move |id, dir| Entry { id, dir, ..e }
 }
+
+/// Writes a JUnit XML report (`--junit FILE`).
+pub fn write_junit(path: &Path, suite: &report::junit::Suite) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::write(path, suite.to_xml())
+        .with_context(|| format!("cannot write --junit {}", path.display()))
+}

@@ -39,6 +39,11 @@ struct Cli {
     #[arg(long, global = true)]
     log_json: bool,
 
+    /// More logs on stderr: -v for each step (INFO), -vv for every packet (DEBUG). RUST_LOG
+    /// takes precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -104,7 +109,14 @@ fn main() -> ExitCode {
         | Command::Manpage
         | Command::Explore(_)
         | Command::Bench(_) => "error,node=off,client=off,backend=off",
+        // The bar and the closing line say how the upload goes; -v shows every step.
+        Command::Upload(_) => "warn",
         _ => "info",
+    };
+    let default_level = match cli.verbose {
+        0 => default_level,
+        1 => "info",
+        _ => "debug",
     };
     init_tracing(cli.log_json, default_level);
     let result = match cli.command {

@@ -49,3 +49,26 @@ macro_rules! errln {
 }
 
 pub(crate) use {errln, out, outln};
+
+/// Colours on stdout: only when it is a terminal and `NO_COLOR` is unset (no-color.org).
+pub fn colour_on() -> bool {
+    use std::io::IsTerminal as _;
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    })
+}
+
+/// `line` in the colour of a verdict class (`pass` green, `fail` red, `expected` and `warn`
+/// yellow), or as it is when colours are off.
+pub fn paint(line: &str, class: &str) -> String {
+    if !colour_on() {
+        return line.to_owned();
+    }
+    let code = match class {
+        "pass" => "32",
+        "fail" => "31;1",
+        _ => "33",
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}

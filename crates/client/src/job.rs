@@ -44,7 +44,7 @@ pub const HISTORY_KEPT: usize = 100;
 pub const MAX_IDLE_ROUND_TRIPS: u32 = 4;
 
 /// The job's progress, as the owner sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// Current state.
     pub state: JobState,
@@ -52,6 +52,13 @@ pub struct Progress {
     pub acknowledged: u64,
     /// Bytes to upload.
     pub total: u64,
+    /// The last transient error, in words (kept after the retry, until the next one).
+    pub last_error: Option<std::sync::Arc<str>>,
+    /// In transient error: when the next retry goes out (the job's clock), or when the job
+    /// gives up (`giving_up`: the no-progress timeout ends before another retry).
+    pub retry_at: Option<Instant>,
+    /// `retry_at` is when the job gives up, not a retry.
+    pub giving_up: bool,
 }
 
 /// The owner's handle on a running job.
@@ -216,6 +223,9 @@ impl Job {
             state: JobState::Queued,
             acknowledged: 0,
             total,
+            last_error: None,
+            retry_at: None,
+            giving_up: false,
         });
         let (cancel_tx, cancel) = watch::channel(false);
         let control = JobControl {
@@ -425,10 +435,13 @@ impl<'j> Engine<'j> {
     }
 
     fn publish(&self) {
-        self.job.progress.send_replace(Progress {
-            state: self.state,
-            acknowledged: self.up.acknowledged,
-            total: self.up.total,
+        self.job.progress.send_modify(|p| {
+            p.state = self.state;
+            p.acknowledged = self.up.acknowledged;
+            p.total = self.up.total;
+            if self.state != JobState::TransientError {
+                p.retry_at = None;
+            }
         });
     }
 
@@ -728,6 +741,12 @@ impl<'j> Engine<'j> {
                     });
                 }
                 Retry::GiveUpAt(at) => {
+                    let last: std::sync::Arc<str> = why.into();
+                    self.job.progress.send_modify(|p| {
+                        p.last_error = Some(last);
+                        p.retry_at = Some(at);
+                        p.giving_up = true;
+                    });
                     tokio::time::sleep_until(at).await;
                     return Err(JobError::NoProgress {
                         last: why.to_owned(),
@@ -735,6 +754,12 @@ impl<'j> Engine<'j> {
                     });
                 }
             };
+        let last: std::sync::Arc<str> = why.into();
+        self.job.progress.send_modify(|p| {
+            p.last_error = Some(last);
+            p.retry_at = Some(Instant::now() + delay);
+            p.giving_up = false;
+        });
         self.event(Event::RetryScheduled {
             job: self.job.cfg.name.clone(),
             delay_ms: delay.as_millis() as u64,

@@ -12,6 +12,7 @@
 
 pub mod files;
 pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod runs;
 pub mod svg;

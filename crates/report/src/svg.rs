@@ -224,8 +224,8 @@ pub fn timeline(t: &Timeline) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="timeline">"#
     );
-    s.push_str(r##"<defs><pattern id="brk" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff"/><line x1="0" y1="0" x2="0" y2="6" stroke="#ddd" stroke-width="2"/></pattern></defs>"##);
-    // Axis: stretches shaded; the breaks between them drawn as a hatched band with a zigzag,
+
+    // Axis: stretches shaded; the breaks between them drawn as a dashed white band with a zigzag,
     // labelled with the time they skip; ticks spread over the stretches. Labels never overlap:
     // break labels are placed first, then ticks where they fit.
     let lanes_bottom = height - BOTTOM;
@@ -247,7 +247,7 @@ pub fn timeline(t: &Timeline) -> String {
             let skipped = crate::markdown::short_time(t0 - prev.1);
             let _ = write!(
                 s,
-                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="url(#brk)"><title>{} skipped</title></rect><path d="M{:.1} {:.1}l4 -4l4 8l4 -8l4 8l4 -4" fill="none" stroke="#888" stroke-width="1.2"/>"##,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fff" stroke="#bbb" stroke-dasharray="2 3"><title>{} skipped</title></rect><path d="M{:.1} {:.1}l4 -4l4 8l4 -8l4 8l4 -4" fill="none" stroke="#888" stroke-width="1.2"/>"##,
                 ba + 2.0,
                 TOP - 4.0,
                 (bb - ba - 4.0).max(1.0),

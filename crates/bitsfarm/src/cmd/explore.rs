@@ -61,6 +61,12 @@ pub struct Args {
     /// Where failing scenarios are saved.
     #[arg(short, long, default_value = "scenarios/found", value_name = "DIR")]
     out: PathBuf,
+    /// Write the results as JUnit XML to FILE as well (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print one line: the verdict.
+    #[arg(short, long)]
+    quiet: bool,
     /// Candidates to try when shrinking one failure.
     #[arg(long, default_value_t = 400)]
     shrink_budget: usize,
@@ -80,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|i| args.batch.first_seed + i)
         .collect();
     let started = Instant::now();
-    let replay = |seed: &u64| format!("bitsfarm explore --first-seed {seed} --runs 1");
+    let replay = |seed: &u64| format!("bitsfarm explore --seed {seed} --runs 1");
     let (runs, wall_ms) = parallel::map(
         &seeds,
         args.batch.threads(),
@@ -97,8 +103,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let results = campaign::conclude(&search, &props, &runs, wall_ms, shrinking)
         .with_context(|| format!("cannot save failures under {}", args.out.display()))?;
+    if let Some(path) = &args.junit {
+        crate::kept::write_junit(path, &junit(&results))?;
+    }
     if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&results)?);
+    } else if args.quiet {
+        let bad: Vec<&str> = results
+            .properties
+            .iter()
+            .filter(|p| !p.good())
+            .map(|p| p.property)
+            .collect();
+        outln!(
+            "explore: {} runs; {}",
+            results.runs,
+            if bad.is_empty() {
+                "every property held, the canary (if checked) was falsified".to_owned()
+            } else {
+                format!("FAILED: {}", bad.join(", "))
+            }
+        );
     } else {
         out!("{}", results.to_text());
     }
@@ -107,4 +132,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One JUnit case per property: failed when it did not hold (the canary: when it was not
+/// falsified), with the first failing seed and the saved scenarios.
+fn junit(r: &campaign::Results) -> report::junit::Suite {
+    let cases = r
+        .properties
+        .iter()
+        .map(|p| {
+            let failure = (!p.good()).then(|| {
+                if p.canary {
+                    (
+                        format!("the canary was not falsified in {} runs", p.checked),
+                        "the explorer must find a duplicate delivery without dedupe".to_owned(),
+                    )
+                } else {
+                    (
+                        format!("failed in {} of {} runs", p.failed, p.checked),
+                        format!(
+                            "first failing seed: {}\nsaved: {}",
+                            p.first_failure_seed
+                                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                            p.saved.join(", ")
+                        ),
+                    )
+                }
+            });
+            report::junit::Case::new("explore", p.property.to_owned(), failure)
+        })
+        .collect();
+    report::junit::Suite {
+        name: format!("bitsfarm explore ({} runs)", r.runs),
+        time_s: r.wall_s,
+        cases,
+    }
 }

@@ -43,11 +43,14 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
     /// Worker threads for --runs (default: all cores).
-    #[arg(long, value_name = "J")]
+    #[arg(short, long, value_name = "J")]
     jobs: Option<usize>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Write the results as JUnit XML to FILE as well (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     /// Print one line: the verdict and where the report is.
     #[arg(short, long, conflicts_with = "json")]
     quiet: bool,
@@ -97,19 +100,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &dir,
             kept::of_summary(RunKind::Run, started, &args.set, &summary),
         );
+        if let Some(path) = &args.junit {
+            kept::write_junit(path, &report::junit::run(&summary))?;
+        }
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&summary)?);
-        } else if args.quiet {
-            outln!(
-                "{} seed {}: {}; report: {}",
-                summary.scenario,
-                summary.seed,
-                scenario::advice::verdict(&summary).text,
-                dir.join("report.html").display()
-            );
         } else {
-            out!("{}", summary.to_text());
-            outln!("report: {}", dir.join("report.html").display());
+            let verdict = scenario::advice::verdict(&summary);
+            if args.quiet {
+                outln!(
+                    "{} seed {}: {}; report: {}",
+                    summary.scenario,
+                    summary.seed,
+                    crate::out::paint(&verdict.text, verdict.class),
+                    dir.join("report.html").display()
+                );
+            } else {
+                // The result line in the verdict's colour (on a terminal).
+                for line in summary.to_text().lines() {
+                    if line.starts_with("result: ") {
+                        outln!("{}", crate::out::paint(line, verdict.class));
+                    } else {
+                        outln!("{line}");
+                    }
+                }
+                outln!("report: {}", dir.join("report.html").display());
+            }
         }
         return Ok(if summary.ok {
             ExitCode::SUCCESS
@@ -126,6 +142,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &args.set,
     )?;
     report::write_aggregate(&dir, &aggregate)?;
+    if let Some(path) = &args.junit {
+        kept::write_junit(path, &report::junit::aggregate(&aggregate))?;
+    }
     kept::record(
         &dir,
         kept::of_aggregate(

@@ -39,6 +39,9 @@ pub struct Args {
     seeds: u64,
     #[command(flatten)]
     batch: Batch,
+    /// Write the results as JUnit XML to FILE as well (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     /// Print one line (the verdict and where the report is), not the table.
     #[arg(short, long)]
     quiet: bool,
@@ -107,6 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = report::write_sweep(&dir, &plan, &lines)?;
     if shard.is_none() {
         crate::kept::record(&dir, crate::kept::of_sweep(started, &summary));
+    }
+    if let Some(path) = &args.junit {
+        crate::kept::write_junit(path, &report::junit::sweep(&summary, wall_ms / 1000.0))?;
     }
     if args.batch.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);

@@ -91,22 +91,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let job = Job::new(cfg, payload, env).context("cannot start the job")?;
         let control = job.control();
         let bar = progress::add(ProgressBar::new(job.entity().len()));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        let sending = ProgressStyle::with_template(
+            "{spinner} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        let waiting =
+            ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {wide_msg}")
+                .expect("valid template")
+                .progress_chars("=> ");
+        bar.set_style(sending.clone());
         let mut watch = control.progress();
         let b = bar.clone();
+        // The bar follows the job; in transient error it says why and counts down to the next
+        // retry (once a second), instead of a speed of 0 B/s.
         let updater = tokio::spawn(async move {
             loop {
-                let p = *watch.borrow_and_update();
+                let p = watch.borrow_and_update().clone();
                 b.set_position(p.acknowledged);
-                b.set_message(p.state.name());
-                if p.state.is_final() || watch.changed().await.is_err() {
+                match (p.state, p.retry_at) {
+                    (JobState::TransientError, Some(at)) => {
+                        b.set_style(waiting.clone());
+                        let left = at.saturating_duration_since(tokio::time::Instant::now());
+                        // The countdown first: a narrow terminal cuts the end of the line.
+                        b.set_message(format!(
+                            "{} in {}; transient error: {}",
+                            if p.giving_up {
+                                "giving up (no progress for the no-progress timeout)"
+                            } else {
+                                "retrying"
+                            },
+                            scenario::text::duration(left.as_secs_f64().ceil()),
+                            p.last_error.as_deref().unwrap_or("?")
+                        ));
+                    }
+                    (state, _) => {
+                        b.set_style(sending.clone());
+                        b.set_message(state.name());
+                    }
+                }
+                if p.state.is_final() {
                     break;
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         });

@@ -2,6 +2,7 @@
 //! real-socket commands end to end.
 
 mod browser;
+mod deploy;
 mod explore_cmd;
 mod farm_cmd;
 mod kept_cmd;

@@ -29,7 +29,7 @@ fn args_of(plan: &serde_json::Value) -> Vec<String> {
     args.extend([
         "--seeds".to_owned(),
         plan["seeds"].to_string(),
-        "--first-seed".to_owned(),
+        "--seed".to_owned(),
         plan["first_seed"].to_string(),
     ]);
     args

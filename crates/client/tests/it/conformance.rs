@@ -140,6 +140,22 @@ async fn log_cancel() -> Vec<Seen> {
         .wait_for(|p| p.state == JobState::TransientError)
         .await
         .unwrap();
+    // The owner sees why and when the next retry goes out (the upload bar's countdown).
+    let p = progress
+        .wait_for(|p| p.retry_at.is_some())
+        .await
+        .unwrap()
+        .clone();
+    let left = p.retry_at.unwrap() - Instant::now();
+    assert!(
+        left.as_secs() > 590 && left.as_secs() <= 600 && !p.giving_up,
+        "{left:?}"
+    );
+    assert!(
+        p.last_error.as_deref().is_some_and(|e| e.contains("503")),
+        "{:?}",
+        p.last_error
+    );
     control.cancel();
     let report = run.await.unwrap();
     assert_eq!(report.state, JobState::Cancelled);
