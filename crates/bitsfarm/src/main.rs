@@ -82,6 +82,13 @@ enum Command {
     },
     /// Print the man page (roff): `bitsfarm manpage > bitsfarm.1; man ./bitsfarm.1`.
     Manpage,
+    /// Print the JSON Schema of an output file: summary (a run's summary.json and --json),
+    /// probe (probe.json and `probe --json`). Committed in docs/schema/.
+    Schema {
+        /// summary or probe.
+        #[arg(value_parser = ["summary", "probe"])]
+        which: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +114,7 @@ fn main() -> ExitCode {
         | Command::Runs(_)
         | Command::Completions { .. }
         | Command::Manpage
+        | Command::Schema { .. }
         | Command::Explore(_)
         | Command::Bench(_) => "error,node=off,client=off,backend=off",
         // The bar and the closing line say how the upload goes; -v shows every step.
@@ -137,6 +145,20 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "bitsfarm", &mut text);
             out::out!("{}", String::from_utf8_lossy(&text));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { which } => {
+            let schema = if which == "summary" {
+                schemars::schema_for!(scenario::summary::Summary)
+            } else {
+                schemars::schema_for!(prober::Findings)
+            };
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    out::outln!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(anyhow::anyhow!("cannot print the schema: {e}")),
+            }
         }
         Command::Manpage => {
             let mut text = Vec::new();

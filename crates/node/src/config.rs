@@ -4,7 +4,18 @@ use serde::{Deserialize, Serialize};
 
 /// `BITSServerNotificationType`: how the server application learns of a completed upload.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum NotificationType {
@@ -31,7 +42,9 @@ impl NotificationType {
 /// When a notification-type-0 upload is placed at its destination. The sources disagree
 /// (MC-BUP: on Close-Session; MSDN's Cancel-Session page: on the last fragment), so it is a
 /// setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum CommitPoint {
     /// When the last byte arrives (MSDN). Default, and consistent with Cancel-Session after the
@@ -43,7 +56,7 @@ pub enum CommitPoint {
 }
 
 /// A node's settings. `Default` gives the IIS defaults (with uploads enabled).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// The node's name in events and logs (`node-1`). Not sent on the wire.

@@ -11,7 +11,19 @@ use serde::{Deserialize, Serialize};
 use crate::FaultPoint;
 
 /// The Windows BITS job states (`BG_JOB_STATE_*`) an upload job moves through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Created, not started.
@@ -114,7 +126,7 @@ impl JobState {
 }
 
 /// How a host goes down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CrashKind {
     /// Process killed: peers see connections reset; connects are refused.
@@ -150,7 +162,7 @@ impl std::hash::Hash for CrashKind {
 
 /// One thing that happened. `node`, `job` and other names are the actors' own names; `file` is
 /// the upload's URL path (`/upload/c00-f000.bin`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     // ---- server node -------------------------------------------------------------------------

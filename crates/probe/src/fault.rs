@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 /// A protocol step at which the harness may inject a fault.
 ///
 /// The names are part of the scenario-file format (`point = "after-forward"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultPoint {
     /// Node: a request arrived and was parsed, before any state changed.

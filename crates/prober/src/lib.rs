@@ -49,7 +49,7 @@ pub struct Options {
 }
 
 /// A conformance fact and whether it held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Fact {
     /// `S1` ... `S16` (the protocol reference's numbering), or `S-visible`.
     pub id: String,
@@ -62,7 +62,7 @@ pub struct Fact {
 }
 
 /// What the probe found out about the farm's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Settings {
     /// `BITSHostId` as the Create-Session Ack gave it.
     pub host_id: Option<String>,
@@ -95,7 +95,7 @@ pub struct Settings {
 }
 
 /// A risk, in plain words, with what to change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Risk {
     /// A stable name.
     pub id: String,
@@ -106,7 +106,7 @@ pub struct Risk {
 }
 
 /// Everything the probe found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Findings {
     /// The URL probed.
     pub url: String,

@@ -7,7 +7,17 @@ use crate::{ByteRange, ParseError, header, range::RangeError};
 
 /// The value of `BITS-Packet-Type`. Serialized with its wire spelling (`Create-Session`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum PacketType {
     /// `Ping`.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A run's totals (or the sum over several runs). In JSON each is a field of its own
 /// (`"files": 10`), named as expectations name it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Metrics {
     /// Files (one job each).
     pub files: u64,

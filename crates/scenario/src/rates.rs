@@ -22,7 +22,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 const RESAMPLES: usize = 2000;
 
 /// A rate with its 95% interval.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Interval {
     /// The estimate.
     pub value: f64,
@@ -152,7 +152,7 @@ impl<'de> Deserialize<'de> for UploadTimes {
 }
 
 /// Upload-time percentiles, seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Percentiles {
     /// Median.
     pub p50: f64,
@@ -282,7 +282,9 @@ impl Cause {
 }
 
 /// Duplicates of one cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct CauseCount {
     /// Duplicate deliveries.
     pub deliveries: u64,
@@ -291,7 +293,7 @@ pub struct CauseCount {
 }
 
 /// One cause's part of the duplicates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CauseRate {
     /// The cause's name ([`Cause::name`]).
     pub cause: String,
@@ -308,7 +310,7 @@ pub struct CauseRate {
 }
 
 /// The rates of a run, or of several runs pooled.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rates {
     /// Uploads counted (files whose job ended, plus those still running at the end).
     pub uploads: u64,

@@ -195,7 +195,7 @@ use protocol::PacketType;
 use serde::{Deserialize, Serialize};
 
 /// A scenario, as read from a file with every default filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
     /// Name (default: the file name without `.toml`).
@@ -264,7 +264,18 @@ impl Default for Scenario {
 
 /// How a shared address picks a node.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Balancer {
@@ -303,7 +314,18 @@ impl Balancer {
 
 /// Whether a node's sessions survive its crash.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionState {
@@ -315,7 +337,7 @@ pub enum SessionState {
 }
 
 /// `[farm]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Farm {
     /// Nodes behind the shared address (`node-1` ... `node-N`).
@@ -371,7 +393,7 @@ impl Default for Farm {
 }
 
 /// `[clients]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Clients {
     /// Number of clients.
@@ -422,7 +444,7 @@ impl Default for Clients {
 }
 
 /// `[backend]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Backend {
     /// Deduplicate by transaction id.
@@ -439,7 +461,7 @@ pub struct Backend {
 /// and session ids, traversal paths, truncated bodies, sessions it abandons), beside the
 /// scenario's clients. Their uploads go to paths of their own (`/fuzz/...`) and are not counted;
 /// every answer they get must be well formed (a bad one panics the run: `no_panics`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rogues {
     /// How many.
@@ -458,7 +480,7 @@ impl Default for Rogues {
 }
 
 /// `[network]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
     /// One-way latency, milliseconds.
@@ -480,7 +502,19 @@ impl Default for Network {
 }
 
 /// What a fault rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Kill the process: peers see resets.
@@ -537,7 +571,7 @@ impl Action {
 }
 
 /// One `[[fault]]` rule.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fault {
     /// Fault point trigger.
@@ -576,7 +610,7 @@ pub struct Fault {
 }
 
 /// An expectation as written: a number or an expression.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ExpectValue {
     /// `lost = 0` means `== 0`.
@@ -588,7 +622,7 @@ pub enum ExpectValue {
 /// A number drawn from a distribution: a plain number (always that value), or a table
 /// `{ dist = "fixed", value = .. }`, `{ dist = "uniform", min = .., max = .. }`,
 /// `{ dist = "lognormal", median = .., p99 = .. }`, `{ dist = "exponential", mean = .. }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Dist {
     /// Always this value.
@@ -598,7 +632,7 @@ pub enum Dist {
 }
 
 /// The kinds of [`Dist`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DistKind {
     /// `value`.
@@ -612,7 +646,7 @@ pub enum DistKind {
 }
 
 /// A distribution as a table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistTable {
     /// Which distribution.
@@ -639,7 +673,7 @@ pub struct DistTable {
 
 /// `[workload]`: uploads arriving as a Poisson process over simulated days, from many client
 /// machines, instead of `[clients]`' fixed list of files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Workload {
     /// Simulated time during which uploads arrive, days.
@@ -692,7 +726,19 @@ impl Default for Workload {
 }
 
 /// What a failure process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// Nodes are killed (peers see resets) every `mtbf_h` hours on average, back after
@@ -740,7 +786,7 @@ impl FailureKind {
 }
 
 /// One `[[failure]]` process: failures at a rate, drawn from the run's seed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Failure {
     /// What fails.

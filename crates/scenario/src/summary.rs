@@ -39,7 +39,7 @@ use crate::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One step of a causal chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChainStep {
     /// Virtual time, milliseconds.
     pub t_ms: u64,
@@ -48,7 +48,7 @@ pub struct ChainStep {
 }
 
 /// Why a file was delivered once more.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Chain {
     /// Which delivery this explains (2 = the first duplicate).
     pub delivery: u64,
@@ -67,7 +67,7 @@ pub struct Chain {
 }
 
 /// A file the application received more than once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DuplicateFile {
     /// The upload's path.
     pub file: String,
@@ -88,7 +88,7 @@ pub struct DuplicateFile {
 }
 
 /// A fault rule and its counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultSummary {
     /// Position in the scenario.
     pub index: usize,
@@ -103,7 +103,7 @@ pub struct FaultSummary {
 }
 
 /// One expectation's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExpectationResult {
     /// The metric.
     pub name: String,
@@ -163,7 +163,7 @@ impl Invariant {
 }
 
 /// One invariant's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InvariantResult {
     /// The invariant.
     pub name: String,
@@ -174,7 +174,7 @@ pub struct InvariantResult {
 }
 
 /// A job that ended in error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedJob {
     /// The upload's path.
     pub file: String,
@@ -185,7 +185,7 @@ pub struct FailedJob {
 /// Upload completion times (first attempt to end of job), as a histogram whose bucket `b`
 /// holds times in `[2^(b-1), 2^b)` seconds (bucket 0: under a second). Histograms of several
 /// runs add up exactly, so sweep shards merge without keeping every time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Durations {
     /// Counts per bucket.
     pub buckets: Vec<u64>,
@@ -242,7 +242,7 @@ impl Durations {
 }
 
 /// The summary of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Format version.
     pub schema_version: u32,
@@ -296,6 +296,7 @@ pub struct Summary {
     pub rates: Rates,
     /// Upload times as an HDR histogram (`[value_ms, count]` pairs; runs merge exactly).
     #[serde(default)]
+    #[schemars(with = "Vec<(u64, u64)>")]
     pub upload_times: UploadTimes,
     /// Duplicate deliveries by cause name.
     #[serde(default)]
@@ -583,7 +584,7 @@ impl Summary {
 }
 
 /// Totals over several runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Totals {
     /// Sums of the runs' metrics (virtual time too).
     #[serde(flatten)]
@@ -601,7 +602,7 @@ impl Totals {
 }
 
 /// A run that did not pass, with how to replay it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedRun {
     /// Its seed.
     pub seed: u64,
@@ -612,7 +613,7 @@ pub struct FailedRun {
 }
 
 /// How often one expectation held over several runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExpectationTally {
     /// The metric.
     pub name: String,
@@ -625,7 +626,7 @@ pub struct ExpectationTally {
 }
 
 /// The summary of several runs of one scenario (seeds `seed`, `seed + 1`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Aggregate {
     /// Format version (shared with [`Summary`]).
     pub schema_version: u32,

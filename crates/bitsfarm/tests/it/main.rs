@@ -10,6 +10,7 @@ mod live;
 mod probe_cmd;
 mod proxy_cmd;
 mod scenario_cmd;
+mod schema_cmd;
 mod sweep_cmd;
 mod tls;
 

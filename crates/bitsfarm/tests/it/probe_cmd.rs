@@ -73,6 +73,18 @@ fn probe_finds_a_servers_settings_and_risks() {
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("probe.json")).unwrap()).unwrap();
     assert_eq!(saved, f);
+    // probe.json is what docs/schema/probe.schema.json says.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/schema/probe.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    crate::schema_cmd::validate(&schema, &schema, &saved, "$", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         md.contains("holds  S6") && md.contains("BITSHostIdFallbackTimeout  300 s"),
