@@ -10,8 +10,8 @@ use crate::out::{errln, outln};
 /// Flags of `bitsfarm bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to write the numbers.
-    #[arg(long, default_value = "reports/bench.json", value_name = "FILE")]
+    /// The directory to write bench.json into.
+    #[arg(short, long, default_value = "reports", value_name = "DIR")]
     out: PathBuf,
     /// Run one benchmark only.
     #[arg(long, value_enum, value_name = "NAME")]
@@ -35,11 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, json.as_bytes())
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    errln!("wrote {}", args.out.display());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let file = args.out.join("bench.json");
+    std::fs::write(&file, json.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    errln!("wrote {}", file.display());
     Ok(ExitCode::SUCCESS)
 }
