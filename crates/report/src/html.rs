@@ -446,7 +446,7 @@ pub fn sweep(s: &SweepSummary) -> String {
             let t = &st.rates.upload_time_s;
             let _ = write!(
                 o,
-                "<tr><td class=\"num\">{}{}</td><td>{}</td>{}{}<td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td>{} / {}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td class=\"num\">{}{}</td><td>{}</td>{}{}<td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td>{} / {}</td><td class=\"num\">{}</td></tr>",
                 if r.tied { "=" } else { "" },
                 r.rank,
                 escape(&crate::markdown::setting_label(s, r.setting)),
@@ -454,9 +454,9 @@ pub fn sweep(s: &SweepSummary) -> String {
                 cell(&st.rates.duplicate_deliveries_per_million, max_del),
                 st.rates.lost_per_million.value,
                 st.rates.restarts_per_million,
-                st.bytes_resent_per_upload,
-                secs((t.p50 * 1000.0) as u64),
-                secs((t.p99 * 1000.0) as u64),
+                scenario::text::bytes(st.bytes_resent_per_upload.round() as u64),
+                scenario::text::duration(t.p50),
+                scenario::text::duration(t.p99),
                 st.runs
             );
         }

@@ -449,7 +449,7 @@ pub fn sweep(s: &SweepSummary) -> String {
             let t = &st.rates.upload_time_s;
             let _ = writeln!(
                 o,
-                "| {}{} | {} | {} | {} | {} | {:.1} | {:.0} | {} / {} | {} |",
+                "| {}{} | {} | {} | {} | {} | {:.1} | {} | {} / {} | {} |",
                 if r.tied { "=" } else { "" },
                 r.rank,
                 setting_label(s, r.setting),
@@ -457,9 +457,9 @@ pub fn sweep(s: &SweepSummary) -> String {
                 st.rates.duplicate_deliveries_per_million.show(1),
                 st.rates.lost_per_million.show(1),
                 st.rates.restarts_per_million,
-                st.bytes_resent_per_upload,
-                secs((t.p50 * 1000.0) as u64),
-                secs((t.p99 * 1000.0) as u64),
+                scenario::text::bytes(st.bytes_resent_per_upload.round() as u64),
+                scenario::text::duration(t.p50),
+                scenario::text::duration(t.p99),
                 st.runs
             );
         }

@@ -767,9 +767,9 @@ fn conclude(plan: &Plan, settings: &[SettingSummary], setting_keys: &[String]) -
             }
             compared = true;
             let cost = format!(
-                "bytes re-sent per upload {:.0} → {:.0}",
-                b.resent(),
-                a.resent()
+                "bytes re-sent per upload {} → {}",
+                scenario::text::bytes(b.resent().round() as u64),
+                scenario::text::bytes(a.resent().round() as u64)
             );
             let (ea, eb) = (a.rate(a.effects), b.rate(b.effects));
             if a.effects == 0 && b.effects > 0 && !ea.overlaps(&eb) {
