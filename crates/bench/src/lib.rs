@@ -1041,3 +1041,39 @@ fn explore_time(exe: &Path) -> anyhow::Result<ExploreTime> {
         target: ">= 500 generated scenarios/s on 2 cores; canary found in under 10 s and shrunk to at most 2 fault rules".into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_rounds_rotate_the_order_and_measure_each_contender_every_round() {
+        let order = std::sync::Mutex::new(Vec::new());
+        let make = |name: char| {
+            let order = &order;
+            move || -> anyhow::Result<f64> {
+                order.lock().unwrap().push(name);
+                Ok(1000.0)
+            }
+        };
+        let (a, b, c) = (make('a'), make('b'), make('c'));
+        let rounds = interleaved(4, &[&a, &b, &c]).unwrap();
+        assert_eq!(rounds.len(), 3);
+        assert!(rounds.iter().all(|r| r.len() == 4));
+        assert_eq!(
+            order.lock().unwrap().iter().collect::<String>(),
+            "abcbcacababc"
+        );
+    }
+
+    #[test]
+    fn the_process_cpu_clock_moves_with_work() {
+        let before = process_cpu_s();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i ^ (x >> 3));
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_s() > before, "no CPU time counted");
+    }
+}
