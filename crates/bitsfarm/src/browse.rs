@@ -5,10 +5,7 @@
 //! under the root); files stream a piece at a time; a directory shows its `index.html` or a
 //! listing. Connections are limited and idle ones closed, as every live mode's are.
 
-use std::{
-    path::{Component, Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Component, Path, PathBuf};
 
 use http::{Method, Response, StatusCode, header};
 use transport::Body;
@@ -37,17 +34,7 @@ pub async fn serve(root: PathBuf, listener: transport::tcp::TcpListen) -> std::i
             resp
         }
     };
-    let options = transport::server::ServerOptions {
-        idle_timeout: Duration::from_secs(60),
-        max_connections: Some(64),
-    };
-    transport::server::serve_all(
-        Box::new(listener),
-        options,
-        tokio::task::JoinSet::new(),
-        handler,
-    )
-    .await
+    crate::control::serve_small(listener, handler).await
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

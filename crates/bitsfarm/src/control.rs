@@ -371,6 +371,19 @@ pub async fn serve(listener: transport::tcp::TcpListen, api: Api) -> std::io::Re
                 .unwrap_or_else(|(status, why)| json_answer(status, &json!({"error": why})))
         }
     };
+    serve_small(listener, handler).await
+}
+
+/// Serves a small operator-facing HTTP service (the control API, `report --serve`) on
+/// `listener` until the task is dropped: at most 64 connections, idle ones closed after 60 s.
+pub async fn serve_small<F, Fut>(
+    listener: transport::tcp::TcpListen,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(http::Request<Incoming>, u64, std::sync::Arc<str>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<transport::Body>> + Send + 'static,
+{
     let options = transport::server::ServerOptions {
         idle_timeout: Duration::from_secs(60),
         max_connections: Some(64),

@@ -38,15 +38,17 @@ pub fn run_dir(
     })
 }
 
-/// Records a finished run in the index when its directory lies under `reports/`. A failure
-/// to record is a warning: the run and its reports stand.
-pub fn record(dir: &Path, make: impl FnOnce(String, String) -> Entry) {
+/// Records a finished run in the index when its directory lies under `reports/` (the entry's
+/// `id` and `dir` are filled in here). A failure to record is a warning: the run and its
+/// reports stand.
+pub fn record(dir: &Path, mut entry: Entry) {
     let root = Path::new(ROOT);
     let Some(rel) = runs::relative_to(root, dir) else {
         return;
     };
-    let id = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
-    if let Err(e) = runs::record(root, &make(id, rel)) {
+    entry.id = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
+    entry.dir = rel;
+    if let Err(e) = runs::record(root, &entry) {
         errln!(
             "warning: the run is kept in {} but the index was not updated: {e}",
             dir.display()
@@ -54,14 +56,9 @@ pub fn record(dir: &Path, make: impl FnOnce(String, String) -> Entry) {
     }
 }
 
-/// The index entry of one run.
-pub fn of_summary(
-    kind: RunKind,
-    started: u64,
-    settings: &[String],
-    s: &Summary,
-) -> impl FnOnce(String, String) -> Entry {
-    let e = Entry {
+/// The index entry of one run (`id` and `dir` left for [`record`]).
+pub fn of_summary(kind: RunKind, started: u64, settings: &[String], s: &Summary) -> Entry {
+    Entry {
         id: String::new(),
         dir: String::new(),
         kind,
@@ -79,18 +76,12 @@ pub fn of_summary(
         } else {
             String::new()
         },
-    };
-    move |id, dir| Entry { id, dir, ..e }
+    }
 }
 
 /// The index entry of `--runs N`.
-pub fn of_aggregate(
-    started: u64,
-    settings: &[String],
-    a: &Aggregate,
-    replay: String,
-) -> impl FnOnce(String, String) -> Entry {
-    let e = Entry {
+pub fn of_aggregate(started: u64, settings: &[String], a: &Aggregate, replay: String) -> Entry {
+    Entry {
         id: String::new(),
         dir: String::new(),
         kind: RunKind::Runs,
@@ -104,18 +95,14 @@ pub fn of_aggregate(
         duplicate_effects: a.totals.metrics.duplicate_effects,
         report: "report.md".into(),
         replay,
-    };
-    move |id, dir| Entry { id, dir, ..e }
+    }
 }
 
 /// The index entry of a sweep.
-pub fn of_sweep(
-    started: u64,
-    s: &report::sweep::SweepSummary,
-) -> impl FnOnce(String, String) -> Entry {
+pub fn of_sweep(started: u64, s: &report::sweep::SweepSummary) -> Entry {
     let mut settings = s.plan.fixed.clone();
     settings.extend(s.plan.varied.iter().map(|k| format!("{k}=(varied)")));
-    let e = Entry {
+    Entry {
         id: String::new(),
         dir: String::new(),
         kind: RunKind::Sweep,
@@ -133,8 +120,7 @@ pub fn of_sweep(
         duplicate_effects: s.settings.iter().map(|x| x.duplicate_effects).sum(),
         report: "report.html".into(),
         replay: String::new(),
-    };
-    move |id, dir| Entry { id, dir, ..e }
+    }
 }
 
 /// Writes a JUnit XML report (`--junit FILE`).

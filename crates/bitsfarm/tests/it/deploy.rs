@@ -81,7 +81,13 @@ fn the_kubernetes_indexed_job_commands_merge_into_the_unsharded_report() {
     };
     // The M pods, as M processes at once.
     let children: Vec<_> = (0..shards)
-        .map(|k| shell(&sweep, &dir, &env(k)).output_async())
+        .map(|k| {
+            shell(&sweep, &dir, &env(k))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for (k, child) in children.into_iter().enumerate() {
         let o = child.wait_with_output().unwrap();
@@ -141,20 +147,6 @@ fn the_kubernetes_indexed_job_commands_merge_into_the_unsharded_report() {
         summary["runs"],
         summary["plan"]["seeds"].as_u64().unwrap() * 8
     );
-}
-
-/// Runs `command` on its own, returning the child.
-trait OutputAsync {
-    fn output_async(&mut self) -> std::process::Child;
-}
-
-impl OutputAsync for Command {
-    fn output_async(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
 }
 
 #[test]

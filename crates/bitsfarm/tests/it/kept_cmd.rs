@@ -7,15 +7,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use super::{code, stderr, stdout, tempdir};
-
-fn bitsfarm_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the binary runs")
-}
+use super::{bitsfarm_in, code, stderr, stdout, tempdir};
 
 /// The run directory a run's `report:` line names.
 fn report_dir(o: &Output) -> String {

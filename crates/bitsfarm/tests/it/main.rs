@@ -20,9 +20,14 @@ use std::process::{Command, Output};
 pub(crate) fn bitsfarm(args: &[&str]) -> Output {
     let cwd = std::env::temp_dir().join(format!("bitsfarm-cli-cwd-{}", std::process::id()));
     std::fs::create_dir_all(&cwd).unwrap();
+    bitsfarm_in(&cwd, args)
+}
+
+/// Runs the binary in `cwd` (a test's own, when it looks at the default report directories).
+pub(crate) fn bitsfarm_in(cwd: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
         .args(args)
-        .current_dir(&cwd)
+        .current_dir(cwd)
         .output()
         .expect("the binary runs")
 }
