@@ -95,8 +95,21 @@ pub fn verdict(s: &Summary) -> Verdict {
             },
         };
     }
-    // Expectations that held and name what went wrong: the scenario was written to show it.
-    let expected = !s.expectations.is_empty() && s.unchecked_expectations.is_empty();
+    // A checked expectation that held names a metric that went wrong: the scenario was
+    // written to show it. (An expectation about something else says nothing of the problem.)
+    let m = &s.metrics;
+    let wrong = [
+        ("duplicate_deliveries", m.duplicate_deliveries),
+        ("files_duplicated", m.files_duplicated),
+        ("duplicate_effects", m.duplicate_effects),
+        ("lost", m.lost),
+        ("failed", m.failed),
+        ("restarts", m.restarts),
+    ];
+    let expected = s
+        .expectations
+        .iter()
+        .any(|e| e.held && wrong.iter().any(|&(name, n)| n > 0 && e.name == name));
     if expected {
         Verdict {
             class: "expected",

@@ -308,3 +308,19 @@ fn every_run_is_checked_against_every_invariant_in_order() {
         assert!(s.invariant(i).is_some_and(|r| r.held), "{i:?}");
     }
 }
+
+/// The verdict says "the scenario showed what it expects" only when a held expectation is
+/// about the problem the run showed; an expectation about something else leaves it a warning.
+#[test]
+fn the_verdict_credits_the_scenario_only_for_problems_it_expects() {
+    let mut sc = shipped("crash-after-forward");
+    let v = scenario::advice::verdict(&run(&sc, 1));
+    assert_eq!(v.class, "expected", "{}", v.text);
+    assert!(v.text.contains("1 duplicate delivery"), "{}", v.text);
+    sc.expect.retain(|k, _| k == "acknowledged");
+    let v = scenario::advice::verdict(&run(&sc, 1));
+    assert_eq!(v.class, "warn", "{}", v.text);
+    assert!(v.text.contains("see what to change"), "{}", v.text);
+    let v = scenario::advice::verdict(&run(&shipped("happy-path"), 1));
+    assert_eq!(v.class, "pass", "{}", v.text);
+}
