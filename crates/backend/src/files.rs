@@ -14,6 +14,13 @@ use bytes::Bytes;
 pub trait Files: Send + Sync + 'static {
     /// Streams the whole file to `each`, one piece at a time; returns its length.
     fn read(&self, path: &str, each: &mut dyn FnMut(&[u8])) -> io::Result<u64>;
+    /// The file's digest, if whoever wrote it kept one as it was written (the simulator's
+    /// disks do): what [`Files::read`] through a `protocol::txid::Digest` would give, without
+    /// reading the bytes again. `None`: read them.
+    fn digest(&self, path: &str) -> Option<protocol::txid::Digested> {
+        let _ = path;
+        None
+    }
     /// Creates or replaces the file.
     fn write(&self, path: &str, data: Bytes) -> io::Result<()>;
 }

@@ -206,6 +206,7 @@ impl Backend {
         // The bytes, streamed past a digest (never held whole): in the body (by value) or in
         // the file the node names (by reference).
         let mut digest = txid::Digest::new();
+        let mut kept = None;
         match by_reference {
             None => {
                 if let Err(e) = read_into(body, self.cfg.max_body, &timing, &mut digest).await {
@@ -223,15 +224,26 @@ impl Backend {
             }
             Some(path) => {
                 drain(body).await;
-                let mut too_long = false;
                 let max = self.cfg.max_body;
-                let read = self.files.read(path, &mut |piece| {
-                    if digest.len() + piece.len() as u64 > max {
-                        too_long = true;
-                    } else {
-                        digest.feed(piece);
+                let mut too_long = false;
+                // The file's kept digest if its store has one, else the file read through ours.
+                let read = match self.files.digest(path) {
+                    Some(d) => {
+                        too_long = d.len > max;
+                        kept = Some(d);
+                        Ok(())
                     }
-                });
+                    None => self
+                        .files
+                        .read(path, &mut |piece| {
+                            if digest.len() + piece.len() as u64 > max {
+                                too_long = true;
+                            } else {
+                                digest.feed(piece);
+                            }
+                        })
+                        .map(drop),
+                };
                 if too_long {
                     return status(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -249,7 +261,7 @@ impl Backend {
                 }
             }
         }
-        let digested = digest.finish();
+        let digested = kept.unwrap_or_else(|| digest.finish());
         let (len, hash) = (digested.len, digested.hash);
         let (txid, verification) = verification(digested);
         let recorded = self.ledger.record(ledger::NewDelivery {

@@ -92,10 +92,14 @@ impl NotificationLog {
         self.lock().total
     }
 
-    /// XXH3-64 of a session's first `len` bytes, read back from the store.
+    /// XXH3-64 of a session's first `len` bytes: the store's kept digest, or read back.
     fn hash(&self, node: &str, session: &str, len: u64) -> Option<String> {
+        let store = (self.store_of)(node)?;
+        if let Some(d) = store.entity_digest(session, len).ok()? {
+            return Some(format!("{:016x}", d.hash));
+        }
         let mut h = twox_hash::XxHash3_64::new();
-        for chunk in (self.store_of)(node)?.entity(session, len).ok()? {
+        for chunk in store.entity(session, len).ok()? {
             std::hash::Hasher::write(&mut h, &chunk.ok()?);
         }
         Some(format!("{:016x}", std::hash::Hasher::finish(&h)))

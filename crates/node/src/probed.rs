@@ -136,6 +136,16 @@ impl Storage for Probed {
         self.inner.entity(id, len)
     }
 
+    fn entity_digest(
+        &self,
+        id: &str,
+        len: u64,
+    ) -> Result<Option<protocol::txid::Digested>, StorageError> {
+        // A read, as `entity` is: a failing disk fails it.
+        self.ask(Write::Reads, id, None)?;
+        self.inner.entity_digest(id, len)
+    }
+
     fn entity_path(&self, id: &str) -> String {
         self.inner.entity_path(id)
     }

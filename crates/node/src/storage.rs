@@ -70,6 +70,18 @@ pub trait Storage: Send + Sync + 'static {
     /// The first `len` bytes of a session's entity, read as they are consumed (a large upload
     /// is never held in memory whole).
     fn entity(&self, id: &str, len: u64) -> Result<ChunkSource, StorageError>;
+    /// The digest (length, hash, transaction-id envelope) of a session's first `len` entity
+    /// bytes, if the store kept one as they were written, so nobody reads them again to hash
+    /// them; `None`: read them with [`Storage::entity`] (which asks the disk again). An error
+    /// is what [`Storage::entity`] would have failed with.
+    fn entity_digest(
+        &self,
+        id: &str,
+        len: u64,
+    ) -> Result<Option<protocol::txid::Digested>, StorageError> {
+        let _ = (id, len);
+        Ok(None)
+    }
     /// The path of the entity, as given to a by-reference application.
     fn entity_path(&self, id: &str) -> String;
     /// The path where a by-reference application writes its reply.
@@ -122,7 +134,23 @@ struct MemSession {
     rec: Option<SessionRecord>,
     data: Vec<Bytes>,
     len: u64,
+    /// The digest of `data`, fed as it is appended (while the bytes are hot in the cache).
+    digest: protocol::txid::Digest,
     reply: Option<Bytes>,
+}
+
+impl MemSession {
+    /// The digest of the first `len` bytes: the kept one when `len` is all of them.
+    fn digest_of(&self, len: u64) -> protocol::txid::Digested {
+        if len == self.len {
+            return self.digest.clone().finish();
+        }
+        let mut d = protocol::txid::Digest::new();
+        for b in take_prefix(&self.data, len) {
+            d.feed(&b);
+        }
+        d.finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +201,16 @@ impl MemStore {
             "response" => s.reply.clone().map(|r| vec![r]),
             _ => None,
         }
+    }
+
+    /// The digest of the file at `path` (a session's request file), kept as it was written.
+    pub fn digest_path(&self, path: &str) -> Option<protocol::txid::Digested> {
+        let (id, "request") = self.parse_path(path)? else {
+            return None;
+        };
+        let inner = self.lock();
+        let s = inner.sessions.get(id)?;
+        Some(s.digest_of(s.len))
     }
 
     /// Writes the reply file by path, as a by-reference application does. False if the path
@@ -244,9 +282,14 @@ impl Storage for MemStore {
         if at < s.len {
             s.data = take_prefix(&s.data, at);
             s.len = at;
+            s.digest = protocol::txid::Digest::new();
+            for b in &s.data {
+                s.digest.feed(b);
+            }
         }
         for d in data {
             s.len += d.len() as u64;
+            s.digest.feed(d);
             s.data.push(d.clone());
         }
         Ok(())
@@ -259,6 +302,19 @@ impl Storage for MemStore {
             .get(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
         Ok(Box::new(take_prefix(&s.data, len).into_iter().map(Ok)))
+    }
+
+    fn entity_digest(
+        &self,
+        id: &str,
+        len: u64,
+    ) -> Result<Option<protocol::txid::Digested>, StorageError> {
+        let inner = self.lock();
+        let s = inner
+            .sessions
+            .get(id)
+            .ok_or_else(|| StorageError::NoSession(id.into()))?;
+        Ok(Some(s.digest_of(len)))
     }
 
     fn entity_path(&self, id: &str) -> String {
@@ -309,10 +365,9 @@ impl Storage for MemStore {
             .sessions
             .get(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
-        let data = take_prefix(&s.data, len);
         let file = DestinationFile {
             len,
-            hash: protocol::txid::hash_chunks(data.iter().map(|b| b.as_ref())),
+            hash: s.digest_of(len).hash,
         };
         inner.destinations.insert(
             path.to_owned(),
@@ -357,6 +412,52 @@ mod tests {
             committed: false,
             touched_ms: 0,
         }
+    }
+
+    fn digest_of(data: &[u8]) -> protocol::txid::Digested {
+        let mut d = protocol::txid::Digest::new();
+        d.feed(data);
+        d.finish()
+    }
+
+    #[test]
+    fn the_kept_digest_follows_every_append_and_truncation() {
+        let s = MemStore::new("node-1");
+        s.save(&rec("{a}")).unwrap();
+        let head = protocol::txid::header_for("tx-1", 6, protocol::txid::hash(b"abcdef"));
+        s.append("{a}", 0, &[Bytes::from(head.clone())]).unwrap();
+        let h = head.len() as u64;
+        s.append(
+            "{a}",
+            h,
+            &[Bytes::from_static(b"abX"), Bytes::from_static(b"Y")],
+        )
+        .unwrap();
+        // A torn write's bytes past `at` go, and the digest forgets them.
+        s.append("{a}", h + 2, &[Bytes::from_static(b"cdef")])
+            .unwrap();
+        let whole = [head.as_slice(), b"abcdef"].concat();
+        let kept = s.entity_digest("{a}", whole.len() as u64).unwrap().unwrap();
+        assert_eq!(kept, digest_of(&whole));
+        assert!(kept.payload_matches, "the envelope was checked");
+        // A prefix, and the path an application reads, agree with the bytes.
+        assert_eq!(
+            s.entity_digest("{a}", 5).unwrap().unwrap(),
+            digest_of(&whole[..5])
+        );
+        let path = s.entity_path("{a}");
+        assert_eq!(s.digest_path(&path).unwrap(), digest_of(&whole));
+        assert_eq!(s.digest_path(&s.reply_path("{a}")), None);
+        assert!(matches!(
+            s.entity_digest("{zz}", 1),
+            Err(StorageError::NoSession(_))
+        ));
+        // The destination's hash is the whole file's.
+        s.commit("{a}", whole.len() as u64, "/up/a", false).unwrap();
+        assert_eq!(
+            s.destination("/up/a").unwrap().hash,
+            protocol::txid::hash(&whole)
+        );
     }
 
     #[test]

@@ -129,8 +129,9 @@ pub struct Digested {
 
 /// Reads an upload as it streams past (by value, or from a file): its length, its hash, and its
 /// transaction-id envelope checked against the payload, holding at most [`MAX_HEADER_LEN`]
-/// bytes.
-#[derive(Default)]
+/// bytes. Cloning it is cheap (a few hundred bytes): a store can keep one per file as the file
+/// is written and hand out its result without reading the file again.
+#[derive(Default, Clone)]
 pub struct Digest {
     len: u64,
     whole: StreamHash,
@@ -138,6 +139,14 @@ pub struct Digest {
     parsed: Option<Parsed>,
     payload: StreamHash,
     payload_len: u64,
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Digest")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Digest {

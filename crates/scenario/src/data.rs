@@ -72,7 +72,10 @@ pub fn payload(offset: u64, len: u64) -> Bytes {
         let size = need
             .max(current * 2)
             .max((OFFSET_SPAN as usize) + (4 << 20));
-        *pool = Some(build(size));
+        let built = build(size);
+        // Immutable from here on: pipes may carry slices of it by reference.
+        sim::shared::share(built.clone());
+        *pool = Some(built);
     }
     pool.as_ref()
         .expect("pool built")

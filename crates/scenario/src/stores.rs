@@ -127,6 +127,14 @@ impl backend::Files for MemFiles {
         Ok(len)
     }
 
+    fn digest(&self, path: &str) -> Option<protocol::txid::Digested> {
+        let stores = lock(&self.0);
+        stores
+            .values()
+            .find(|s| s.owns_path(path))?
+            .digest_path(path)
+    }
+
     fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
         let stores = lock(&self.0);
         match stores.values().find(|s| s.owns_path(path)) {

@@ -12,6 +12,7 @@
 pub mod net;
 pub mod panics;
 pub mod pipe;
+pub mod shared;
 
 use std::{future::Future, time::Duration};
 

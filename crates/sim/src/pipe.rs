@@ -37,8 +37,24 @@ pub enum Break {
 
 struct Chunk {
     due: Instant,
-    data: Vec<u8>,
+    data: Data,
     read: usize,
+}
+
+/// A chunk's bytes: copied from the writer, or a reference into a region the writer's slice
+/// lay in ([`crate::shared`]).
+enum Data {
+    Owned(Vec<u8>),
+    Shared(bytes::Bytes),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Owned(v) => v,
+            Data::Shared(b) => b,
+        }
+    }
 }
 
 impl Direction {
@@ -54,7 +70,7 @@ impl Direction {
             self.queued,
             self.chunks
                 .iter()
-                .map(|c| c.data.len() - c.read)
+                .map(|c| c.data.bytes().len() - c.read)
                 .sum::<usize>(),
             "pipe: queued bytes and chunks disagree"
         );
@@ -223,13 +239,16 @@ impl AsyncRead for End {
                 if c.due > now {
                     break;
                 }
-                let n = (c.data.len() - c.read).min(buf.remaining());
-                buf.put_slice(&c.data[c.read..c.read + n]);
+                let data = c.data.bytes();
+                let n = (data.len() - c.read).min(buf.remaining());
+                buf.put_slice(&data[c.read..c.read + n]);
                 c.read += n;
                 copied += n;
-                if c.read == c.data.len() {
-                    let mut spent = dir.chunks.pop_front().expect("front exists").data;
-                    if dir.spare.len() < 4 {
+                if c.read == data.len() {
+                    let spent = dir.chunks.pop_front().expect("front exists").data;
+                    if let Data::Owned(mut spent) = spent
+                        && dir.spare.len() < 4
+                    {
                         spent.clear();
                         dir.spare.push(spent);
                     }
@@ -272,23 +291,44 @@ impl End {
             return Poll::Pending;
         }
         let take = want.min(room);
-        let mut data = dir.spare.pop().unwrap_or_default();
-        data.reserve(take);
-        let mut left = take;
-        for b in bufs {
-            let n = b.len().min(left);
-            data.extend_from_slice(&b[..n]);
-            left -= n;
-            if left == 0 {
-                break;
-            }
-        }
         let now = Instant::now();
         let due = dir
             .chunks
             .back()
             .map_or(now + latency, |c| c.due.max(now + latency));
-        dir.chunks.push_back(Chunk { due, data, read: 0 });
+        // Bytes are copied into one owned chunk, except a slice of a shared region, which is
+        // queued as a reference (all at the same due time: delivery is the same either way).
+        let mut owned: Option<Vec<u8>> = None;
+        let mut left = take;
+        for b in bufs {
+            let n = b.len().min(left);
+            if let Some(shared) = crate::shared::find(&b[..n]) {
+                if let Some(v) = owned.take() {
+                    dir.chunks.push_back(Chunk {
+                        due,
+                        data: Data::Owned(v),
+                        read: 0,
+                    });
+                }
+                let data = Data::Shared(shared);
+                dir.chunks.push_back(Chunk { due, data, read: 0 });
+            } else if n > 0 {
+                owned
+                    .get_or_insert_with(|| dir.spare.pop().unwrap_or_default())
+                    .extend_from_slice(&b[..n]);
+            }
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        if let Some(v) = owned {
+            dir.chunks.push_back(Chunk {
+                due,
+                data: Data::Owned(v),
+                read: 0,
+            });
+        }
         dir.queued += take;
         dir.check(window);
         if let Some(w) = dir.reader.take() {
@@ -391,6 +431,59 @@ mod tests {
             assert_eq!((&buf, t0.elapsed()), (b"one", Duration::from_millis(10)));
             b.read_exact(&mut buf).await.unwrap();
             assert_eq!((&buf, t0.elapsed()), (b"two", Duration::from_millis(13)));
+        });
+    }
+
+    #[test]
+    fn a_write_through_a_shared_region_delivers_the_same_bytes_at_the_same_time() {
+        let region = bytes::Bytes::from((0..64 * 1024).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+        crate::shared::share(region.clone());
+        let body = &region[1000..1000 + 3 * crate::shared::MIN_SHARED];
+        rt().block_on(async {
+            // A window smaller than the body: the shared slice is taken in parts.
+            let (_p, mut a, mut b) = Pipe::pair(Duration::from_millis(10), 5000);
+            let t0 = Instant::now();
+            let writer = tokio::spawn({
+                let region = region.clone();
+                async move {
+                    let body = &region[1000..1000 + 3 * crate::shared::MIN_SHARED];
+                    let bufs = [
+                        io::IoSlice::new(b"head:"),
+                        io::IoSlice::new(body),
+                        io::IoSlice::new(b":tail"),
+                    ];
+                    let mut sent = 0;
+                    let total: usize = bufs.iter().map(|b| b.len()).sum();
+                    while sent < total {
+                        // Re-slice what is left, as a writer of a partial write does.
+                        let mut left = Vec::new();
+                        let mut skip = sent;
+                        for b in &bufs {
+                            if skip >= b.len() {
+                                skip -= b.len();
+                                continue;
+                            }
+                            left.push(io::IoSlice::new(&b[skip..]));
+                            skip = 0;
+                        }
+                        sent += a.write_vectored(&left).await.unwrap();
+                    }
+                    drop(a);
+                }
+            });
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            writer.await.unwrap();
+            let mut want = b"head:".to_vec();
+            want.extend_from_slice(body);
+            want.extend_from_slice(b":tail");
+            assert_eq!(got, want);
+            // Three windows' worth, each one latency after the reader freed room.
+            assert!(
+                t0.elapsed() >= Duration::from_millis(30),
+                "{:?}",
+                t0.elapsed()
+            );
         });
     }
 
