@@ -92,6 +92,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages for this process: a simulation allocates and frees buffers
+    // all the time, and the allocator hands freed memory back to the OS; with THP "always"
+    // each new touch of such memory had the kernel zero a whole 2 MiB page (a quarter of a
+    // small-file run's CPU, measured with perf). Best effort: a kernel without it is fine.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

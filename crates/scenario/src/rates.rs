@@ -369,45 +369,58 @@ impl Rates {
             }
         }
         let n = m.files;
-        let boot = |pick: &dyn Fn(&RunCounts<'_>) -> u64, wilson: Interval| -> Interval {
-            if runs.len() < 2 {
+        let shown: Vec<(&String, &CauseCount)> =
+            causes.iter().filter(|(_, c)| c.deliveries > 0).collect();
+        // Each run's uploads, then the counts the intervals are drawn from: five metrics, then
+        // each cause shown.
+        let width = 6 + shown.len();
+        let table: Vec<u64> = runs
+            .iter()
+            .flat_map(|r| {
+                let m = r.metrics;
+                [
+                    m.files,
+                    m.duplicate_deliveries,
+                    m.duplicate_effects,
+                    m.files_duplicated,
+                    m.lost,
+                    m.failed,
+                ]
+                .into_iter()
+                .chain(
+                    shown
+                        .iter()
+                        .map(|(name, _)| r.causes.get(*name).map_or(0, |c| c.deliveries)),
+                )
+            })
+            .collect();
+        let bounds = (runs.len() >= 2).then(|| bootstrap(&table, width));
+        let boot = |i: usize, wilson: Interval| -> Interval {
+            let Some(bounds) = &bounds else {
                 return wilson;
-            }
-            let (lo, hi) = bootstrap(runs, pick);
+            };
+            let (lo, hi) = bounds[i];
             Interval {
                 value: wilson.value,
                 low: wilson.low.min(lo),
                 high: wilson.high.max(hi),
             }
         };
-        let dup = boot(
-            &|r| r.metrics.duplicate_deliveries,
-            per_million(m.duplicate_deliveries, n),
-        );
-        let eff = boot(
-            &|r| r.metrics.duplicate_effects,
-            per_million(m.duplicate_effects, n),
-        );
-        let files_dup = boot(
-            &|r| r.metrics.files_duplicated,
-            per_million(m.files_duplicated, n),
-        );
-        let lost = boot(&|r| r.metrics.lost, per_million(m.lost, n));
-        let failed = boot(&|r| r.metrics.failed, per_million(m.failed, n));
-        let mut cause_rates: Vec<CauseRate> = causes
+        let dup = boot(0, per_million(m.duplicate_deliveries, n));
+        let eff = boot(1, per_million(m.duplicate_effects, n));
+        let files_dup = boot(2, per_million(m.files_duplicated, n));
+        let lost = boot(3, per_million(m.lost, n));
+        let failed = boot(4, per_million(m.failed, n));
+        let mut cause_rates: Vec<CauseRate> = shown
             .iter()
-            .filter(|(_, c)| c.deliveries > 0)
-            .map(|(k, c)| {
-                let name = k.clone();
-                let pick = move |r: &RunCounts<'_>| r.causes.get(&name).map_or(0, |c| c.deliveries);
-                CauseRate {
-                    cause: k.clone(),
-                    words: Cause::parse(k).map_or("", Cause::words).to_owned(),
-                    count: c.deliveries,
-                    share: c.deliveries as f64 / m.duplicate_deliveries.max(1) as f64,
-                    per_million: boot(&pick, per_million(c.deliveries, n)),
-                    effects: c.effects,
-                }
+            .enumerate()
+            .map(|(i, (k, c))| CauseRate {
+                cause: (*k).clone(),
+                words: Cause::parse(k).map_or("", Cause::words).to_owned(),
+                count: c.deliveries,
+                share: c.deliveries as f64 / m.duplicate_deliveries.max(1) as f64,
+                per_million: boot(5 + i, per_million(c.deliveries, n)),
+                effects: c.effects,
             })
             .collect();
         cause_rates.sort_by(|a, b| b.count.cmp(&a.count).then(a.cause.cmp(&b.cause)));
@@ -539,32 +552,95 @@ impl Rates {
 
 /// 2.5th and 97.5th percentiles, per million uploads, of a bootstrap over runs of the count
 /// `pick` gives per run.
-fn bootstrap(runs: &[RunCounts<'_>], pick: &dyn Fn(&RunCounts<'_>) -> u64) -> (f64, f64) {
-    let counts: Vec<(u64, u64)> = runs.iter().map(|r| (pick(r), r.metrics.files)).collect();
+/// 95% percentile-bootstrap bounds, per million uploads, of each count in `table`'s rows (one
+/// row of `width` per run: its uploads, then its counts): runs resampled with replacement
+/// [`RESAMPLES`] times. Every count is drawn from the same resamples, one stream of draws with a
+/// fixed seed (as if each had its own stream with that seed).
+fn bootstrap(table: &[u64], width: usize) -> Vec<(f64, f64)> {
+    let k = width - 1;
+    let runs = table.len() / width;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_b007);
-    let mut rates: Vec<f64> = (0..RESAMPLES)
-        .map(|_| {
-            let (mut x, mut n) = (0u64, 0u64);
-            for _ in 0..counts.len() {
-                let (cx, cn) = counts[rng.random_range(0..counts.len())];
-                x += cx;
-                n += cn;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(RESAMPLES); k];
+    let mut sums = vec![0u64; k + 1];
+    for _ in 0..RESAMPLES {
+        sums.fill(0);
+        for _ in 0..runs {
+            let i = rng.random_range(0..runs);
+            for (s, c) in sums.iter_mut().zip(&table[i * width..(i + 1) * width]) {
+                *s += c;
             }
-            if n == 0 {
+        }
+        let n = sums[0];
+        for (r, x) in rates.iter_mut().zip(&sums[1..]) {
+            r.push(if n == 0 {
                 0.0
             } else {
-                x as f64 * 1e6 / n as f64
-            }
+                *x as f64 * 1e6 / n as f64
+            });
+        }
+    }
+    rates
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by(f64::total_cmp);
+            let at = |q: f64| r[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+            (at(0.025), at(0.975))
         })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    let at = |q: f64| rates[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
-    (at(0.025), at(0.975))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_stream_of_resamples_gives_each_count_the_bounds_of_its_own_stream() {
+        // The bootstrap as it was, one count at a time, each with its own seeded stream.
+        fn alone(counts: &[(u64, u64)]) -> (f64, f64) {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_b007);
+            let mut rates: Vec<f64> = (0..RESAMPLES)
+                .map(|_| {
+                    let (mut x, mut n) = (0u64, 0u64);
+                    for _ in 0..counts.len() {
+                        let (cx, cn) = counts[rng.random_range(0..counts.len())];
+                        x += cx;
+                        n += cn;
+                    }
+                    if n == 0 {
+                        0.0
+                    } else {
+                        x as f64 * 1e6 / n as f64
+                    }
+                })
+                .collect();
+            rates.sort_by(f64::total_cmp);
+            let at = |q: f64| rates[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+            (at(0.025), at(0.975))
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (runs, width) = (37, 4);
+        let table: Vec<u64> = (0..runs * width)
+            .map(|i| {
+                if i % width == 0 {
+                    rng.random_range(50..150)
+                } else {
+                    rng.random_range(0..9)
+                }
+            })
+            .collect();
+        let together = bootstrap(&table, width);
+        assert_eq!(together.len(), width - 1);
+        for (col, got) in together.iter().enumerate() {
+            let counts: Vec<(u64, u64)> = (0..runs)
+                .map(|r| (table[r * width + 1 + col], table[r * width]))
+                .collect();
+            assert_eq!(*got, alone(&counts), "count {col}");
+            assert!(
+                got.0 < got.1,
+                "runs that disagree give an interval: {got:?}"
+            );
+        }
+    }
 
     #[test]
     fn wilson_matches_published_values() {
