@@ -40,6 +40,10 @@ report DIR:
 bench *ARGS:
     cargo run --release -- bench {{ARGS}}
 
+# Where a simulated run's CPU time goes, by class (perf; docs/performance.md).
+profile *ARGS:
+    bash docs/profile {{ARGS}}
+
 # Search generated scenarios for property failures: `just explore --runs 10000`.
 explore *ARGS:
     cargo run --release -- explore {{ARGS}}

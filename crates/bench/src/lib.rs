@@ -97,13 +97,20 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(mut v: Vec<f64>) -> Spread {
+    pub(crate) fn of(mut v: Vec<f64>) -> Spread {
         v.sort_by(f64::total_cmp);
         Spread {
             median: v[v.len() / 2],
             min: v[0],
             max: v[v.len() - 1],
         }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    /// `median (min–max)`, to whole units.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} ({:.0}–{:.0})", self.median, self.min, self.max)
     }
 }
 
@@ -498,19 +505,26 @@ pub fn run(
         report.week = Some(w);
     }
     if want(Section::Live) {
-        let l = live::run(exe)?;
-        for (i, r) in l.rounds.iter().enumerate() {
+        let l = live::run(exe, &mut |r| {
             say(format!(
-                "live: round {}: 1 GiB by value in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU)",
-                i + 1,
+                "live: 1 GiB {} in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU)",
+                r.notification,
                 r.wall_s,
                 r.mb_per_s,
                 r.upload_peak_rss_mib,
                 r.upload_cpu_s,
                 r.serve_peak_rss_mib,
                 r.serve_cpu_s
-            ));
-        }
+            ))
+        })?;
+        say(format!(
+            "live: by reference {} MB/s by wall time, {} MB per CPU second; by value {} MB/s, {} MB per CPU second (target {})",
+            l.by_reference_mb_per_s,
+            l.by_reference_mb_per_cpu_s,
+            l.by_value_mb_per_s,
+            l.by_value_mb_per_cpu_s,
+            l.target
+        ));
         report.live = Some(l);
     }
     Ok(report)

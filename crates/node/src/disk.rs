@@ -64,6 +64,18 @@ pub enum SessionFile {
 pub struct DiskStore {
     root: PathBuf,
     root_fd: Arc<OwnedFd>,
+    /// Each session's entity digest, fed as its fragments are written (while they are still
+    /// in memory), so the application need not read the file back to hash it. Kept only in
+    /// this process: a session written before a restart, or truncated, has none (readers then
+    /// read the file).
+    digests: Arc<std::sync::Mutex<std::collections::HashMap<String, Kept>>>,
+}
+
+/// A session entity's digest and the length it covers.
+#[derive(Debug, Clone)]
+struct Kept {
+    len: u64,
+    digest: protocol::txid::Digest,
 }
 
 /// What a session records before placing its upload.
@@ -211,6 +223,7 @@ impl DiskStore {
         Ok(DiskStore {
             root,
             root_fd: Arc::new(root_fd),
+            digests: Arc::default(),
         })
     }
 
@@ -280,6 +293,23 @@ impl DiskStore {
             _ => return None,
         };
         valid_session_id(id).then(|| (id.to_owned(), kind))
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Kept>> {
+        self.digests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The digest of a session's whole entity, hashed as this process wrote it: `None` unless
+    /// it wrote every byte and the file on disk is still exactly that long.
+    pub fn kept_digest(&self, id: &str) -> Option<protocol::txid::Digested> {
+        let kept = self.kept().get(id)?.clone();
+        let dir = self.session_dir(id).ok()??;
+        let on_disk = open_file(&dir, REQUEST, OFlags::RDONLY)
+            .ok()??
+            .metadata()
+            .ok()?
+            .len();
+        (on_disk == kept.len).then(|| kept.digest.finish())
     }
 
     /// Streams a session's whole file (the entity or the reply).
@@ -368,12 +398,29 @@ impl Storage for DiskStore {
         }
         // Bytes past `at` were written before a crash and never counted: drop them.
         f.set_len(at)?;
+        // The digest continues only from exactly where it stopped; otherwise it is forgotten
+        // (until the write succeeds, too: a failed write leaves none).
+        let mut kept = match self.kept().remove(id) {
+            Some(k) if k.len == at => Some(k),
+            _ if at == 0 => Some(Kept {
+                len: 0,
+                digest: protocol::txid::Digest::new(),
+            }),
+            _ => None,
+        };
         let mut pos = at;
         for d in data {
             f.write_all_at(d, pos)?;
             pos += d.len() as u64;
         }
         f.sync_data()?;
+        if let Some(mut k) = kept.take() {
+            for d in data {
+                k.digest.feed(d);
+            }
+            k.len = pos;
+            self.kept().insert(id.to_owned(), k);
+        }
         Ok(())
     }
 
@@ -391,6 +438,14 @@ impl Storage for DiskStore {
             )));
         }
         Ok(transport::file_chunks(f, len, CHUNK))
+    }
+
+    fn entity_digest(
+        &self,
+        id: &str,
+        len: u64,
+    ) -> Result<Option<protocol::txid::Digested>, StorageError> {
+        Ok(self.kept_digest(id).filter(|d| d.len == len))
     }
 
     fn entity_path(&self, id: &str) -> String {
@@ -433,6 +488,7 @@ impl Storage for DiskStore {
         if !valid_session_id(id) {
             return Ok(());
         }
+        self.kept().remove(id);
         remove_tree(self.sessions_dir()?, id)
     }
 

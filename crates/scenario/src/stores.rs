@@ -194,6 +194,13 @@ impl backend::Files for DiskFiles {
         Ok(len)
     }
 
+    fn digest(&self, path: &str) -> Option<protocol::txid::Digested> {
+        match self.find(path).ok()? {
+            (store, id, SessionFile::Request) => store.kept_digest(&id),
+            _ => None,
+        }
+    }
+
     fn write(&self, path: &str, data: Bytes) -> io::Result<()> {
         match self.find(path)? {
             (store, id, SessionFile::Response) => store

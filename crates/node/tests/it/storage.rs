@@ -285,3 +285,51 @@ fn client_session_ids_never_name_paths() {
     std::fs::create_dir_all(root.join("BITS-Sessions/{dead}")).unwrap();
     assert!(s.sessions().unwrap().is_empty());
 }
+
+fn digest_of(data: &[u8]) -> protocol::txid::Digested {
+    let mut d = protocol::txid::Digest::new();
+    d.feed(data);
+    d.finish()
+}
+
+#[test]
+fn the_disk_store_hashes_what_it_writes_and_forgets_what_it_cannot_vouch_for() {
+    let root = tempdir("kept-digest");
+    let s = DiskStore::open(&root).unwrap();
+    let id = "{11111111-2222-4333-8444-666666666666}";
+    s.save(&record(id)).unwrap();
+    s.append(id, 0, &[Bytes::from_static(b"abcd")]).unwrap();
+    s.append(
+        id,
+        4,
+        &[Bytes::from_static(b"ef"), Bytes::from_static(b"ghij")],
+    )
+    .unwrap();
+    assert_eq!(s.kept_digest(id), Some(digest_of(b"abcdefghij")));
+    assert_eq!(
+        s.entity_digest(id, 10).unwrap(),
+        Some(digest_of(b"abcdefghij"))
+    );
+    // Only the whole entity is vouched for.
+    assert_eq!(s.entity_digest(id, 4).unwrap(), None);
+    // A torn write's bytes dropped by the next append: the digest does not cover what is on
+    // disk from there, so it is forgotten, and readers read the file.
+    s.append(id, 8, &[Bytes::from_static(b"XY")]).unwrap();
+    assert_eq!(s.kept_digest(id), None);
+    // The file changed behind the store's back: no digest either.
+    let t = "{11111111-2222-4333-8444-777777777777}";
+    s.save(&record(t)).unwrap();
+    s.append(t, 0, &[Bytes::from_static(b"abc")]).unwrap();
+    assert!(s.kept_digest(t).is_some());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.entity_path(t))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"d"))
+        .unwrap();
+    assert_eq!(s.kept_digest(t), None);
+    // A store opened anew (a restarted node) has no digest for what an earlier one wrote.
+    let again = DiskStore::open(&root).unwrap();
+    assert_eq!(again.kept_digest(id), None);
+    s.remove(id).unwrap();
+    assert_eq!(s.kept_digest(id), None);
+}
