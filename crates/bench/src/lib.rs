@@ -589,7 +589,10 @@ async fn http_client(
     fragments: usize,
 ) -> anyhow::Result<usize> {
     let mut conn = HttpConn::open(connector.as_ref(), &authority, Duration::from_secs(60)).await?;
-    let payload = Bytes::from(vec![0x5A; FRAGMENT]);
+    // The bytes simulated uploads send: a slice of the simulator's payload pool (over the
+    // simulated network it crosses the pipe by reference, as in every simulated run; over
+    // TCP it is written to the socket).
+    let payload = scenario::data::payload(0, FRAGMENT as u64);
     let total = ((PER_SESSION + 1) * FRAGMENT) as u64;
     let mut sent = 0;
     let send = |p: Packet, body: Bytes| {

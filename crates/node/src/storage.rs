@@ -134,22 +134,30 @@ struct MemSession {
     rec: Option<SessionRecord>,
     data: Vec<Bytes>,
     len: u64,
-    /// The digest of `data`, fed as it is appended (while the bytes are hot in the cache).
-    digest: protocol::txid::Digest,
+    /// The digest of all of `data`, once someone asked for it (forgotten by every append): an
+    /// upload is hashed once however many ask (the notification ledger, the commit, the
+    /// application), and one that never completes is never hashed.
+    digest: Option<protocol::txid::Digested>,
     reply: Option<Bytes>,
 }
 
 impl MemSession {
-    /// The digest of the first `len` bytes: the kept one when `len` is all of them.
-    fn digest_of(&self, len: u64) -> protocol::txid::Digested {
-        if len == self.len {
-            return self.digest.clone().finish();
+    /// The digest of the first `len` bytes (kept when `len` is all of them).
+    fn digest_of(&mut self, len: u64) -> protocol::txid::Digested {
+        if len == self.len
+            && let Some(d) = &self.digest
+        {
+            return d.clone();
         }
         let mut d = protocol::txid::Digest::new();
         for b in take_prefix(&self.data, len) {
             d.feed(&b);
         }
-        d.finish()
+        let d = d.finish();
+        if len == self.len {
+            self.digest = Some(d.clone());
+        }
+        d
     }
 }
 
@@ -208,9 +216,10 @@ impl MemStore {
         let (id, "request") = self.parse_path(path)? else {
             return None;
         };
-        let inner = self.lock();
-        let s = inner.sessions.get(id)?;
-        Some(s.digest_of(s.len))
+        let mut inner = self.lock();
+        let s = inner.sessions.get_mut(id)?;
+        let len = s.len;
+        Some(s.digest_of(len))
     }
 
     /// Writes the reply file by path, as a by-reference application does. False if the path
@@ -282,14 +291,10 @@ impl Storage for MemStore {
         if at < s.len {
             s.data = take_prefix(&s.data, at);
             s.len = at;
-            s.digest = protocol::txid::Digest::new();
-            for b in &s.data {
-                s.digest.feed(b);
-            }
         }
+        s.digest = None;
         for d in data {
             s.len += d.len() as u64;
-            s.digest.feed(d);
             s.data.push(d.clone());
         }
         Ok(())
@@ -309,10 +314,10 @@ impl Storage for MemStore {
         id: &str,
         len: u64,
     ) -> Result<Option<protocol::txid::Digested>, StorageError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let s = inner
             .sessions
-            .get(id)
+            .get_mut(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
         Ok(Some(s.digest_of(len)))
     }
@@ -363,7 +368,7 @@ impl Storage for MemStore {
         }
         let s = inner
             .sessions
-            .get(id)
+            .get_mut(id)
             .ok_or_else(|| StorageError::NoSession(id.into()))?;
         let file = DestinationFile {
             len,
