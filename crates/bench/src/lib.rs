@@ -276,12 +276,16 @@ fn round(work: &dyn Fn() -> anyhow::Result<f64>) -> anyhow::Result<Round> {
 
 /// Contenders measured in interleaved rounds: round `i` runs them in turn starting with
 /// contender `i mod n` (A B C, B C A, C A B, ...), so a slow spell of the machine falls on
-/// every contender alike. Returns each contender's rounds.
+/// every contender alike. Each runs once untimed first (lazy set-up, cold caches and allocator:
+/// otherwise the first round measures those). Returns each contender's rounds.
 fn interleaved(
     rounds: usize,
     contenders: &[&dyn Fn() -> anyhow::Result<f64>],
 ) -> anyhow::Result<Vec<Vec<Round>>> {
     let n = contenders.len();
+    for warm in contenders {
+        warm()?;
+    }
     let mut out = vec![Vec::with_capacity(rounds); n];
     for i in 0..rounds {
         for k in 0..n {
@@ -1079,7 +1083,8 @@ mod tests {
         assert!(rounds.iter().all(|r| r.len() == 4));
         assert_eq!(
             order.lock().unwrap().iter().collect::<String>(),
-            "abcbcacababc"
+            // One untimed warm-up each, then the rotated rounds.
+            "abc".to_owned() + "abcbcacababc"
         );
     }
 
