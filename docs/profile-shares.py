@@ -25,7 +25,7 @@ def cls(st):
         if 'sim::pipe::End as tokio::io::async_read' in chain: return "payload copy: simulated pipe -> hyper's read buffer"
         return 'other memory copies'
     if 'xxhash3' in leaf or 'twox_hash' in leaf:
-        if 'Storage>::append' in chain: return 'payload hash (XXH3, as the node stores each fragment)'
+        if 'txid::Digest::feed' in chain: return 'payload hash (XXH3-64, once per delivered file)'
         return 'other hashing (event log, seeds)'
     if leaf.startswith('mi_') or leaf.startswith('_mi_') or 'malloc' in leaf or 'clear_page' in leaf or 'page_fault' in leaf or 'folio' in leaf or leaf.startswith('__rust_alloc') or 'memset' in leaf:
         return 'allocation and page faults'
