@@ -123,6 +123,29 @@ impl Entity {
         Ok(out.freeze())
     }
 
+    /// Bytes `start..end` as a request body: from a file, read piece by piece as it is sent
+    /// (the reading overlaps the sending, and memory stays O(piece)); a file already shorter
+    /// than `end` is an error now, one that shrinks while it is sent fails the request.
+    pub fn body(&self, start: u64, end: u64) -> io::Result<transport::Body> {
+        let h = self.header.len() as u64;
+        match &self.payload {
+            Source::File { file, .. } if start >= h && end > start => {
+                let (s, e) = (start - h, end - h);
+                if file.metadata()?.len() < e {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than when the upload began",
+                    ));
+                }
+                Ok(transport::Body::streamed(
+                    e - s,
+                    transport::file_chunks_at(file.clone(), s, e - s, READ_CHUNK as u64),
+                ))
+            }
+            _ => self.range(start, end).map(transport::Body::from),
+        }
+    }
+
     /// XXH3-64 of every byte uploaded, to compare with what the application received.
     pub fn hash(&self) -> io::Result<u64> {
         if self.header.is_empty() {
@@ -188,9 +211,49 @@ mod tests {
             );
             assert_eq!(mem.range(s, e).unwrap(), file.range(s, e).unwrap());
         }
+        // A file's fragments stream as request bodies with the same bytes (the header
+        // straddled, within the header, within the payload, across read pieces).
+        for (s, e) in [(0, 10), (5, 100), (70, 2_000_000), (2_999_000, mem.len())] {
+            let body = file.body(s, e).unwrap();
+            assert_eq!(body.len(), e - s);
+            assert_eq!(collect(body), &whole[s as usize..e as usize], "{s}..{e}");
+            assert_eq!(
+                collect(mem.body(s, e).unwrap()),
+                &whole[s as usize..e as usize]
+            );
+        }
         // A file that shrank under the job fails its read instead of sending short data.
+        let late = file.body(1_000_000, 2_000_000).unwrap();
         std::fs::write(&path, b"short").unwrap();
         assert!(file.range(100, 200).is_err());
+        assert!(
+            file.body(100, 200).is_err(),
+            "shorter already: refused before sending"
+        );
+        assert!(
+            try_collect(late).is_err(),
+            "shrunk while sending: the body fails, it does not end short"
+        );
         let _ = std::fs::remove_file(path);
+    }
+
+    fn try_collect(mut body: transport::Body) -> io::Result<Vec<u8>> {
+        use hyper::body::Body as _;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut out = Vec::new();
+            while let Some(frame) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            {
+                out.extend_from_slice(&frame?.into_data().expect("data frames only"));
+            }
+            Ok(out)
+        })
+    }
+
+    fn collect(body: transport::Body) -> Vec<u8> {
+        try_collect(body).unwrap()
     }
 }

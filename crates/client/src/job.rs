@@ -512,7 +512,7 @@ impl<'j> Engine<'j> {
                     self.create_session().await?;
                 }
                 Next::Ping => {
-                    let ack = self.send(Packet::Ping, Bytes::new()).await?;
+                    let ack = self.send(Packet::Ping, Body::empty()).await?;
                     self.up.on_ping_ack(&ack)?;
                 }
                 Next::Fragment(range) => {
@@ -536,7 +536,7 @@ impl<'j> Engine<'j> {
                 None
             },
         };
-        let body = self.job.entity.range(start, end).map_err(|e| {
+        let body = self.job.entity.body(start, end).map_err(|e| {
             Failure::Fatal(format!(
                 "cannot read bytes {start}-{end} of the upload: {e}"
             ))
@@ -588,7 +588,7 @@ impl<'j> Engine<'j> {
                 Packet::CreateSession {
                     protocols: vec![header::PROTOCOL_GUID.to_owned()],
                 },
-                Bytes::new(),
+                Body::empty(),
             )
             .await?;
         let created = self.up.on_create_ack(&ack)?;
@@ -663,7 +663,7 @@ impl<'j> Engine<'j> {
             return Ok(());
         };
         let ack = self
-            .send(Packet::CloseSession { session_id: id }, Bytes::new())
+            .send(Packet::CloseSession { session_id: id }, Body::empty())
             .await?;
         if ack.is_success() || ack.code() == Some(protocol::HResult::SESSION_NOT_FOUND) {
             self.counts.closed = true;
@@ -693,7 +693,7 @@ impl<'j> Engine<'j> {
                     Packet::CancelSession {
                         session_id: id.clone(),
                     },
-                    Bytes::new(),
+                    Body::empty(),
                 )
                 .await
             {
@@ -788,17 +788,17 @@ impl<'j> Engine<'j> {
     }
 
     /// Sends one packet to the current target and reads its Ack.
-    async fn send(&mut self, packet: Packet, body: Bytes) -> Result<Ack, Failure> {
+    async fn send(&mut self, packet: Packet, body: Body) -> Result<Ack, Failure> {
         let kind = packet.packet_type();
         let target = self.up.target.clone();
         let job = self.job;
         self.connection(&target, kind).await?;
         // Counted once a connection carries them: a fragment whose Ack is lost was still sent.
-        self.counts.bytes_sent += body.len() as u64;
+        self.counts.bytes_sent += body.len();
         let conn = &mut self.conn.as_mut().expect("connection just ensured").1;
         let mut req = packet
             .to_request(job.path.parse().expect("validated URL path"))
-            .map(|()| Body::from(body));
+            .map(|()| body);
         req.headers_mut()
             .insert(http::header::HOST, header_value(&target));
         if let Some(c) = &job.cfg.credentials {

@@ -31,13 +31,26 @@ impl std::fmt::Debug for Chunks {
 /// The first `len` bytes of `f`, `chunk` bytes at a time (a file served as a
 /// [`Body::streamed`]: memory O(chunk)). A read error ends the source with that error.
 pub fn file_chunks(f: std::fs::File, len: u64, chunk: u64) -> ChunkSource {
+    file_chunks_at(std::sync::Arc::new(f), 0, len, chunk)
+}
+
+/// Bytes `from..from + len` of `f`, `chunk` bytes at a time, read as they are sent (a
+/// fragment of a file: memory O(chunk), and the reading overlaps the sending). A read error,
+/// or a file that has become shorter, ends the source with an error.
+pub fn file_chunks_at(
+    f: std::sync::Arc<std::fs::File>,
+    from: u64,
+    len: u64,
+    chunk: u64,
+) -> ChunkSource {
     use std::os::unix::fs::FileExt as _;
-    let mut at = 0u64;
+    let end = from + len;
+    let mut at = from;
     Box::new(std::iter::from_fn(move || {
-        if at >= len {
+        if at >= end {
             return None;
         }
-        let n = (len - at).min(chunk.max(1)) as usize;
+        let n = (end - at).min(chunk.max(1)) as usize;
         let mut buf = vec![0u8; n];
         match f.read_exact_at(&mut buf, at) {
             Ok(()) => {
@@ -45,7 +58,7 @@ pub fn file_chunks(f: std::fs::File, len: u64, chunk: u64) -> ChunkSource {
                 Some(Ok(Bytes::from(buf)))
             }
             Err(e) => {
-                at = len;
+                at = end;
                 Some(Err(e))
             }
         }

@@ -22,7 +22,7 @@ use std::{future::Future, io, pin::Pin};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use body::{Body, ChunkSource, file_chunks};
+pub use body::{Body, ChunkSource, file_chunks, file_chunks_at};
 pub use client::{Error, HttpConn};
 
 /// A byte stream an actor can speak HTTP over.
