@@ -1,7 +1,8 @@
 //! An in-memory, bidirectional byte stream with per-link latency, a window per direction, and
 //! crash semantics.
 //!
-//! Each write becomes a chunk stamped with its delivery time, `max(now + latency, previous
+//! Each write becomes a chunk (or several: a slice of a [`crate::shared`] region is queued by
+//! reference, the rest copied) stamped with its delivery time, `max(now + latency, previous
 //! chunk's time)`, so bytes stay in order; a reader takes due chunks and otherwise sleeps
 //! (virtually) until the head chunk is due. A full window makes writers wait (backpressure).
 //!
