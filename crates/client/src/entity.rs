@@ -1,6 +1,6 @@
-//! The bytes a job uploads: in memory (the simulator, tests) or read from a file one fragment
-//! at a time (`bitsfarm upload`: memory O(fragment), not O(file)), optionally behind the
-//! transaction-id envelope header.
+//! The bytes a job uploads: in memory (the simulator, tests) or read from a file as each
+//! fragment is sent, 1 MiB at a time (`bitsfarm upload`: memory O(piece), not O(file)),
+//! optionally behind the transaction-id envelope header.
 
 use std::{fs::File, io, os::unix::fs::FileExt, path::Path, sync::Arc};
 

@@ -149,11 +149,7 @@ impl MemSession {
         {
             return d.clone();
         }
-        let mut d = protocol::txid::Digest::new();
-        for b in take_prefix(&self.data, len) {
-            d.feed(&b);
-        }
-        let d = d.finish();
+        let d = protocol::txid::digest(take_prefix(&self.data, len).iter().map(|b| &b[..]));
         if len == self.len {
             self.digest = Some(d.clone());
         }
@@ -420,9 +416,7 @@ mod tests {
     }
 
     fn digest_of(data: &[u8]) -> protocol::txid::Digested {
-        let mut d = protocol::txid::Digest::new();
-        d.feed(data);
-        d.finish()
+        protocol::txid::digest([data])
     }
 
     #[test]

@@ -34,13 +34,13 @@ pub fn hash(data: &[u8]) -> u64 {
     XxHash3_64::oneshot(data)
 }
 
-/// xxh3-64 over data held in several pieces; equal to [`hash`] of their concatenation.
-pub fn hash_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut h = XxHash3_64::new();
-    for c in chunks {
-        h.write(c);
+/// The [`Digest`] of data held in pieces (the same as of their concatenation).
+pub fn digest<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Digested {
+    let mut d = Digest::new();
+    for p in pieces {
+        d.feed(p);
     }
-    h.finish()
+    d.finish()
 }
 
 /// Whether `txid` is a valid transaction id (1–64 of `[A-Za-z0-9_-]`).
@@ -272,7 +272,9 @@ mod tests {
         assert_eq!(e.header_len, hl);
         assert_eq!(e.payload_len, payload.len() as u64);
         assert_eq!(e.payload_hash, hash(&data[hl..]));
-        assert_eq!(hash_chunks([&data[..3], &data[3..]]), hash(&data));
+        let whole = digest([&data[..]]);
+        assert_eq!(digest([&data[..3], &data[3..]]), whole);
+        assert_eq!((whole.hash, whole.len), (hash(&data), data.len() as u64));
     }
 
     #[test]

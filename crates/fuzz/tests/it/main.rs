@@ -40,11 +40,7 @@ proptest! {
             Vec::new()
         };
         bytes.extend_from_slice(&data);
-        let mut d = protocol::txid::Digest::new();
-        for piece in bytes.chunks(cut) {
-            d.feed(piece);
-        }
-        let got = d.finish();
+        let got = protocol::txid::digest(bytes.chunks(cut));
         prop_assert_eq!(got.hash, protocol::txid::hash(&bytes));
         prop_assert_eq!(got.len, bytes.len() as u64);
         prop_assert_eq!(&got.parsed, &protocol::txid::parse(&bytes));

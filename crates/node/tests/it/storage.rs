@@ -287,9 +287,7 @@ fn client_session_ids_never_name_paths() {
 }
 
 fn digest_of(data: &[u8]) -> protocol::txid::Digested {
-    let mut d = protocol::txid::Digest::new();
-    d.feed(data);
-    d.finish()
+    protocol::txid::digest([data])
 }
 
 #[test]
