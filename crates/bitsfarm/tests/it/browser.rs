@@ -9,7 +9,7 @@
 
 use std::{path::Path, process::Command};
 
-use super::{bitsfarm, code, stderr, tempdir};
+use super::{Scratch, bitsfarm, code, stderr, tempdir};
 
 /// Measures the page in Chromium: the text boxes of every SVG that overlap, and what the
 /// check below reads. The report has no script of its own; one is added to a copy.
@@ -98,7 +98,7 @@ fn measure(report: &Path, scratch: &Path) -> serde_json::Value {
     serde_json::from_str(&json).unwrap()
 }
 
-fn run_report(tag: &str, args: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+fn run_report(tag: &str, args: &[&str]) -> (std::path::PathBuf, Scratch) {
     let dir = tempdir(tag);
     let out = dir.join("run");
     let mut all = vec!["scenario"];

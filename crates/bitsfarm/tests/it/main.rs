@@ -16,10 +16,12 @@ mod tls;
 
 use std::process::{Command, Output};
 
-/// Runs the binary in a scratch directory (its default report directories land there).
+/// Runs the binary in a scratch directory of its own (its default report directories land
+/// there and go with it).
 pub(crate) fn bitsfarm(args: &[&str]) -> Output {
-    let cwd = std::env::temp_dir().join(format!("bitsfarm-cli-cwd-{}", std::process::id()));
-    std::fs::create_dir_all(&cwd).unwrap();
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cwd = tempdir(&format!("cwd-{call}"));
     bitsfarm_in(&cwd, args)
 }
 
@@ -44,9 +46,42 @@ pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
+/// A fresh scratch directory under the system's temporary directory, removed when the
+/// test that made it ends, unless it ends by panicking: then it is kept and named, to look at.
+pub(crate) struct Scratch(std::path::PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl From<&Scratch> for std::path::PathBuf {
+    fn from(s: &Scratch) -> Self {
+        s.0.clone()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for a look: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub(crate) fn tempdir(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("bitsfarm-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }

@@ -58,7 +58,8 @@ fn start_proxy(
 
 /// Two serve nodes (with `node_args`) behind a proxy whose rule drops the final Ack of
 /// /upload/a.bin; uploads a.bin and b.bin through it. The ledgers' deliveries of each file
-/// (both nodes together), the proxy's exit code, its summary, and its deliveries.json.
+/// (both nodes together), the proxy's exit code, its summary, its deliveries.json, and its
+/// events.jsonl.
 fn drop_final_ack(
     tag: &str,
     node_args: &[&str],
@@ -68,6 +69,7 @@ fn drop_final_ack(
     Option<i32>,
     serde_json::Value,
     serde_json::Value,
+    String,
 ) {
     let root = tempdir(tag);
     let n1 = serve(node_args, &root.join("n1"));
@@ -115,6 +117,7 @@ fn drop_final_ack(
         status,
         summary,
         serde_json::from_slice(&seen).unwrap(),
+        std::fs::read_to_string(root.join("reports/events.jsonl")).unwrap(),
     )
 }
 
@@ -133,7 +136,7 @@ fn proxy_count(seen: &serde_json::Value, file: &str) -> usize {
 /// the file without the fault is delivered once.
 #[test]
 fn a_dropped_final_ack_without_host_id_delivers_twice() {
-    let (a, b, status, summary, seen) = drop_final_ack("proxy-no-hostid", &[]);
+    let (a, b, status, summary, seen, _) = drop_final_ack("proxy-no-hostid", &[]);
     assert_eq!((a, b), (2, 1), "the nodes' own ledgers");
     assert_eq!(status, Some(0), "{summary}");
     assert_eq!(
@@ -180,18 +183,12 @@ fn a_dropped_final_ack_without_host_id_delivers_twice() {
 /// delivery, and the proxy says so.
 #[test]
 fn a_dropped_final_ack_with_host_id_is_answered_from_the_cache() {
-    let (a, b, status, summary, seen) =
+    let (a, b, status, summary, seen, events) =
         drop_final_ack("proxy-hostid", &["--host-id", "unreachable.invalid"]);
     assert_eq!((a, b), (1, 1), "the nodes' own ledgers");
     assert_eq!(status, Some(0), "{summary}");
     assert_eq!(summary["duplicate_deliveries"], 0, "{summary}");
     assert_eq!(summary["deliveries"], 2, "{summary}");
-    let events = std::fs::read_to_string(
-        std::env::temp_dir()
-            .join(format!("bitsfarm-cli-proxy-hostid-{}", std::process::id()))
-            .join("reports/events.jsonl"),
-    )
-    .unwrap();
     assert!(events.contains("\"cached_ack_replayed\""), "{events}");
     assert_eq!(proxy_count(&seen, "/upload/a.bin"), 1, "{seen}");
     assert_eq!(seen["duplicates"], serde_json::json!([]));

@@ -166,9 +166,10 @@ fn a_closed_stdout_ends_every_command_quietly() {
         &["scenario", "happy-path", "--out", "closed-pipe-report"],
         &["scenario", "happy-path", "--runs", "4", "--json"],
     ] {
+        let cwd = tempdir("closed-pipe");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
             .args(args)
-            .current_dir(tempdir("closed-pipe"))
+            .current_dir(&cwd)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -193,10 +194,11 @@ fn a_closed_stdout_ends_every_command_quietly() {
 
 #[test]
 fn progress_in_a_log_is_one_line_per_update() {
+    let cwd = tempdir("progress");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_bitsfarm"))
         .args(["scenario", "crash-after-forward", "--runs", "400", "--json"])
         .env("BITSFARM_PROGRESS", "always")
-        .current_dir(tempdir("progress"))
+        .current_dir(&cwd)
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));

@@ -61,7 +61,7 @@ fn lines(p: &Plan) -> Vec<RunLine> {
 #[test]
 fn shards_merge_into_the_unsharded_sweep() {
     let whole = summarize(&plan(None), &lines(&plan(None)));
-    let dirs: Vec<std::path::PathBuf> = (1..=3)
+    let shards: Vec<_> = (1..=3)
         .map(|k| {
             let p = plan(Some((k, 3)));
             let dir = tempdir(&format!("shard-{k}"));
@@ -70,6 +70,7 @@ fn shards_merge_into_the_unsharded_sweep() {
             dir
         })
         .collect();
+    let dirs: Vec<std::path::PathBuf> = shards.iter().map(|d| d.to_path_buf()).collect();
     let out = tempdir("merged");
     let merged = report::files::merge_sweeps(&dirs, &out).unwrap();
     assert_eq!(merged, whole, "shard + merge = one unsharded sweep");
