@@ -324,6 +324,11 @@ impl Ledger {
         self.lock().deliveries.clone()
     }
 
+    /// How many deliveries kept so far pass `keep` (without copying them).
+    pub fn count(&self, keep: impl Fn(&Delivery) -> bool) -> u64 {
+        self.lock().deliveries.iter().filter(|d| keep(d)).count() as u64
+    }
+
     /// A copy with per-file counts.
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();

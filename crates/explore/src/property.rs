@@ -489,7 +489,7 @@ pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
     let jobs = result
         .tracker
         .files()
-        .values()
+        .into_iter()
         .map(|t| {
             let o = t.outcome.as_ref();
             JobRun {
@@ -510,7 +510,7 @@ pub fn run(knobs: &Knobs, determinism: bool) -> Outcome {
     let unexcused_duplicates = result
         .tracker
         .files()
-        .values()
+        .into_iter()
         .flat_map(|t| {
             t.deliveries
                 .windows(2)

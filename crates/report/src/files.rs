@@ -129,17 +129,20 @@ fn conclude(
     seed: u64,
     replay: String,
     dir: &Path,
-    result: &scenario::farm::RunResult,
+    result: scenario::farm::RunResult,
     wall_time_ms: f64,
     failed: &Failed,
 ) -> Result<Summary, ReportError> {
     if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(io(&dir.join("events.jsonl"))(e));
     }
-    let mut summary = scenario::check::summarize(sc, seed, result, replay);
+    let mut summary = scenario::check::summarize(sc, seed, &result, replay);
     summary.wall_time_ms = wall_time_ms;
     let json = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
     write_file(&dir.join("summary.json"), &json)?;
+    // The reports are written from the files: the run's own state (every file's track) is
+    // let go first, so the two do not add up.
+    drop(result);
     write_run_reports(dir)?;
     Ok(summary)
 }
@@ -171,7 +174,7 @@ pub fn run_into(
     let started = std::time::Instant::now();
     let result = scenario::farm::run(sc, seed, sink);
     let wall = started.elapsed().as_secs_f64() * 1000.0;
-    conclude(sc, seed, replay, dir, &result, wall, &failed)
+    conclude(sc, seed, replay, dir, result, wall, &failed)
 }
 
 /// [`run_into`] for the live farm ([`scenario::live::run`]), on the current (real-time)
@@ -192,7 +195,7 @@ pub async fn live_into(
     let started = std::time::Instant::now();
     let result = scenario::live::run(sc, seed, Some(sink), timeout, net, extras).await;
     let wall = started.elapsed().as_secs_f64() * 1000.0;
-    conclude(sc, seed, replay, dir, &result, wall, &failed)
+    conclude(sc, seed, replay, dir, result, wall, &failed)
 }
 
 /// A run recorded by something other than the farm (the proxy, which sees real servers):
@@ -226,7 +229,7 @@ impl Recording {
         sc: &scenario::Scenario,
         seed: u64,
         replay: String,
-        result: &scenario::farm::RunResult,
+        result: scenario::farm::RunResult,
     ) -> Result<Summary, ReportError> {
         let wall = self.started.elapsed().as_secs_f64() * 1000.0;
         conclude(sc, seed, replay, &self.dir, result, wall, &self.failed)

@@ -439,9 +439,8 @@ impl Builder {
 }
 
 /// A lane laid out on `axis`: marks outside its stretches left out (a zoom's windows), marks
-/// of one kind in one pixel column merged, spans clipped to the axis.
+/// of one kind in one pixel column merged, spans clipped to the axis ([`merge_spans`]).
 fn lay_lane(name: &str, b: &LaneBuild, axis: &Axis) -> Lane {
-    let (first, last) = axis.span();
     let mut merged: BTreeMap<(i64, MarkKind), Mark> = BTreeMap::new();
     for (t, kind, title) in &b.marks {
         if axis.windowed && !axis.covers(*t) {
@@ -458,22 +457,57 @@ fn lay_lane(name: &str, b: &LaneBuild, axis: &Axis) -> Lane {
                 title: title.clone(),
             });
     }
-    let spans = b
-        .spans
-        .iter()
-        .filter(|sp| !axis.windowed || (sp.to_ms >= first && sp.from_ms <= last))
-        .map(|sp| Span {
-            from_ms: sp.from_ms.max(first),
-            to_ms: sp.to_ms.min(last).max(sp.from_ms.max(first)),
-            ..sp.clone()
-        })
-        .collect();
     Lane {
         highlight: b.trouble,
         name: name.to_owned(),
-        spans,
+        spans: merge_spans(&b.spans, axis),
         marks: merged.into_values().collect(),
     }
+}
+
+/// The spans (in start order) clipped to the axis, with those of one kind that touch on screen
+/// (less than a pixel apart) drawn as one: a client's thousand back-to-back jobs are one bar
+/// whose tooltip says how many it holds, so a lane's drawing grows with its pixels, not its
+/// jobs.
+fn merge_spans(spans: &[Span], axis: &Axis) -> Vec<Span> {
+    let (first, last) = axis.span();
+    let mut out: Vec<(Span, u64)> = Vec::new();
+    // Index in `out` of the last span of each kind.
+    let mut last_of: [Option<usize>; 4] = [None; 4];
+    for sp in spans {
+        if axis.windowed && (sp.to_ms < first || sp.from_ms > last) {
+            continue;
+        }
+        let from_ms = sp.from_ms.max(first);
+        let to_ms = sp.to_ms.min(last).max(from_ms);
+        let k = sp.kind as usize;
+        if let Some(i) = last_of[k] {
+            let (prev, n) = &mut out[i];
+            if axis.x(from_ms) < axis.x(prev.to_ms) + 1.0 {
+                prev.to_ms = prev.to_ms.max(to_ms);
+                *n += 1;
+                continue;
+            }
+        }
+        last_of[k] = Some(out.len());
+        out.push((
+            Span {
+                from_ms,
+                to_ms,
+                kind: sp.kind,
+                title: sp.title.clone(),
+            },
+            1,
+        ));
+    }
+    out.into_iter()
+        .map(|(mut sp, n)| {
+            if n > 1 {
+                sp.title = format!("{} (+{} more here)", sp.title, n - 1);
+            }
+            sp
+        })
+        .collect()
 }
 
 /// The time axis. Idle stretches longer than the gap threshold shrink to a fixed-width break;
@@ -682,6 +716,75 @@ impl Axis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(from_ms: u64, to_ms: u64, kind: SpanKind, title: &str) -> Span {
+        Span {
+            from_ms,
+            to_ms,
+            kind,
+            title: title.into(),
+        }
+    }
+
+    #[test]
+    fn back_to_back_spans_are_drawn_as_one_bar_that_counts_them() {
+        // 10,000 one-second jobs in a row, a transient error inside them, and one job an hour
+        // later, on a 1,000-pixel axis.
+        let mut spans: Vec<Span> = (0..10_000)
+            .map(|i| {
+                span(
+                    i * 1_000,
+                    i * 1_000 + 990,
+                    SpanKind::Active,
+                    &format!("job {i}"),
+                )
+            })
+            .collect();
+        spans.push(span(
+            5_000_500,
+            5_000_700,
+            SpanKind::TransientError,
+            "retrying",
+        ));
+        spans.push(span(13_600_000, 13_601_000, SpanKind::Active, "late job"));
+        spans.sort_by_key(|s| (s.from_ms, s.to_ms));
+        let mut times: Vec<u64> = spans.iter().flat_map(|s| [s.from_ms, s.to_ms]).collect();
+        let axis = Axis::new(&mut times, 1000.0);
+        let drawn = merge_spans(&spans, &axis);
+        assert!(drawn.len() <= 1000 + 2, "{} bars", drawn.len());
+        let active: Vec<&Span> = drawn
+            .iter()
+            .filter(|s| s.kind == SpanKind::Active)
+            .collect();
+        // Every job is in one bar or another, and the bars cover the jobs' time.
+        let held: u64 = active
+            .iter()
+            .map(|s| match s.title.split_once("(+") {
+                Some((_, more)) => 1 + more.split(' ').next().unwrap().parse::<u64>().unwrap(),
+                None => 1,
+            })
+            .sum();
+        assert_eq!(held, 10_001);
+        assert_eq!(active[0].from_ms, 0);
+        assert!(
+            active[0].title.starts_with("job 0 (+"),
+            "{}",
+            active[0].title
+        );
+        // The late job is a bar of its own; the error is not merged into the jobs.
+        let late = active.last().unwrap();
+        assert_eq!(
+            (late.from_ms, late.title.as_str()),
+            (13_600_000, "late job")
+        );
+        assert!(active[active.len() - 2].to_ms <= 9_999_990);
+        let errors: Vec<&Span> = drawn
+            .iter()
+            .filter(|s| s.kind == SpanKind::TransientError)
+            .collect();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].from_ms, errors[0].to_ms), (5_000_500, 5_000_700));
+    }
 
     #[test]
     fn idle_stretches_collapse() {

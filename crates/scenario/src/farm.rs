@@ -143,10 +143,10 @@ pub struct RunResult {
 /// not stop the process: it is recorded in [`RunResult::panics`], and the checker fails the run
 /// on it (`no_panics`).
 pub fn run(scenario: &Scenario, seed: u64, sink: Option<Sink>) -> RunResult {
-    run_bounded(scenario, seed, sink, crate::fault::MAX_EVENTS)
+    run_bounded(scenario, seed, sink, crate::fault::event_budget(scenario))
 }
 
-/// [`run`] with a budget of events other than [`crate::fault::MAX_EVENTS`]: a run that records
+/// [`run`] with a budget of events other than [`crate::fault::event_budget`]: a run that records
 /// `max_events` events is stopped and does not complete.
 pub fn run_bounded(
     scenario: &Scenario,
@@ -921,11 +921,7 @@ pub(crate) async fn run_farm(
     let ledger_deliveries = if scenario.workload.is_some() {
         ledger.counted()
     } else {
-        ledger
-            .deliveries()
-            .iter()
-            .filter(|d| tracker.files().contains_key(&d.file))
-            .count() as u64
+        ledger.count(|d| tracker.file(&d.file).is_some())
     };
     harness.detach();
     RunResult {

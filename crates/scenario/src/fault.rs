@@ -148,10 +148,38 @@ struct Inner {
     hits: crate::failure::Hits,
 }
 
-/// Most events one run may record. A run that gets there is stopped and fails (`completed`):
-/// a scenario whose clients retry for years, or move a file in millions of fragments, would
-/// otherwise run for hours. The bench's 100,000-file run records about 2 million.
+/// Most events one run may record, unless the scenario plans more work ([`event_budget`]). A
+/// run that gets there is stopped and fails (`completed`): a scenario whose clients retry for
+/// years would otherwise run for hours. The bench's 100,000-file run records about 2 million.
 pub const MAX_EVENTS: u64 = 10_000_000;
+
+/// Events per planned upload and per planned fragment in a run's budget: a clean upload
+/// records about 12 events plus 2 per fragment; the rest is room for retries.
+const EVENTS_PER_UPLOAD: u64 = 40;
+const EVENTS_PER_FRAGMENT: u64 = 4;
+
+/// The events a run of `s` may record: [`MAX_EVENTS`], or more when its planned uploads and
+/// fragments need more, so that every scenario the loader accepts (up to 1,000,000 files, a
+/// workload of up to 10,000,000 uploads) can complete.
+pub fn event_budget(s: &crate::Scenario) -> u64 {
+    let c = &s.clients;
+    let files = u64::from(c.count) * u64::from(c.files_per_client);
+    let largest = c.file_size_max.unwrap_or(c.file_size).max(c.file_size);
+    let mut uploads = files;
+    let mut fragments = files.saturating_mul(largest.div_ceil(c.fragment_size.max(1)).max(1));
+    if let Some(w) = &s.workload {
+        // Poisson arrivals: the expected count, with room for a high draw.
+        let expected = (w.uploads_per_hour * 24.0 * w.duration_days * 1.2) as u64 + 1000;
+        let high = crate::dist::Sampler::of(&w.file_size).high() as u64;
+        uploads = uploads.saturating_add(expected);
+        fragments = fragments
+            .saturating_add(expected.saturating_mul(high.div_ceil(w.fragment_size.max(1)).max(1)));
+    }
+    let planned = uploads
+        .saturating_mul(EVENTS_PER_UPLOAD)
+        .saturating_add(fragments.saturating_mul(EVENTS_PER_FRAGMENT));
+    MAX_EVENTS.max(planned)
+}
 
 /// The probe every simulated actor reports to.
 pub(crate) struct Harness {
@@ -568,5 +596,34 @@ impl Probe for Harness {
             return Verdict::DiskFull;
         }
         verdict
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn load(body: &str) -> crate::Scenario {
+        crate::load_str(body, "budget", "budget").expect("a valid scenario")
+    }
+
+    #[test]
+    fn every_scenario_the_loader_accepts_has_room_to_complete() {
+        // A clean one-fragment upload records 15 events (666,667 such files filled the old
+        // fixed budget of 10,000,000); each further fragment about 2.
+        let small = load("[clients]\ncount = 10\nfiles_per_client = 1\n");
+        assert_eq!(event_budget(&small), MAX_EVENTS);
+        let most_files = load(
+            "[clients]\ncount = 1000\nfiles_per_client = 1000\nfile_size = 4096\nfragment_size = 4096\n",
+        );
+        assert!(event_budget(&most_files) >= 2 * 15 * 1_000_000);
+        let most_fragments = load(
+            "[clients]\ncount = 10\nfiles_per_client = 1000\nfile_size = 4096000\nfragment_size = 4096\n",
+        );
+        assert!(event_budget(&most_fragments) >= 2 * (15 * 10_000 + 2 * 10_000_000));
+        let workload = load(
+            "deadline_days = 6\n[workload]\nduration_days = 5\nuploads_per_hour = 80000\nfile_size = 4096\nfragment_size = 4096\n",
+        );
+        assert!(event_budget(&workload) >= 2 * 15 * 9_600_000);
     }
 }

@@ -622,7 +622,7 @@ pub async fn run(
         seed,
         sink,
         deadline,
-        crate::fault::MAX_EVENTS,
+        crate::fault::event_budget(scenario),
         move |probe: SharedProbe| {
             net.set_probe(probe);
             Arc::new(net) as Arc<dyn Network>

@@ -177,8 +177,9 @@
 //!   `duration_days`) from at most 1,000,000 machines; at most 100 `[[failure]]` processes,
 //!   `mtbf_h` at most 1,000,000, probabilities in (0, 1].
 //!
-//! A run also stops after 10,000,000 events (clients that retry for years): it then fails the
-//! `completed` invariant with a message saying so.
+//! A run also stops after 10,000,000 events, or 40 per planned upload and 4 per planned
+//! fragment when that is more (clients that retry for years): it then fails the `completed`
+//! invariant with a message saying so.
 //!
 //! # Expectations
 //!

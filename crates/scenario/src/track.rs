@@ -2,7 +2,7 @@
 //! explain a duplicate (its "story"), kept compact so memory grows with files in trouble, not
 //! with files done.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use client::{JobReport, JobState};
 use probe::Event;
@@ -114,7 +114,7 @@ pub struct FileTrack {
     /// Events that explain what happened to it (dropped for files that had no trouble).
     pub story: Vec<Step>,
     trouble: bool,
-    /// Its sessions still in the session index (forgotten with the file).
+    /// Its sessions still in the session index, forgotten with the file (a streaming tracker's).
     sessions: Vec<String>,
 }
 
@@ -131,7 +131,8 @@ pub const OUTSIDE: &str = "external";
 /// Follows every file of a run.
 pub struct Tracker {
     commits_are_deliveries: bool,
-    files: BTreeMap<String, FileTrack>,
+    /// By path (a hash map: a run may follow a million files; [`Tracker::files`] sorts).
+    files: HashMap<String, FileTrack>,
     /// job → file; lookup only.
     job_file: HashMap<String, String>,
     /// session → file; lookup only.
@@ -163,7 +164,7 @@ impl Tracker {
     pub fn new(commits_are_deliveries: bool) -> Tracker {
         Tracker {
             commits_are_deliveries,
-            files: BTreeMap::new(),
+            files: HashMap::new(),
             job_file: HashMap::new(),
             session_file: HashMap::new(),
             global: Vec::new(),
@@ -191,7 +192,7 @@ impl Tracker {
     /// order). `txid_dedupe`: the run deduplicates by transaction id.
     pub fn tally_all(&self, txid_dedupe: bool) -> crate::check::tally::Tally {
         let mut tally = self.tally.clone();
-        for t in self.files.values() {
+        for t in self.files() {
             tally.fold(t, &self.global, txid_dedupe);
         }
         tally
@@ -255,9 +256,16 @@ impl Tracker {
         );
     }
 
-    /// Every file, by path.
-    pub fn files(&self) -> &BTreeMap<String, FileTrack> {
-        &self.files
+    /// Every file, in path order.
+    pub fn files(&self) -> Vec<&FileTrack> {
+        let mut all: Vec<&FileTrack> = self.files.values().collect();
+        all.sort_unstable_by(|a, b| a.file.cmp(&b.file));
+        all
+    }
+
+    /// The file at `path`, if it is followed.
+    pub fn file(&self, path: &str) -> Option<&FileTrack> {
+        self.files.get(path)
     }
 
     fn track(&mut self, file: &str) -> Option<&mut FileTrack> {
@@ -275,6 +283,7 @@ impl Tracker {
     /// are not known, so they cannot be compared.
     fn node_side_delivery(&mut self, file: &str, node: &str, session: &str, rec: &Record) {
         if let Some(t) = self.track(file) {
+            t.deliveries.reserve_exact(1);
             t.deliveries.push(Delivery {
                 seq: rec.seq,
                 t_ms: rec.t_ms,
@@ -295,7 +304,8 @@ impl Tracker {
                 if self.adopt && !self.files.contains_key(file) {
                     self.register(file, file, OUTSIDE);
                 }
-                if let Some(t) = self.files.get_mut(file) {
+                // Only a streaming tracker forgets a file's sessions with it.
+                if let (Some(t), Some(_)) = (self.files.get_mut(file), &self.stream) {
                     t.sessions.push(session.clone());
                 }
                 self.session_file.insert(session.clone(), file.clone());
@@ -341,6 +351,8 @@ impl Tracker {
                 ..
             } => {
                 if let Some(t) = self.files.get_mut(file) {
+                    // Most files are delivered once: room for one, not four.
+                    t.deliveries.reserve_exact(1);
                     t.deliveries.push(Delivery {
                         seq: rec.seq,
                         t_ms: rec.t_ms,

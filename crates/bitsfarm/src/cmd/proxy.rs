@@ -282,7 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let summary = recording
-        .finish(&sc, 0, replay, &result)
+        .finish(&sc, 0, replay, result)
         .with_context(|| format!("cannot write the reports into {}", dir.display()))?;
     std::fs::write(
         dir.join("deliveries.json"),
