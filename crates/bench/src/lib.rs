@@ -108,9 +108,10 @@ impl Spread {
 }
 
 impl std::fmt::Display for Spread {
-    /// `median (min–max)`, to whole units.
+    /// `median (min–max)`, to whole units, or to the precision asked (`{:.2}`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.0} ({:.0}–{:.0})", self.median, self.min, self.max)
+        let p = f.precision().unwrap_or(0);
+        write!(f, "{:.p$} ({:.p$}–{:.p$})", self.median, self.min, self.max)
     }
 }
 
@@ -511,22 +512,29 @@ pub fn run(
     if want(Section::Live) {
         let l = live::run(exe, &mut |r| {
             say(format!(
-                "live: 1 GiB {} in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU)",
+                "live: 1 GiB {} in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU){}",
                 r.notification,
                 r.wall_s,
                 r.mb_per_s,
                 r.upload_peak_rss_mib,
                 r.upload_cpu_s,
                 r.serve_peak_rss_mib,
-                r.serve_cpu_s
+                r.serve_cpu_s,
+                match (r.proxy_peak_rss_mib, r.proxy_cpu_s) {
+                    (Some(rss), Some(cpu)) => format!(", proxy {rss:.1} MiB ({cpu:.2} s CPU)"),
+                    _ => String::new(),
+                }
             ))
         })?;
         say(format!(
-            "live: by reference {} MB/s by wall time, {} MB per CPU second; by value {} MB/s, {} MB per CPU second (target {})",
+            "live: by reference {} MB/s by wall time, {} MB per CPU second; by value {} MB/s, {} MB per CPU second; through the proxy {} MB/s, {} MB per CPU second, {:.2}× straight to serve (target {})",
             l.by_reference_mb_per_s,
             l.by_reference_mb_per_cpu_s,
             l.by_value_mb_per_s,
             l.by_value_mb_per_cpu_s,
+            l.via_proxy_mb_per_s,
+            l.via_proxy_mb_per_cpu_s,
+            l.via_proxy_over_direct,
             l.target
         ));
         report.live = Some(l);
@@ -1066,6 +1074,16 @@ fn explore_time(exe: &Path) -> anyhow::Result<ExploreTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_extremes_to_the_precision_asked() {
+        let s = Spread::of(vec![0.912, 0.653, 0.761, 0.782, 0.7]);
+        assert_eq!(format!("{s:.2}"), "0.76 (0.65–0.91)");
+        assert_eq!(
+            Spread::of(vec![511.4, 491.0, 521.6]).to_string(),
+            "511 (491–522)"
+        );
+    }
 
     #[test]
     fn interleaved_rounds_rotate_the_order_and_measure_each_contender_every_round() {
