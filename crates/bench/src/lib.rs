@@ -45,7 +45,7 @@ pub enum Section {
 }
 
 /// Every benchmark's numbers (`reports/bench.json`); a benchmark not run is absent.
-#[derive(Debug, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// The machine.
     pub machine: Machine,
@@ -71,7 +71,7 @@ pub struct Report {
 
 /// One simulated week of the shipped `farm-week` (4 nodes, ~336,000 uploads, every failure
 /// process), each round in a process of its own so its peak RSS is its own.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Week {
     /// Every round (seeds 1, 2, ...).
     pub rounds: Vec<WeekRound>,
@@ -86,7 +86,7 @@ pub struct Week {
 }
 
 /// A median with the least and greatest value.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Spread {
     /// Median.
     pub median: f64,
@@ -116,7 +116,7 @@ impl std::fmt::Display for Spread {
 }
 
 /// One simulated week.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct WeekRound {
     /// Seed.
     pub seed: u64,
@@ -137,7 +137,7 @@ pub struct WeekRound {
 }
 
 /// The explorer's speed, and how soon it falsifies the canary.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ExploreTime {
     /// The explorer over the default space, every property.
     pub command: String,
@@ -161,7 +161,7 @@ pub struct ExploreTime {
 }
 
 /// A sweep with reports, as a user runs it.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SweepTime {
     /// The command measured.
     pub command: String,
@@ -176,7 +176,7 @@ pub struct SweepTime {
 }
 
 /// The reports of a 1,000-file run: sizes and write time.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ReportSize {
     /// Files uploaded.
     pub files: u64,
@@ -198,7 +198,7 @@ pub struct ReportSize {
 }
 
 /// Where the numbers were taken.
-#[derive(Debug, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Machine {
     /// Cores available.
     pub cores: usize,
@@ -211,7 +211,7 @@ pub struct Machine {
 }
 
 /// Simulated time per wall time.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Speed {
     /// The scenario.
     pub scenario: String,
@@ -226,7 +226,7 @@ pub struct Speed {
 }
 
 /// Rates over rounds: median, best, and every round.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Rates {
     /// The median.
     pub median: f64,
@@ -255,7 +255,7 @@ pub fn process_cpu_s() -> f64 {
 }
 
 /// One contender's rate in one round, per wall-clock second and per CPU second.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Round {
     /// Work per wall-clock second.
     pub per_wall_s: f64,
@@ -298,7 +298,7 @@ fn interleaved(
 }
 
 /// Simulated HTTP against loopback TCP, on the same node and client code.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Http {
     /// What each request carries.
     pub workload: String,
@@ -331,7 +331,7 @@ pub struct Http {
 }
 
 /// Runs per second of shipped scenarios, on every core.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Runs {
     /// The standard crash scenario (3 nodes, 10 clients x 1 MiB, one kill).
     pub standard: RunRate,
@@ -342,7 +342,7 @@ pub struct Runs {
 }
 
 /// Runs per second of one scenario.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunRate {
     /// The scenario.
     pub scenario: String,
@@ -363,7 +363,7 @@ pub struct RunRate {
 }
 
 /// Peak memory of a large run.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Memory {
     /// Files uploaded.
     pub files: u64,

@@ -21,7 +21,7 @@ use crate::Spread;
 const ROUNDS: usize = 5;
 
 /// The numbers of one benchmark run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LiveRound {
     /// How the node handed the file to the application: `by-reference` or `by-value`; or
     /// `via-proxy`: by reference, the client uploading through `bitsfarm proxy`.
@@ -47,7 +47,7 @@ pub struct LiveRound {
 }
 
 /// The benchmark's result.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Live {
     /// What was uploaded.
     pub workload: String,

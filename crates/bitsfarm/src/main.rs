@@ -83,10 +83,11 @@ enum Command {
     /// Print the man page (roff): `bitsfarm manpage > bitsfarm.1; man ./bitsfarm.1`.
     Manpage,
     /// Print the JSON Schema of an output file: summary (a run's summary.json and --json),
-    /// probe (probe.json and `probe --json`). Committed in docs/schema/.
+    /// probe (probe.json and `probe --json`), bench (bench.json and `bench --json`). Committed
+    /// in docs/schema/.
     Schema {
-        /// summary or probe.
-        #[arg(value_parser = ["summary", "probe"])]
+        /// summary, probe or bench.
+        #[arg(value_parser = ["summary", "probe", "bench"])]
         which: String,
     },
 }
@@ -153,10 +154,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema { which } => {
-            let schema = if which == "summary" {
-                schemars::schema_for!(scenario::summary::Summary)
-            } else {
-                schemars::schema_for!(prober::Findings)
+            let schema = match which.as_str() {
+                "summary" => schemars::schema_for!(scenario::summary::Summary),
+                "bench" => schemars::schema_for!(bench::Report),
+                _ => schemars::schema_for!(prober::Findings),
             };
             match serde_json::to_string_pretty(&schema) {
                 Ok(text) => {

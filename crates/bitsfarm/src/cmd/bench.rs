@@ -19,6 +19,10 @@ pub struct Args {
     /// Seeds for the runs/s benchmark.
     #[arg(long, default_value_t = 4000)]
     seeds: u64,
+    /// Also print the numbers as JSON on stdout (bench.json's content; its JSON Schema:
+    /// `bitsfarm schema bench`, docs/schema/bench.schema.json).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the benchmarks and writes their numbers.
@@ -41,5 +45,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&file, json.as_bytes())
         .with_context(|| format!("cannot write {}", file.display()))?;
     errln!("wrote {}", file.display());
+    if args.json {
+        outln!("{json}");
+    }
     Ok(ExitCode::SUCCESS)
 }

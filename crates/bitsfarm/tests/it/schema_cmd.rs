@@ -119,7 +119,7 @@ fn committed(which: &str) -> Value {
 
 #[test]
 fn the_committed_schemas_are_what_the_binary_prints() {
-    for which in ["summary", "probe"] {
+    for which in ["summary", "probe", "bench"] {
         let o = bitsfarm(&["schema", which]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         let printed: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -128,6 +128,36 @@ fn the_committed_schemas_are_what_the_binary_prints() {
             committed(which),
             "docs/schema/{which}.schema.json is stale: `bitsfarm schema {which} > docs/schema/{which}.schema.json`"
         );
+    }
+}
+
+#[test]
+fn bench_json_is_what_bench_writes_and_validates_against_the_bench_schema() {
+    let schema = committed("bench");
+    let dir = tempdir("schema-bench");
+    for (tag, only) in [
+        ("speed", vec!["--only", "speed"]),
+        ("runs", vec!["--only", "runs", "--seeds", "20"]),
+    ] {
+        let out = dir.join(tag);
+        let mut all = vec!["bench", "--json", "-o", out.to_str().unwrap()];
+        all.extend(only);
+        let o = bitsfarm(&all);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let printed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let written: Value =
+            serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+        assert_eq!(printed, written, "{tag}: --json prints bench.json");
+        assert!(written[tag].is_object(), "{tag}: {written}");
+        let mut errors = Vec::new();
+        validate(&schema, &schema, &written, "$", &mut errors);
+        assert!(errors.is_empty(), "{tag}: {errors:#?}");
+        // Not vacuous: a number where an object belongs fails.
+        let mut bad = written.clone();
+        bad[tag] = Value::from(1);
+        let mut errors = Vec::new();
+        validate(&schema, &schema, &bad, "$", &mut errors);
+        assert!(!errors.is_empty(), "{tag}: a broken bench.json validated");
     }
 }
 
