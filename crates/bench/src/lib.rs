@@ -369,12 +369,20 @@ pub struct Memory {
     pub files: u64,
     /// Nodes in the farm.
     pub nodes: u32,
-    /// Wall time, milliseconds.
+    /// Wall time of the run and its reports, milliseconds.
     pub wall_ms: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
     /// Deliveries to the application.
     pub deliveries: u64,
+    /// CPU time (user + system) of the run and its reports, microseconds per file.
+    pub cpu_us_per_file: f64,
+    /// The same farm with a tenth of the files (each client uploading a tenth as many), in
+    /// a process of its own: its numbers (the last round's), to compare the cost per file.
+    pub tenth: Option<Box<Memory>>,
+    /// CPU per file of the full run over the tenth's, per round (interleaved rounds, each run
+    /// in a process of its own): 1 is flat.
+    pub per_file_growth: Option<Spread>,
     /// The target it is measured against.
     pub target: String,
 }
@@ -438,18 +446,52 @@ pub fn run(
         report.runs = Some(r);
     }
     if want(Section::Memory) {
-        let m = if only == Some(Section::Memory) {
-            memory_here()?
-        } else {
-            memory_in_child(exe)?
+        let m = match std::env::var(MEMORY_FILES_VAR) {
+            Ok(files) => memory_here(files.parse().context(MEMORY_FILES_VAR)?)?,
+            Err(_) => {
+                // Rounds of a tenth of the files and all of them, which goes first alternating.
+                let mut pairs = Vec::new();
+                for round in 0..MEMORY_ROUNDS {
+                    let (tenth, full) = if round % 2 == 0 {
+                        let tenth = memory_in_child(exe, MEMORY_FILES / 10)?;
+                        (tenth, memory_in_child(exe, MEMORY_FILES)?)
+                    } else {
+                        let full = memory_in_child(exe, MEMORY_FILES)?;
+                        (memory_in_child(exe, MEMORY_FILES / 10)?, full)
+                    };
+                    say(format!(
+                        "memory: {} files through {} nodes with reports: peak RSS {:.1} MiB, {:.1} µs of CPU per file; {} files: {:.1} MiB, {:.1} µs per file",
+                        full.files,
+                        full.nodes,
+                        full.peak_rss_mib,
+                        full.cpu_us_per_file,
+                        tenth.files,
+                        tenth.peak_rss_mib,
+                        tenth.cpu_us_per_file,
+                    ));
+                    pairs.push((tenth, full));
+                }
+                let growth = Spread::of(
+                    pairs
+                        .iter()
+                        .map(|(t, f)| f.cpu_us_per_file / t.cpu_us_per_file)
+                        .collect(),
+                );
+                let peak = pairs
+                    .iter()
+                    .map(|(_, f)| f.peak_rss_mib)
+                    .fold(0.0, f64::max);
+                let (tenth, mut m) = pairs.pop().context("no memory rounds")?;
+                say(format!(
+                    "memory: peak RSS at most {peak:.1} MiB; CPU per file {growth:.2}× the tenth's (target {})",
+                    m.target
+                ));
+                m.peak_rss_mib = peak;
+                m.tenth = Some(Box::new(tenth));
+                m.per_file_growth = Some(growth);
+                m
+            }
         };
-        say(format!(
-            "memory: {} files through {} nodes: peak RSS {:.1} MiB ({:.1} s)",
-            m.files,
-            m.nodes,
-            m.peak_rss_mib,
-            m.wall_ms / 1000.0
-        ));
         report.memory = Some(m);
     }
     if want(Section::Report) {
@@ -783,8 +825,20 @@ fn runs(seeds: u64) -> anyhow::Result<Runs> {
     })
 }
 
-const MEMORY_SCENARIO: &str = r#"
-description = "100,000 files through a 3-node farm"
+/// Files of the memory benchmark (a child process runs it and a tenth of it).
+const MEMORY_FILES: u64 = 100_000;
+/// Rounds of the memory benchmark (each a tenth of the files and all of them).
+const MEMORY_ROUNDS: usize = 5;
+/// Set in the memory benchmark's child process: how many files it runs.
+const MEMORY_FILES_VAR: &str = "BITSFARM_BENCH_MEMORY_FILES";
+
+/// The memory benchmark's farm: 100 clients uploading `files` 4 KiB files in all, by value
+/// through 3 nodes.
+fn memory_scenario(files: u64) -> String {
+    let per_client = files.div_ceil(100);
+    format!(
+        r#"
+description = "{} files through a 3-node farm"
 deadline_days = 3650
 
 [farm]
@@ -793,35 +847,49 @@ notification = "by-value"
 
 [clients]
 count = 100
-files_per_client = 1000
+files_per_client = {per_client}
 file_size = 4096
 fragment_size = 4096
 start_spread_s = 10
 
 [expect]
-files = 100000
+files = {}
 deliveries_per_file = 1
-"#;
+"#,
+        per_client * 100,
+        per_client * 100
+    )
+}
 
-fn memory_here() -> anyhow::Result<Memory> {
-    let sc = scenario::load_str(MEMORY_SCENARIO, "memory", "memory")
+/// The memory benchmark in this process: `files` files, run with their reports (events.jsonl,
+/// summary.json, report.md, report.html) into a scratch directory, as `bitsfarm scenario FILE
+/// -o DIR` does.
+fn memory_here(files: u64) -> anyhow::Result<Memory> {
+    let sc = scenario::load_str(&memory_scenario(files), "memory", "memory")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("bitsfarm-bench-memory-{}", std::process::id()));
     let t = Instant::now();
-    let r = scenario::farm::run(&sc, 1, None);
+    let summary = report::files::run_into(&sc, 1, String::new(), &dir);
     let wall = t.elapsed().as_secs_f64() * 1000.0;
-    let summary = scenario::check::summarize(&sc, 1, &r, String::new());
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary = summary?;
     anyhow::ensure!(
         summary.ok,
         "the memory scenario failed:\n{}",
         summary.to_text()
     );
+    let (kib, cpu_s) = live::proc_numbers(std::process::id())?;
     Ok(Memory {
         files: summary.metrics.files,
         nodes: sc.farm.nodes,
         wall_ms: wall,
-        peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
+        peak_rss_mib: kib as f64 / 1024.0,
         deliveries: summary.metrics.deliveries,
-        target: "< 256 MiB peak RSS".into(),
+        cpu_us_per_file: cpu_s * 1e6 / summary.metrics.files.max(1) as f64,
+        tenth: None,
+        per_file_growth: None,
+        target: "< 256 MiB peak RSS with reports; CPU per file flat from a tenth of the files"
+            .into(),
     })
 }
 
@@ -879,9 +947,10 @@ fn week_rounds(exe: &Path, rounds: u64) -> anyhow::Result<Week> {
 }
 
 /// Runs the memory benchmark in a fresh process, so its peak RSS is its own.
-fn memory_in_child(exe: &Path) -> anyhow::Result<Memory> {
+fn memory_in_child(exe: &Path, files: u64) -> anyhow::Result<Memory> {
     let out = Command::new(exe)
         .args(["bench", "--only", "memory"])
+        .env(MEMORY_FILES_VAR, files.to_string())
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -892,17 +961,6 @@ fn memory_in_child(exe: &Path) -> anyhow::Result<Memory> {
     report
         .memory
         .context("the child reported no memory numbers")
-}
-
-/// The process's peak resident set (Linux `VmHWM`).
-fn peak_rss_kib() -> anyhow::Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("peak RSS needs /proc (Linux)")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")
 }
 
 /// A 1,000-file run with a crash: the size of its reports and how fast they open.

@@ -30,12 +30,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the bitsfarm executable")?;
     let report = bench::run(args.only, args.seeds, &exe, &mut |line| errln!("{line}"))?;
     let json = serde_json::to_string_pretty(&report)?;
-    if args.only == Some(bench::Section::Memory)
+    if (args.only == Some(bench::Section::Memory)
+        && std::env::var("BITSFARM_BENCH_MEMORY_FILES").is_ok())
         || (args.only == Some(bench::Section::Week)
             && std::env::var("BITSFARM_BENCH_WEEK_SEED").is_ok())
     {
-        // `bench --only memory` (and each round of the week) runs in a child process; the
-        // parent reads its numbers here.
+        // Each memory run (and each round of the week) runs in a child process; the parent
+        // reads its numbers here.
         outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
