@@ -132,7 +132,7 @@ pub const OUTSIDE: &str = "external";
 pub struct Tracker {
     commits_are_deliveries: bool,
     /// By path (a hash map: a run may follow a million files; [`Tracker::files`] sorts).
-    files: HashMap<String, FileTrack>,
+    files: HashMap<String, Box<FileTrack>>,
     /// job → file; lookup only.
     job_file: HashMap<String, String>,
     /// session → file; lookup only.
@@ -243,7 +243,7 @@ impl Tracker {
         self.job_file.insert(job.to_owned(), file.to_owned());
         self.files.insert(
             file.to_owned(),
-            FileTrack {
+            Box::new(FileTrack {
                 file: file.to_owned(),
                 job: job.to_owned(),
                 client: client.to_owned(),
@@ -252,24 +252,24 @@ impl Tracker {
                 story: Vec::new(),
                 trouble: false,
                 sessions: Vec::new(),
-            },
+            }),
         );
     }
 
     /// Every file, in path order.
     pub fn files(&self) -> Vec<&FileTrack> {
-        let mut all: Vec<&FileTrack> = self.files.values().collect();
+        let mut all: Vec<&FileTrack> = self.files.values().map(|t| &**t).collect();
         all.sort_unstable_by(|a, b| a.file.cmp(&b.file));
         all
     }
 
     /// The file at `path`, if it is followed.
     pub fn file(&self, path: &str) -> Option<&FileTrack> {
-        self.files.get(path)
+        self.files.get(path).map(|t| &**t)
     }
 
     fn track(&mut self, file: &str) -> Option<&mut FileTrack> {
-        self.files.get_mut(file)
+        self.files.get_mut(file).map(|t| &mut **t)
     }
 
     fn push(&mut self, file: Option<String>, rec: &Record, trouble: bool) {
