@@ -104,6 +104,36 @@ struct State {
     broken: Option<Break>,
     latency: Duration,
     window: usize,
+    /// The latest clock reading of either end: a chunk due by then is due now, with no read
+    /// of the (locked) virtual clock. Time only moves forward, so it is never ahead.
+    seen: Instant,
+}
+
+/// The current time, read from the clock only when a due time is past the last reading.
+struct Now<'a> {
+    at: Instant,
+    fresh: bool,
+    seen: &'a mut Instant,
+}
+
+impl<'a> Now<'a> {
+    fn new(seen: &'a mut Instant) -> Self {
+        Now {
+            at: *seen,
+            fresh: false,
+            seen,
+        }
+    }
+
+    /// Whether `due` has come.
+    fn reached(&mut self, due: Instant) -> bool {
+        if due > self.at && !self.fresh {
+            self.at = Instant::now();
+            self.fresh = true;
+            *self.seen = self.at;
+        }
+        due <= self.at
+    }
 }
 
 impl State {
@@ -133,6 +163,7 @@ impl Pipe {
             broken: None,
             latency,
             window: window.max(1),
+            seen: Instant::now(),
         }));
         let pipe = Pipe {
             state: state.clone(),
@@ -204,10 +235,11 @@ impl AsyncRead for End {
                 Some(Break::Silence) => return Poll::Pending,
                 None => {}
             }
-            let now = Instant::now();
             let from = 1 - this.side;
             let window = s.window;
-            let dir = &mut s.dirs[from];
+            let State { dirs, seen, .. } = &mut *s;
+            let mut now = Now::new(seen);
+            let dir = &mut dirs[from];
             let Some(head) = dir.chunks.front() else {
                 if dir.closed {
                     return Poll::Ready(Ok(()));
@@ -215,7 +247,7 @@ impl AsyncRead for End {
                 dir.reader = Some(cx.waker().clone());
                 return Poll::Pending;
             };
-            if head.due > now {
+            if !now.reached(head.due) {
                 let due = head.due;
                 // Severing or closing must still wake us while we sleep.
                 dir.reader = Some(cx.waker().clone());
@@ -237,7 +269,7 @@ impl AsyncRead for End {
                 let Some(c) = dir.chunks.front_mut() else {
                     break;
                 };
-                if c.due > now {
+                if !now.reached(c.due) {
                     break;
                 }
                 let data = c.data.bytes();
@@ -293,6 +325,8 @@ impl End {
         }
         let take = want.min(room);
         let now = Instant::now();
+        s.seen = now;
+        let dir = &mut s.dirs[side];
         let due = dir
             .chunks
             .back()
