@@ -90,6 +90,8 @@ struct Inner {
     shared: BTreeMap<String, Shared>,
     partitions: BTreeSet<(String, String)>,
     conns: BTreeMap<u64, Conn>,
+    /// Connections whose pipes stopped carrying bytes since the last connect.
+    closed: crate::pipe::Closed,
     next_conn: u64,
     rng: ChaCha8Rng,
     probe: SharedProbe,
@@ -132,6 +134,7 @@ impl Net {
                 shared: BTreeMap::new(),
                 partitions: BTreeSet::new(),
                 conns: BTreeMap::new(),
+                closed: Default::default(),
                 next_conn: 0,
                 rng,
                 probe,
@@ -315,8 +318,12 @@ impl Net {
             Some(h) if h.boot == boot && h.state == HostState::Up => {}
             _ => return Decision::Refused(format!("{from} is down")),
         }
-        // Closed connections are forgotten; the registry stays as small as what is open.
-        inner.conns.retain(|_, c| c.pipe.is_open());
+        // Closed connections are forgotten; the registry stays as small as what is open. The
+        // pipes report their closing, so this costs what closed, not what is open.
+        let closed = std::mem::take(&mut *inner.closed.lock().unwrap_or_else(|p| p.into_inner()));
+        for id in closed {
+            inner.conns.remove(&id);
+        }
         let name = host_of(authority);
         let (target, via) = match inner.shared.get_mut(name) {
             Some(shared) => {
@@ -396,7 +403,11 @@ impl Net {
                 } else {
                     inner.cfg.latency + Duration::from_millis(inner.rng.random_range(0..=jitter_ms))
                 };
-                let (pipe, client_end, server_end) = Pipe::pair(latency, inner.cfg.window);
+                let (pipe, client_end, server_end) = Pipe::pair_reporting(
+                    latency,
+                    inner.cfg.window,
+                    Some((inner.closed.clone(), conn)),
+                );
                 let accepted = Accepted {
                     io: Box::new(server_end),
                     peer: from.to_owned(),

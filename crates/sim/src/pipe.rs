@@ -107,7 +107,14 @@ struct State {
     /// The latest clock reading of either end: a chunk due by then is due now, with no read
     /// of the (locked) virtual clock. Time only moves forward, so it is never ahead.
     seen: Instant,
+    /// Where to report, once, that the pipe stopped carrying bytes.
+    report: Option<(Closed, u64)>,
 }
+
+/// A list the pipes of a network add their ids to when they stop carrying bytes (severed, or
+/// closed both ways: [`Pipe::is_open`] turned false), so the network forgets exactly those
+/// without asking every pipe.
+pub type Closed = Arc<Mutex<Vec<u64>>>;
 
 /// The current time, read from the clock only when a due time is past the last reading.
 struct Now<'a> {
@@ -137,6 +144,19 @@ impl<'a> Now<'a> {
 }
 
 impl State {
+    fn is_open(&self) -> bool {
+        self.broken.is_none() && !(self.dirs[0].closed && self.dirs[1].closed)
+    }
+
+    /// Reports the pipe closed if it no longer carries bytes (once: a pipe never reopens).
+    fn report_if_done(&mut self) {
+        if !self.is_open()
+            && let Some((list, id)) = self.report.take()
+        {
+            list.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        }
+    }
+
     fn wake_all(&mut self) {
         for d in &mut self.dirs {
             if let Some(w) = d.reader.take() {
@@ -158,12 +178,22 @@ pub struct Pipe {
 impl Pipe {
     /// A connected pair of ends: `(end 0, end 1)`.
     pub fn pair(latency: Duration, window: usize) -> (Pipe, End, End) {
+        Pipe::pair_reporting(latency, window, None)
+    }
+
+    /// A pair as [`Pipe::pair`] that adds `id` to `closed` when it stops carrying bytes.
+    pub fn pair_reporting(
+        latency: Duration,
+        window: usize,
+        report: Option<(Closed, u64)>,
+    ) -> (Pipe, End, End) {
         let state = Arc::new(Mutex::new(State {
             dirs: [Direction::default(), Direction::default()],
             broken: None,
             latency,
             window: window.max(1),
             seen: Instant::now(),
+            report,
         }));
         let pipe = Pipe {
             state: state.clone(),
@@ -198,12 +228,12 @@ impl Pipe {
             d.queued = 0;
         }
         s.wake_all();
+        s.report_if_done();
     }
 
     /// Whether the pipe still carries bytes: not severed, and not closed in both directions.
     pub fn is_open(&self) -> bool {
-        let s = self.lock();
-        s.broken.is_none() && !(s.dirs[0].closed && s.dirs[1].closed)
+        self.lock().is_open()
     }
 }
 
@@ -386,6 +416,7 @@ impl End {
         if let Some(w) = s.dirs[1 - self.side].writer.take() {
             w.wake();
         }
+        s.report_if_done();
     }
 }
 
@@ -565,6 +596,32 @@ mod tests {
             let r = tokio::time::timeout(Duration::from_secs(3600), b.read(&mut buf)).await;
             assert!(r.is_err(), "a power-cut peer is silent");
             assert_eq!(b.write(b"into the void").await.unwrap(), 13);
+        });
+    }
+
+    #[test]
+    fn a_pipe_reports_its_closing_once_when_it_stops_carrying_bytes() {
+        rt().block_on(async {
+            let closed: Closed = Default::default();
+            let list = || closed.lock().unwrap().clone();
+            // Closed both ways: reported when the second side closes, not the first.
+            let (p, mut a, b) =
+                Pipe::pair_reporting(Duration::ZERO, 1024, Some((closed.clone(), 7)));
+            a.shutdown().await.unwrap();
+            assert!(
+                p.is_open() && list().is_empty(),
+                "one side closed still carries bytes"
+            );
+            drop(b);
+            assert!(!p.is_open());
+            assert_eq!(list(), vec![7]);
+            drop(a);
+            p.sever(Break::Reset);
+            assert_eq!(list(), vec![7], "reported once");
+            // Severed: reported at once, both ends still held.
+            let (p, _a, _b) = Pipe::pair_reporting(Duration::ZERO, 1024, Some((closed.clone(), 8)));
+            p.sever(Break::Silence);
+            assert_eq!(list(), vec![7, 8]);
         });
     }
 
