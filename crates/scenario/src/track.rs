@@ -128,13 +128,80 @@ impl FileTrack {
 /// The client of a file uploaded by a client the run did not start (an outside client).
 pub const OUTSIDE: &str = "external";
 
+/// The files followed, by path (hash maps, for lookup only: a run may follow a million files;
+/// [`Tracker::files`] sorts). A file is hot from its first event to its job's end, and cold
+/// before and after: a run's events are about the files in flight, a few hundred at most, so
+/// their lookups stay in a small table (in cache) however many files the run has.
+#[derive(Default)]
+struct Files {
+    hot: HashMap<String, Box<FileTrack>>,
+    cold: HashMap<String, Box<FileTrack>>,
+    /// job → file, of the hot files.
+    hot_jobs: HashMap<String, String>,
+    /// job → file, of every file.
+    jobs: HashMap<String, String>,
+}
+
+impl Files {
+    fn insert(&mut self, t: Box<FileTrack>) {
+        self.jobs.insert(t.job.clone(), t.file.clone());
+        self.hot_jobs.remove(&t.job);
+        self.hot.remove(&t.file);
+        self.cold.insert(t.file.clone(), t);
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.hot.contains_key(path) || self.cold.contains_key(path)
+    }
+
+    fn get(&self, path: &str) -> Option<&FileTrack> {
+        self.hot
+            .get(path)
+            .or_else(|| self.cold.get(path))
+            .map(|t| &**t)
+    }
+
+    /// The file at `path`, made hot.
+    fn get_mut(&mut self, path: &str) -> Option<&mut FileTrack> {
+        if !self.hot.contains_key(path) {
+            let t = self.cold.remove(path)?;
+            self.hot_jobs.insert(t.job.clone(), t.file.clone());
+            self.hot.insert(path.to_owned(), t);
+        }
+        self.hot.get_mut(path).map(|t| &mut **t)
+    }
+
+    fn file_of_job(&self, job: &str) -> Option<String> {
+        self.hot_jobs
+            .get(job)
+            .or_else(|| self.jobs.get(job))
+            .cloned()
+    }
+
+    /// The file's job ended: it goes cold.
+    fn cool(&mut self, path: &str) {
+        if let Some(t) = self.hot.remove(path) {
+            self.hot_jobs.remove(&t.job);
+            self.cold.insert(path.to_owned(), t);
+        }
+    }
+
+    fn remove(&mut self, path: &str) -> Option<Box<FileTrack>> {
+        let t = self.hot.remove(path).or_else(|| self.cold.remove(path))?;
+        self.hot_jobs.remove(&t.job);
+        self.jobs.remove(&t.job);
+        Some(t)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &FileTrack> {
+        self.hot.values().chain(self.cold.values()).map(|t| &**t)
+    }
+}
+
 /// Follows every file of a run.
 pub struct Tracker {
     commits_are_deliveries: bool,
-    /// By path (a hash map: a run may follow a million files; [`Tracker::files`] sorts).
-    files: HashMap<String, Box<FileTrack>>,
-    /// job → file; lookup only.
-    job_file: HashMap<String, String>,
+    files: Files,
     /// session → file; lookup only.
     session_file: HashMap<String, String>,
     /// Events not about one file: crashes, restarts, partitions, Host-Id switches, timed faults.
@@ -164,8 +231,7 @@ impl Tracker {
     pub fn new(commits_are_deliveries: bool) -> Tracker {
         Tracker {
             commits_are_deliveries,
-            files: HashMap::new(),
-            job_file: HashMap::new(),
+            files: Files::default(),
             session_file: HashMap::new(),
             global: Vec::new(),
             adopt: false,
@@ -214,7 +280,6 @@ impl Tracker {
             let Some(t) = self.files.remove(&file) else {
                 continue;
             };
-            self.job_file.remove(&t.job);
             for s in &t.sessions {
                 self.session_file.remove(s);
             }
@@ -240,36 +305,32 @@ impl Tracker {
 
     /// Registers a job before it starts.
     pub fn register(&mut self, job: &str, file: &str, client: &str) {
-        self.job_file.insert(job.to_owned(), file.to_owned());
-        self.files.insert(
-            file.to_owned(),
-            Box::new(FileTrack {
-                file: file.to_owned(),
-                job: job.to_owned(),
-                client: client.to_owned(),
-                deliveries: Vec::new(),
-                outcome: None,
-                story: Vec::new(),
-                trouble: false,
-                sessions: Vec::new(),
-            }),
-        );
+        self.files.insert(Box::new(FileTrack {
+            file: file.to_owned(),
+            job: job.to_owned(),
+            client: client.to_owned(),
+            deliveries: Vec::new(),
+            outcome: None,
+            story: Vec::new(),
+            trouble: false,
+            sessions: Vec::new(),
+        }));
     }
 
     /// Every file, in path order.
     pub fn files(&self) -> Vec<&FileTrack> {
-        let mut all: Vec<&FileTrack> = self.files.values().map(|t| &**t).collect();
+        let mut all: Vec<&FileTrack> = self.files.all().collect();
         all.sort_unstable_by(|a, b| a.file.cmp(&b.file));
         all
     }
 
     /// The file at `path`, if it is followed.
     pub fn file(&self, path: &str) -> Option<&FileTrack> {
-        self.files.get(path).map(|t| &**t)
+        self.files.get(path)
     }
 
     fn track(&mut self, file: &str) -> Option<&mut FileTrack> {
-        self.files.get_mut(file).map(|t| &mut **t)
+        self.files.get_mut(file)
     }
 
     fn push(&mut self, file: Option<String>, rec: &Record, trouble: bool) {
@@ -298,10 +359,10 @@ impl Tracker {
 
     /// Takes one recorded event into account.
     pub fn observe(&mut self, rec: &Record) {
-        let job_file = |job: &str| self.job_file.get(job).cloned();
+        let job_file = |job: &str| self.files.file_of_job(job);
         match &rec.event {
             Event::SessionCreated { session, file, .. } => {
-                if self.adopt && !self.files.contains_key(file) {
+                if self.adopt && !self.files.contains(file) {
                     self.register(file, file, OUTSIDE);
                 }
                 // Only a streaming tracker forgets a file's sessions with it.
@@ -443,7 +504,7 @@ impl Tracker {
                         .and_then(|s| self.session_file.get(s).cloned())
                 });
                 match f {
-                    Some(f) if self.files.contains_key(&f) => self.push(Some(f), rec, true),
+                    Some(f) if self.files.contains(&f) => self.push(Some(f), rec, true),
                     _ => self.global.push(rec.clone()),
                 }
             }
@@ -488,5 +549,54 @@ impl Tracker {
                 report.file.clone(),
             ));
         }
+        self.files.cool(&report.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(job: &str, file: &str) -> Box<FileTrack> {
+        Box::new(FileTrack {
+            file: file.into(),
+            job: job.into(),
+            client: "c".into(),
+            deliveries: Vec::new(),
+            outcome: None,
+            story: Vec::new(),
+            trouble: false,
+            sessions: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_file_is_hot_from_its_first_touch_to_its_end_and_found_either_way() {
+        let mut f = Files::default();
+        f.insert(track("j1", "/a"));
+        f.insert(track("j2", "/b"));
+        assert!(f.hot.is_empty(), "registered files start cold");
+        assert_eq!(f.file_of_job("j1").as_deref(), Some("/a"));
+        f.get_mut("/a").expect("followed").trouble = true;
+        assert!(f.hot.contains_key("/a") && !f.cold.contains_key("/a"));
+        assert_eq!(f.hot_jobs.get("j1").map(String::as_str), Some("/a"));
+        assert!(
+            f.get("/a").is_some_and(|t| t.trouble),
+            "a hot file keeps its changes"
+        );
+        f.cool("/a");
+        assert!(f.hot.is_empty() && f.hot_jobs.is_empty());
+        assert!(
+            f.get("/a").is_some_and(|t| t.trouble),
+            "a cooled file keeps its changes"
+        );
+        assert_eq!(f.file_of_job("j1").as_deref(), Some("/a"));
+        let mut all: Vec<&str> = f.all().map(|t| t.file.as_str()).collect();
+        all.sort_unstable();
+        assert_eq!(all, ["/a", "/b"]);
+        f.get_mut("/b");
+        assert!(f.remove("/b").is_some());
+        assert!(!f.contains("/b") && f.file_of_job("j2").is_none() && f.hot_jobs.is_empty());
+        assert!(f.get_mut("/none").is_none());
     }
 }
