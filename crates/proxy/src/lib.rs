@@ -8,10 +8,13 @@
 //! with success is a delivery of that file by that upstream, once per session (the same
 //! success again within a session is the node's cached Ack, not a new delivery).
 //!
-//! **Invariants.** A request body is read whole before it is forwarded, at most
-//! [`MAX_BODY`] bytes within a time budget (memory O(fragment)); every upstream exchange has a
-//! timeout; a client connection and its upstream connection live in one task, so nothing
-//! outlives the client's connection.
+//! **Invariants.** A request body of a declared length up to [`MAX_BODY`] is relayed to the
+//! upstream as it arrives (its chunks kept, shared, until the upstream's answer says what it
+//! holds: memory O(fragment)), within the body's time budget; any other body, and the body of
+//! a request a rule answers itself, is read whole first (at most [`MAX_BODY`] bytes, within
+//! the budget). The upstream has the proxy's timeout to answer once the body is in; a client
+//! connection and its upstream connection live in one task, so nothing outlives the client's
+//! connection.
 
 use std::{
     collections::BTreeMap,
@@ -641,9 +644,11 @@ impl Inner {
     ) -> Result<Response<Body>, Verdict> {
         let (parts, body) = req.into_parts();
         let timing = BodyTiming::default();
-        let chunks = transport::server::read_body(body, MAX_BODY, &timing)
-            .await
-            .map_err(|_| Verdict::Fail(400))?;
+        let whole = |body| async move {
+            transport::server::read_body(body, MAX_BODY, &timing)
+                .await
+                .map_err(|_| Verdict::Fail(400))
+        };
         let packet = Packet::parse(&parts.method, &parts.headers).ok();
         // The decoded path without its query, as every actor names a file.
         let file = transport::url::file_path(parts.uri.path());
@@ -655,11 +660,35 @@ impl Inner {
                 Verdict::Forward => {}
                 Verdict::CutAfter => cut_after = true,
                 Verdict::Delay(d) => tokio::time::sleep(d).await,
-                other => return Err(other),
+                other => {
+                    // The rule answers instead of the upstream, once the body is in.
+                    whole(body).await?;
+                    return Err(other);
+                }
             }
         }
+        // A body of a declared length within the limit is relayed as it arrives, so receiving
+        // it and forwarding it overlap; the chunks are kept (shared) until the upstream's
+        // answer says how many of them it holds. Any other body is read whole first.
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n <= MAX_BODY);
+        let (out_body, relay, read) = match declared {
+            Some(len) => {
+                let tap = transport::body::Tap::new();
+                let out = Body::relayed(len, body, &timing, tap.clone());
+                (out, Some((tap, len)), Vec::new())
+            }
+            None => {
+                let chunks = whole(body).await?;
+                (Body::from_chunks(chunks.iter().cloned()), None, chunks)
+            }
+        };
         let up = &self.upstreams[upstream];
-        let mut out = Request::new(Body::from_chunks(chunks.iter().cloned()));
+        let mut out = Request::new(out_body);
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = parts.uri.clone();
         *out.headers_mut() = parts.headers.clone();
@@ -683,14 +712,53 @@ impl Inner {
                 );
             }
             let c = slot.as_mut().expect("opened above");
-            match c.send(out, self.timeout).await {
-                Ok(r) => r,
-                Err(e) => {
+            // The upstream has `timeout` to answer once the body is in (a relayed body's own
+            // timing bounds its arrival).
+            let body_time = relay
+                .as_ref()
+                .map_or(Duration::ZERO, |(_, len)| timing.budget(*len));
+            let answer_by = async {
+                if let Some((tap, _)) = &relay {
+                    tap.ended().await;
+                }
+                tokio::time::sleep(self.timeout).await;
+            };
+            let sent = tokio::select! {
+                r = c.send(out, body_time + self.timeout) => Some(r),
+                () = answer_by => None,
+            };
+            let client_failed = relay
+                .as_ref()
+                .and_then(|(tap, _)| tap.lock().failed.clone());
+            match sent {
+                Some(Ok(r)) => {
+                    // An upstream that answered before the whole body was relayed leaves its
+                    // connection mid-request: it is not used again.
+                    if relay.as_ref().is_some_and(|(tap, _)| !tap.lock().complete) {
+                        *slot = None;
+                    }
+                    r
+                }
+                _ if client_failed.is_some() => {
+                    *slot = None;
+                    tracing::warn!(upstream = %up.name, error = ?client_failed, "the client's body failed while relayed");
+                    return Err(Verdict::Fail(400));
+                }
+                Some(Err(e)) => {
                     *slot = None;
                     tracing::warn!(upstream = %up.name, error = %e, "upstream exchange failed");
                     return Err(Verdict::Fail(502));
                 }
+                None => {
+                    *slot = None;
+                    tracing::warn!(upstream = %up.name, "upstream did not answer in time");
+                    return Err(Verdict::Fail(502));
+                }
             }
+        };
+        let chunks: Vec<Bytes> = match &relay {
+            Some((tap, _)) => std::mem::take(&mut tap.lock().chunks),
+            None => read,
         };
         let (mut rparts, rbody) = resp.into_parts();
         let status = rparts.status.as_u16();

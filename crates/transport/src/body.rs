@@ -1,22 +1,89 @@
-//! A request/response body made of shared byte chunks (no copies of payloads), or streamed from
-//! a source one chunk at a time (a large file: memory O(chunk), not O(file)).
+//! A request/response body made of shared byte chunks (no copies of payloads), streamed from
+//! a source one chunk at a time (a large file: memory O(chunk), not O(file)), or relayed from
+//! another body as it arrives (a proxy: receiving and forwarding overlap).
 
 use std::{
     collections::VecDeque,
+    future::Future as _,
     io,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use tokio::time::{Instant, Sleep};
+
+use crate::server::{BodyError, BodyTiming};
 
 /// Chunks read on demand, in order (a file read piece by piece).
 pub type ChunkSource = Box<dyn Iterator<Item = io::Result<Bytes>> + Send>;
 
+/// What a relayed body ([`Body::relayed`]) has passed on, for whoever relays it.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    /// The chunks passed on, in order (shared, not copied).
+    pub chunks: Vec<Bytes>,
+    /// Every declared byte was passed on.
+    pub complete: bool,
+    /// Why the source failed, if it did (the body then failed too).
+    pub failed: Option<BodyError>,
+}
+
+/// A [`Relayed`] shared between a relayed body and its relayer, who can wait for its end.
+#[derive(Debug, Default)]
+pub struct Tap {
+    seen: Mutex<Relayed>,
+    ended: tokio::sync::Notify,
+}
+
+impl Tap {
+    /// A tap for one relayed body.
+    pub fn new() -> Arc<Tap> {
+        Arc::default()
+    }
+
+    /// What the body has passed on so far.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Relayed> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the body has passed its last byte on, or failed.
+    pub async fn ended(&self) {
+        loop {
+            {
+                let seen = self.lock();
+                if seen.complete || seen.failed.is_some() {
+                    return;
+                }
+            }
+            self.ended.notified().await;
+        }
+    }
+
+    fn end(&self, how: impl FnOnce(&mut Relayed)) {
+        how(&mut self.lock());
+        // A permit: the waiter may not be waiting yet.
+        self.ended.notify_one();
+    }
+}
+
+struct Relay {
+    from: Pin<Box<dyn http_body::Body<Data = Bytes, Error = String> + Send>>,
+    tap: Arc<Tap>,
+    idle_for: std::time::Duration,
+    /// Reset at every chunk: no chunk for `idle_for` fails the body.
+    idle: Pin<Box<Sleep>>,
+    /// The whole body's budget ([`BodyTiming::budget`]).
+    deadline: Pin<Box<Sleep>>,
+}
+
 enum Chunks {
     Ready(VecDeque<Bytes>),
     Streamed(ChunkSource),
+    Relayed(Box<Relay>),
 }
 
 impl std::fmt::Debug for Chunks {
@@ -24,6 +91,63 @@ impl std::fmt::Debug for Chunks {
         match self {
             Chunks::Ready(c) => write!(f, "Ready({} chunks)", c.len()),
             Chunks::Streamed(_) => f.write_str("Streamed"),
+            Chunks::Relayed(_) => f.write_str("Relayed"),
+        }
+    }
+}
+
+impl Relay {
+    fn fail(&self, why: BodyError) -> Poll<Option<io::Result<Bytes>>> {
+        let text = why.to_string();
+        self.tap.end(|seen| {
+            seen.failed.get_or_insert(why);
+        });
+        Poll::Ready(Some(Err(io::Error::other(text))))
+    }
+
+    /// The next chunk of at most `left` bytes, within the timing.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>, left: u64) -> Poll<Option<io::Result<Bytes>>> {
+        if left == 0 {
+            self.tap.end(|seen| seen.complete = true);
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return self.fail(BodyError::TooSlow);
+        }
+        loop {
+            match self.from.as_mut().poll_frame(cx) {
+                Poll::Pending => {
+                    if self.idle.as_mut().poll(cx).is_ready() {
+                        return self.fail(BodyError::TooSlow);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
+                    return self.fail(BodyError::Broken(format!(
+                        "the body ended {left} bytes early"
+                    )));
+                }
+                Poll::Ready(Some(Err(e))) => return self.fail(BodyError::Broken(e)),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers
+                    };
+                    if data.len() as u64 > left {
+                        return self.fail(BodyError::TooLong);
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    let next = Instant::now() + self.idle_for;
+                    self.idle.as_mut().reset(next);
+                    let last = data.len() as u64 == left;
+                    self.tap.lock().chunks.push(data.clone());
+                    if last {
+                        self.tap.end(|seen| seen.complete = true);
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+            }
         }
     }
 }
@@ -108,6 +232,30 @@ impl Body {
         }
     }
 
+    /// A body of exactly `len` bytes passed on from `from` as they arrive (a proxy's request
+    /// to its upstream), each chunk also kept in `tap`, within `timing` (no chunk for
+    /// `timing.idle`, or not all in by `timing.budget(len)`: the body fails, and the failure is
+    /// in `tap`). A source that ends early, fails, or runs past `len` fails the body. Made
+    /// inside a tokio runtime (its timers).
+    pub fn relayed<B>(len: u64, from: B, timing: &BodyTiming, tap: Arc<Tap>) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let now = Instant::now();
+        let relay = Relay {
+            from: Box::pin(from.map_err(|e| e.to_string())),
+            tap,
+            idle_for: timing.idle,
+            idle: Box::pin(tokio::time::sleep_until(now + timing.idle)),
+            deadline: Box::pin(tokio::time::sleep_until(now + timing.budget(len))),
+        };
+        Body {
+            chunks: Chunks::Relayed(Box::new(relay)),
+            len,
+        }
+    }
+
     /// Total length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -143,10 +291,14 @@ impl http_body::Body for Body {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let left = self.len;
         let next = match &mut self.chunks {
+            Chunks::Relayed(relay) => match relay.poll_chunk(cx, left) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
+            },
             Chunks::Ready(c) => c.pop_front().map(Ok),
             Chunks::Streamed(source) => {
                 if left == 0 {
@@ -179,7 +331,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.chunks {
             Chunks::Ready(c) => c.is_empty(),
-            Chunks::Streamed(_) => self.len == 0,
+            Chunks::Streamed(_) | Chunks::Relayed(_) => self.len == 0,
         }
     }
 
@@ -212,5 +364,99 @@ mod tests {
         assert!(short.collect().await.is_err());
         let long = Body::streamed(5, source(&[b"abc", b"def"]));
         assert!(long.collect().await.is_err());
+    }
+
+    /// A body of frames given in advance; `None` stalls it for good.
+    struct Script(VecDeque<Option<Result<&'static [u8], &'static str>>>);
+
+    impl http_body::Body for Script {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            match self.0.pop_front() {
+                None => Poll::Ready(None),
+                Some(None) => {
+                    self.0.push_front(None);
+                    Poll::Pending
+                }
+                Some(Some(r)) => Poll::Ready(Some(r.map(|b| Frame::data(Bytes::from_static(b))))),
+            }
+        }
+    }
+
+    fn relay(
+        len: u64,
+        frames: Vec<Option<Result<&'static [u8], &'static str>>>,
+    ) -> (Body, Arc<Tap>) {
+        let tap = Tap::new();
+        let timing = BodyTiming {
+            idle: std::time::Duration::from_secs(10),
+            min_bytes_per_s: 1,
+        };
+        let body = Body::relayed(len, Script(frames.into()), &timing, tap.clone());
+        (body, tap)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relayed_body_passes_its_source_on_and_keeps_what_it_passed() {
+        let (b, tap) = relay(6, vec![Some(Ok(b"abc")), Some(Ok(b"def"))]);
+        assert_eq!(http_body::Body::size_hint(&b).exact(), Some(6));
+        assert_eq!(b.collect().await.unwrap().to_bytes(), "abcdef");
+        tap.ended().await;
+        let seen = tap.lock();
+        assert_eq!(
+            seen.chunks,
+            [Bytes::from_static(b"abc"), Bytes::from_static(b"def")]
+        );
+        assert!(seen.complete && seen.failed.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relayed_body_fails_as_its_source_does_and_says_why() {
+        type Frames = Vec<Option<Result<&'static [u8], &'static str>>>;
+        /// Declared length, the source's frames, chunks passed on, why it failed.
+        type Case = (u64, Frames, usize, fn(&BodyError) -> bool);
+        let cases: Vec<Case> = vec![
+            (
+                7,
+                vec![Some(Ok(b"abc")), Some(Ok(b"def"))],
+                2,
+                |e| matches!(e, BodyError::Broken(w) if w.contains("1 bytes early")),
+            ),
+            (5, vec![Some(Ok(b"abc")), Some(Ok(b"def"))], 1, |e| {
+                *e == BodyError::TooLong
+            }),
+            (6, vec![Some(Ok(b"abc")), Some(Err("boom"))], 1, |e| {
+                *e == BodyError::Broken("boom".into())
+            }),
+            (6, vec![Some(Ok(b"abc")), None], 1, |e| {
+                *e == BodyError::TooSlow
+            }),
+        ];
+        for (len, frames, passed, why) in cases {
+            let started = Instant::now();
+            let (b, tap) = relay(len, frames);
+            assert!(b.collect().await.is_err(), "a {len}-byte relay fails");
+            tap.ended().await;
+            let seen = tap.lock();
+            assert!(!seen.complete);
+            assert!(seen.failed.as_ref().is_some_and(why), "{:?}", seen.failed);
+            assert_eq!(
+                seen.chunks.len(),
+                passed,
+                "chunks passed on before the failure"
+            );
+            if seen.failed == Some(BodyError::TooSlow) {
+                assert_eq!(
+                    started.elapsed(),
+                    std::time::Duration::from_secs(10),
+                    "idle limit"
+                );
+            }
+        }
     }
 }

@@ -378,3 +378,113 @@ fn proxy_flags_are_checked() {
     assert_eq!(addrs["upstreams"]["n1"], at.as_str(), "{addrs}");
     assert!(proxy.wait().unwrap().code().is_some());
 }
+
+/// Reads one HTTP response head from `s`: its status and the value of `header` (lower case).
+fn response_head(s: &mut std::net::TcpStream, header: &str) -> (u16, Option<String>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match std::io::Read::read(s, &mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let value = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(header)
+            .then(|| v.trim().to_owned())
+    });
+    (status, value)
+}
+
+/// The proxy relays a fragment's body to the upstream as it arrives. A client that sends half
+/// a fragment and stops gets 400 (the body broke), the upstream never stores or acknowledges
+/// the half (its request was cut, not completed), nothing is delivered, and the proxy goes on
+/// serving: the same session then takes the whole fragment and the file is delivered once.
+#[test]
+fn a_fragment_body_that_breaks_while_relayed_is_not_taken_for_a_whole_one() {
+    use std::io::Write as _;
+    let root = tempdir("proxy-relay");
+    let n1 = serve(&[], &root.join("n1"));
+    let n2 = serve(&[], &root.join("n2"));
+    let faults = root.join("faults.toml");
+    std::fs::write(&faults, "").unwrap();
+    let out = root.join("reports");
+    let (mut proxy, _lines, addrs) = start_proxy(&n1.node, &n2.node, &faults, &out, &[]);
+    let shared = addrs["shared"].as_str().unwrap().to_owned();
+    let ctl = addrs["control"].as_str().unwrap().to_owned();
+    const LEN: usize = 2 << 20;
+    let data: Vec<u8> = (0..LEN).map(|i| (i * 31 % 251) as u8).collect();
+    let request = |session: Option<&str>, kind: &str, len: usize| {
+        let mut head = format!(
+            "BITS_POST /upload/r.bin HTTP/1.1\r\nHost: {shared}\r\nBITS-Packet-Type: {kind}\r\nContent-Length: {len}\r\n"
+        );
+        match session {
+            None => head
+                .push_str("BITS-Supported-Protocols: {7df0354d-249b-430f-820d-3d2a9bef4931}\r\n"),
+            Some(id) => head.push_str(&format!("BITS-Session-Id: {id}\r\n")),
+        }
+        if kind == "Fragment" {
+            head.push_str(&format!("Content-Range: bytes 0-{}/{LEN}\r\n", LEN - 1));
+        }
+        head + "\r\n"
+    };
+    // One connection: the proxy keeps it on one upstream, the one holding the session.
+    let mut s = std::net::TcpStream::connect(&shared).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    s.write_all(request(None, "Create-Session", 0).as_bytes())
+        .unwrap();
+    let (status, id) = response_head(&mut s, "bits-session-id");
+    assert_eq!(status, 200);
+    let id = id.expect("a session id");
+    s.write_all(request(Some(&id), "Fragment", LEN).as_bytes())
+        .unwrap();
+    s.write_all(&data[..LEN / 2]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (status, _) = response_head(&mut s, "bits-received-content-range");
+    assert_eq!(status, 400, "a half body is refused");
+    // A new connection may reach the other upstream: ask each upstream (through the proxy's
+    // address for it) for the second half alone. The one holding the session answers 416 with
+    // what it holds: nothing, had it kept the half, it would take the second half.
+    let send = |addr: &str, head: String, body: &[u8]| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        response_head(&mut s, "bits-received-content-range")
+    };
+    let second_half =
+        request(Some(&id), "Fragment", LEN / 2).replace("bytes 0-", &format!("bytes {}-", LEN / 2));
+    let mut owner = None;
+    for up in ["n1", "n2"] {
+        let addr = addrs["upstreams"][up].as_str().unwrap().to_owned();
+        let (status, held) = send(&addr, second_half.clone(), &data[LEN / 2..]);
+        if let Some(held) = held {
+            assert_eq!(
+                (status, held.as_str()),
+                (416, "0"),
+                "{up} held the broken half"
+            );
+            owner = Some(addr);
+        }
+    }
+    let owner = owner.expect("an upstream knows the session");
+    let (status, held) = send(&owner, request(Some(&id), "Fragment", LEN), &data);
+    assert_eq!((status, held), (200, Some(LEN.to_string())));
+    assert_eq!(
+        delivered(&n1.app, "/upload/r.bin") + delivered(&n2.app, "/upload/r.bin"),
+        1
+    );
+    let (status, r) = crate::farm_cmd::control(&ctl, "POST", "/stop", "");
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(proxy.wait().unwrap().code(), Some(0));
+}
