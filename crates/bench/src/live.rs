@@ -174,6 +174,8 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
     };
     let root = dir.join("up");
     let _ = std::fs::remove_dir_all(&root);
+    // What earlier rounds left dirty goes to disk now, not during this round's timing.
+    rustix::fs::sync();
     let mut serve = Command::new(exe)
         .args([
             "serve",
