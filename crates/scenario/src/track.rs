@@ -333,8 +333,8 @@ impl Tracker {
         self.files.get_mut(file)
     }
 
-    fn push(&mut self, file: Option<String>, rec: &Record, trouble: bool) {
-        if let Some(t) = file.and_then(|f| self.files.get_mut(&f)) {
+    fn push(&mut self, file: Option<&str>, rec: &Record, trouble: bool) {
+        if let Some(t) = file.and_then(|f| self.files.get_mut(f)) {
             t.story.push(Step::At(rec.clone()));
             t.trouble |= trouble;
         }
@@ -370,14 +370,14 @@ impl Tracker {
                     t.sessions.push(session.clone());
                 }
                 self.session_file.insert(session.clone(), file.clone());
-                self.push(Some(file.clone()), rec, false);
+                self.push(Some(file), rec, false);
             }
             Event::SessionNotFound { session, .. } => {
                 let f = self.session_file.get(session).cloned();
-                self.push(f, rec, true);
+                self.push(f.as_deref(), rec, true);
             }
             Event::Forwarded { file, .. } | Event::CachedAckReplayed { file, .. } => {
-                self.push(Some(file.clone()), rec, false)
+                self.push(Some(file), rec, false)
             }
             Event::AppAnswered {
                 file,
@@ -390,7 +390,7 @@ impl Tracker {
                 if ok && self.answers_are_deliveries {
                     self.node_side_delivery(file, node, session, rec);
                 }
-                self.push(Some(file.clone()), rec, !ok);
+                self.push(Some(file), rec, !ok);
             }
             Event::Committed {
                 node,
@@ -400,7 +400,7 @@ impl Tracker {
                 if self.commits_are_deliveries {
                     self.node_side_delivery(file, node, session, rec);
                 }
-                self.push(Some(file.clone()), rec, false);
+                self.push(Some(file), rec, false);
             }
             Event::Delivered {
                 file,
@@ -426,7 +426,7 @@ impl Tracker {
                 } else if self.stream.is_some() && file.starts_with("/upload/") {
                     self.tally.late_delivery(*effect);
                 }
-                self.push(Some(file.clone()), rec, false);
+                self.push(Some(file), rec, false);
             }
             Event::SessionClosed { session, .. } => {
                 self.session_file.remove(session);
@@ -434,19 +434,19 @@ impl Tracker {
             Event::SessionCancelled { session, file, .. }
             | Event::SessionExpired { session, file, .. } => {
                 self.session_file.remove(session);
-                self.push(Some(file.clone()), rec, true);
+                self.push(Some(file), rec, true);
             }
             Event::JobState { job, state, .. } => {
                 if matches!(
                     state,
                     JobState::Transferred | JobState::Error | JobState::Acknowledged
                 ) {
-                    self.push(job_file(job), rec, *state == JobState::Error);
+                    self.push(job_file(job).as_deref(), rec, *state == JobState::Error);
                 }
             }
-            Event::HostIdLearned { job, .. } => self.push(job_file(job), rec, false),
+            Event::HostIdLearned { job, .. } => self.push(job_file(job).as_deref(), rec, false),
             Event::HostFallback { job, .. } | Event::UploadRestart { job, .. } => {
-                self.push(job_file(job), rec, true)
+                self.push(job_file(job).as_deref(), rec, true)
             }
             Event::ClientFailure {
                 job, target, error, ..
@@ -493,7 +493,7 @@ impl Tracker {
                         .and_then(|s| self.session_file.get(s).cloned())
                 });
                 match f {
-                    Some(f) => self.push(Some(f), rec, true),
+                    Some(f) => self.push(Some(&f), rec, true),
                     None => self.global.push(rec.clone()),
                 }
             }
@@ -504,7 +504,7 @@ impl Tracker {
                         .and_then(|s| self.session_file.get(s).cloned())
                 });
                 match f {
-                    Some(f) if self.files.contains(&f) => self.push(Some(f), rec, true),
+                    Some(f) if self.files.contains(&f) => self.push(Some(&f), rec, true),
                     _ => self.global.push(rec.clone()),
                 }
             }
