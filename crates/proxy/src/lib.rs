@@ -669,12 +669,10 @@ impl Inner {
         }
         // A body of a declared length within the limit is relayed as it arrives, so receiving
         // it and forwarding it overlap; the chunks are kept (shared) until the upstream's
-        // answer says how many of them it holds. Any other body is read whole first.
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
+        // answer says how many of them it holds. Any other body is read whole first. The
+        // length is hyper's, from the framing it reads the body by (not a header re-read).
+        let declared = hyper::body::Body::size_hint(&body)
+            .exact()
             .filter(|&n| n <= MAX_BODY);
         let (out_body, relay, read) = match declared {
             Some(len) => {

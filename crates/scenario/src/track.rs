@@ -164,9 +164,9 @@ impl Files {
     /// The file at `path`, made hot.
     fn get_mut(&mut self, path: &str) -> Option<&mut FileTrack> {
         if !self.hot.contains_key(path) {
-            let t = self.cold.remove(path)?;
+            let (key, t) = self.cold.remove_entry(path)?;
             self.hot_jobs.insert(t.job.clone(), t.file.clone());
-            self.hot.insert(path.to_owned(), t);
+            self.hot.insert(key, t);
         }
         self.hot.get_mut(path).map(|t| &mut **t)
     }
@@ -180,9 +180,9 @@ impl Files {
 
     /// The file's job ended: it goes cold.
     fn cool(&mut self, path: &str) {
-        if let Some(t) = self.hot.remove(path) {
+        if let Some((key, t)) = self.hot.remove_entry(path) {
             self.hot_jobs.remove(&t.job);
-            self.cold.insert(path.to_owned(), t);
+            self.cold.insert(key, t);
         }
     }
 
