@@ -428,13 +428,13 @@ impl Node {
     }
 
     /// Reads a fragment's body within the node's time and memory budgets; the chunks and the
-    /// permit that holds their room, or the Ack to answer.
+    /// room they hold, or the Ack to answer.
     async fn read_fragment(
         &self,
         f: &Fragment,
         body: Incoming,
         received: u64,
-    ) -> Result<(Vec<bytes::Bytes>, tokio::sync::OwnedSemaphorePermit), Ack> {
+    ) -> Result<(Vec<bytes::Bytes>, crate::Taken<'_>), Ack> {
         const P: Option<PacketType> = Some(PacketType::Fragment);
         let (id, range) = (f.session_id.as_str(), f.range);
         let refuse = |ack: Ack, why: &str| {
@@ -443,10 +443,8 @@ impl Node {
                 .with_session(id)
                 .with_received(received))
         };
-        let want = u32::try_from(kib(range.len()))
-            .unwrap_or(u32::MAX)
-            .min(u32::try_from(kib(self.cfg.max_buffered_bytes)).unwrap_or(u32::MAX));
-        let Ok(permit) = self.buffered.clone().try_acquire_many_owned(want) else {
+        let want = kib(range.len()).min(kib(self.cfg.max_buffered_bytes));
+        let Some(room) = self.buffered.take(want) else {
             // The body is not read: hyper closes the connection after this answer.
             return refuse(
                 busy(),
@@ -475,7 +473,7 @@ impl Node {
                 "fragment body shorter than Content-Length",
             );
         }
-        Ok((chunks, permit))
+        Ok((chunks, room))
     }
 
     /// NotifyCache: the application already has this upload; the final Ack, replayed.

@@ -76,8 +76,8 @@ pub struct Node {
     /// One lock per live session: a session's requests are handled one at a time, even when a
     /// client's retry overlaps its own earlier request. Lookup only; never iterated.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Fragment bodies being held in memory, in KiB permits (`max_buffered_bytes`).
-    buffered: Arc<tokio::sync::Semaphore>,
+    /// Fragment bodies being held in memory, in KiB (`max_buffered_bytes`).
+    buffered: Room,
     /// Open sessions (for `max_sessions`), counted from the store at boot.
     open_sessions: AtomicU64,
     /// Bytes held by open sessions (for `max_session_bytes`), counted from the store at boot.
@@ -90,9 +90,6 @@ impl Node {
     /// A node with these settings; fails if they cannot work together.
     pub fn new(cfg: NodeConfig, env: Env) -> Result<Arc<Node>, ConfigError> {
         cfg.validate()?;
-        let buffer_permits = usize::try_from(kib(cfg.max_buffered_bytes))
-            .unwrap_or(usize::MAX)
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Arc::new(Node {
             host_id: Mutex::new(cfg.host_id.clone()),
             // Every write passes the `storage-write` fault point.
@@ -102,7 +99,7 @@ impl Node {
             rng: Mutex::new(env.rng),
             clock: env.clock,
             locks: Mutex::default(),
-            buffered: Arc::new(tokio::sync::Semaphore::new(buffer_permits)),
+            buffered: Room::new(kib(cfg.max_buffered_bytes)),
             open_sessions: AtomicU64::new(0),
             held_bytes: AtomicU64::new(0),
             successor: Mutex::default(),
@@ -278,14 +275,21 @@ impl Node {
         }
     }
 
+    /// The session's lock, made on first use (the id is copied only then).
+    fn session_mutex(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.locks);
+        match locks.get(id) {
+            Some(m) => m.clone(),
+            None => locks.entry(id.to_owned()).or_default().clone(),
+        }
+    }
+
     fn try_lock_session(&self, id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let m = lock(&self.locks).entry(id.to_owned()).or_default().clone();
-        m.try_lock_owned().ok()
+        self.session_mutex(id).try_lock_owned().ok()
     }
 
     async fn lock_session(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let m = lock(&self.locks).entry(id.to_owned()).or_default().clone();
-        m.lock_owned().await
+        self.session_mutex(id).lock_owned().await
     }
 
     fn forget_lock(&self, id: &str) {
@@ -316,6 +320,43 @@ impl Node {
 }
 
 /// Bytes as KiB permits, rounded up.
+/// Room for what a node holds in memory, in units it counts (KiB of fragment bodies): taken
+/// before the thing is held, given back when its [`Taken`] drops. Nobody waits for room: a
+/// request that finds too little is refused at once, so a counter is all it needs.
+struct Room {
+    free: AtomicU64,
+}
+
+impl Room {
+    fn new(units: u64) -> Room {
+        Room {
+            free: AtomicU64::new(units),
+        }
+    }
+
+    /// `units` of room, or `None` if less is free.
+    fn take(&self, units: u64) -> Option<Taken<'_>> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| {
+                f.checked_sub(units)
+            })
+            .ok()
+            .map(|_| Taken { room: self, units })
+    }
+}
+
+/// Room taken from a [`Room`], given back on drop.
+struct Taken<'a> {
+    room: &'a Room,
+    units: u64,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.room.free.fetch_add(self.units, Ordering::AcqRel);
+    }
+}
+
 fn kib(bytes: u64) -> u64 {
     bytes.div_ceil(1024)
 }
