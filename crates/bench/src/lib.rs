@@ -554,12 +554,17 @@ pub fn run(
     if want(Section::Live) {
         let l = live::run(exe, &mut |r| {
             say(format!(
-                "live: 1 GiB {} in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), serve {:.1} MiB ({:.2} s CPU){}",
+                "live: 1 GiB {} in {:.1} s ({:.0} MB/s); peak RSS upload {:.1} MiB ({:.2} s CPU), {} {:.1} MiB ({:.2} s CPU){}",
                 r.notification,
                 r.wall_s,
                 r.mb_per_s,
                 r.upload_peak_rss_mib,
                 r.upload_cpu_s,
+                if r.notification == "via-farm" {
+                    "farm"
+                } else {
+                    "serve"
+                },
                 r.serve_peak_rss_mib,
                 r.serve_cpu_s,
                 match (r.proxy_peak_rss_mib, r.proxy_cpu_s) {
@@ -569,7 +574,7 @@ pub fn run(
             ))
         })?;
         say(format!(
-            "live: by reference {} MB/s by wall time, {} MB per CPU second; by value {} MB/s, {} MB per CPU second; through the proxy {} MB/s, {} MB per CPU second, {:.2}× straight to serve (target {})",
+            "live: by reference {} MB/s by wall time, {} MB per CPU second; by value {} MB/s, {} MB per CPU second; through the proxy {} MB/s, {} MB per CPU second, {:.2}× straight to serve; through the live farm {} MB/s, {} MB per CPU second, {:.2}× straight (target {})",
             l.by_reference_mb_per_s,
             l.by_reference_mb_per_cpu_s,
             l.by_value_mb_per_s,
@@ -577,6 +582,9 @@ pub fn run(
             l.via_proxy_mb_per_s,
             l.via_proxy_mb_per_cpu_s,
             l.via_proxy_over_direct,
+            l.via_farm_mb_per_s,
+            l.via_farm_mb_per_cpu_s,
+            l.via_farm_over_direct,
             l.target
         ));
         report.live = Some(l);

@@ -1,9 +1,10 @@
 //! `bench --only live`: a 1 GiB upload with a transaction id and 8 MiB fragments through
 //! `serve` (durable sessions under an upload root), on loopback, as two processes: by reference
-//! (the application opens the file), by value (the node sends it in the request body), and by
-//! reference through `bitsfarm proxy` (a third process), in interleaved rounds. Measures the
-//! throughput by wall time and per CPU second of all the processes, and each process's peak
-//! RSS (memory O(fragment), not O(file)).
+//! (the application opens the file), by value (the node sends it in the request body), by
+//! reference through `bitsfarm proxy` (a third process), and by reference through the live farm
+//! (`bitsfarm farm`: the shared address, a node's front, the node), in interleaved rounds.
+//! Measures the throughput by wall time and per CPU second of all the processes, and each
+//! process's peak RSS (memory O(fragment), not O(file)).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -24,7 +25,8 @@ const ROUNDS: usize = 5;
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LiveRound {
     /// How the node handed the file to the application: `by-reference` or `by-value`; or
-    /// `via-proxy`: by reference, the client uploading through `bitsfarm proxy`.
+    /// `via-proxy`: by reference, the client uploading through `bitsfarm proxy`; or `via-farm`:
+    /// by reference, to the shared address of `bitsfarm farm happy-path` (3 nodes, on disk).
     pub notification: String,
     /// Seconds from the first byte to the acknowledged job.
     pub wall_s: f64,
@@ -34,9 +36,10 @@ pub struct LiveRound {
     pub upload_peak_rss_mib: f64,
     /// `bitsfarm upload`'s CPU time (user + system), seconds.
     pub upload_cpu_s: f64,
-    /// `bitsfarm serve`'s peak RSS (node and application), MiB.
+    /// `bitsfarm serve`'s peak RSS (node and application), MiB; `via-farm`: `bitsfarm farm`'s
+    /// (its nodes, application and balancers).
     pub serve_peak_rss_mib: f64,
-    /// `bitsfarm serve`'s CPU time, seconds.
+    /// `bitsfarm serve`'s CPU time, seconds; `via-farm`: `bitsfarm farm`'s.
     pub serve_cpu_s: f64,
     /// `via-proxy`: `bitsfarm proxy`'s peak RSS, MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,12 +70,20 @@ pub struct Live {
     pub via_proxy_mb_per_cpu_s: Spread,
     /// Through the proxy over straight to `serve` (by reference), by wall time, per round.
     pub via_proxy_over_direct: Spread,
+    /// Through the live farm (by reference): MB/s by wall time.
+    pub via_farm_mb_per_s: Spread,
+    /// Through the live farm: MB per CPU second of both processes together.
+    pub via_farm_mb_per_cpu_s: Spread,
+    /// Through the live farm over straight to `serve` (by reference), by wall time, per round.
+    pub via_farm_over_direct: Spread,
     /// The largest peak RSS of `bitsfarm proxy`, MiB.
     pub proxy_peak_rss_mib_max: f64,
     /// The largest peak RSS of `bitsfarm upload`, MiB.
     pub upload_peak_rss_mib_max: f64,
     /// The largest peak RSS of `serve`, MiB.
     pub serve_peak_rss_mib_max: f64,
+    /// The largest peak RSS of `bitsfarm farm`, MiB.
+    pub farm_peak_rss_mib_max: f64,
     /// The target.
     pub target: String,
 }
@@ -152,18 +163,31 @@ fn start_proxy(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut lines = BufReader::new(proxy.stdout.take().context("proxy's stdout")?).lines();
+    match first_json_line(&mut proxy, "shared") {
+        Ok(shared) => Ok((proxy, shared)),
+        Err(e) => {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            Err(e)
+        }
+    }
+}
+
+/// The string at `key` of the JSON object a process (`bitsfarm proxy --json`, `bitsfarm farm
+/// --json`) prints first: its addresses. The rest of its output is read and dropped.
+fn first_json_line(child: &mut std::process::Child, key: &str) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
     let first = lines
         .next()
-        .context("the proxy ended before its addresses")??;
+        .context("the process ended before its addresses")??;
     let addrs: serde_json::Value =
-        serde_json::from_str(&first).context("the proxy's first line is its addresses")?;
-    let shared = addrs["shared"]
+        serde_json::from_str(&first).context("the first line is not the addresses")?;
+    let value = addrs[key]
         .as_str()
-        .context("no shared address in the proxy's first line")?
+        .with_context(|| format!("no {key} in the first line: {first}"))?
         .to_owned();
     std::thread::spawn(move || for _ in lines {});
-    Ok((proxy, shared))
+    Ok(value)
 }
 
 fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::Result<LiveRound> {
@@ -176,6 +200,9 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
     let _ = std::fs::remove_dir_all(&root);
     // What earlier rounds left dirty goes to disk now, not during this round's timing.
     rustix::fs::sync();
+    if kind == "via-farm" {
+        return farm_round(exe, dir, file, len, &root);
+    }
     let mut serve = Command::new(exe)
         .args([
             "serve",
@@ -220,16 +247,7 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
     let target = proxy
         .as_ref()
         .map_or(node.as_str(), |(_, shared)| shared.as_str());
-    let t = Instant::now();
-    let out = Command::new(exe)
-        .arg("upload")
-        .arg(file)
-        .arg(format!("http://{target}/bench/big.bin"))
-        .args(["--transaction-id", "--fragment-size", "8388608"])
-        .env("BITSFARM_PEAK_RSS", "1")
-        .env("RUST_LOG", "warn")
-        .output()?;
-    let wall_s = t.elapsed().as_secs_f64();
+    let (out, wall_s) = upload(exe, file, target)?;
     let serve_numbers = proc_numbers(serve.id());
     let proxy_numbers = proxy.as_ref().map(|(p, _)| proc_numbers(p.id()));
     for child in proxy
@@ -242,22 +260,8 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
         let _ = child.wait();
     }
     let proxy_numbers = proxy_numbers.transpose()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    anyhow::ensure!(out.status.success(), "the upload failed: {err}");
     let (serve_kib, serve_cpu) = serve_numbers?;
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("peak_rss_kib="))
-        .context("the upload reported no peak RSS")?;
-    let mut upload_kib = 0.0;
-    let mut upload_cpu = 0.0;
-    for kv in line.split_whitespace() {
-        match kv.split_once('=') {
-            Some(("peak_rss_kib", v)) => upload_kib = v.parse()?,
-            Some(("cpu_s", v)) => upload_cpu = v.parse()?,
-            _ => {}
-        }
-    }
+    let (upload_kib, upload_cpu) = upload_numbers(&out)?;
     Ok(LiveRound {
         notification: kind.to_owned(),
         wall_s,
@@ -271,8 +275,96 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
     })
 }
 
+/// `bitsfarm upload` of `file` to `target` (`host:port`): its output and the wall time.
+fn upload(exe: &Path, file: &Path, target: &str) -> anyhow::Result<(std::process::Output, f64)> {
+    let t = Instant::now();
+    let out = Command::new(exe)
+        .arg("upload")
+        .arg(file)
+        .arg(format!("http://{target}/bench/big.bin"))
+        .args(["--transaction-id", "--fragment-size", "8388608"])
+        .env("BITSFARM_PEAK_RSS", "1")
+        .env("RUST_LOG", "warn")
+        .output()?;
+    Ok((out, t.elapsed().as_secs_f64()))
+}
+
+/// The peak RSS (KiB) and CPU seconds an upload reported, or why it failed.
+fn upload_numbers(out: &std::process::Output) -> anyhow::Result<(f64, f64)> {
+    let err = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "the upload failed: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("peak_rss_kib="))
+        .context("the upload reported no peak RSS")?;
+    let mut upload_kib = 0.0;
+    let mut upload_cpu = 0.0;
+    for kv in line.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("peak_rss_kib", v)) => upload_kib = v.parse()?,
+            Some(("cpu_s", v)) => upload_cpu = v.parse()?,
+            _ => {}
+        }
+    }
+    Ok((upload_kib, upload_cpu))
+}
+
+/// A round through the live farm: `bitsfarm farm happy-path` (3 nodes, by reference, sessions
+/// under `root`, dedupe as `serve --dedupe`) serving outside clients, the upload to its shared
+/// address.
+fn farm_round(
+    exe: &Path,
+    dir: &Path,
+    file: &Path,
+    len: u64,
+    root: &Path,
+) -> anyhow::Result<LiveRound> {
+    let mut farm = Command::new(exe)
+        .args([
+            "farm",
+            "happy-path",
+            "--set",
+            "farm.notification=by-reference",
+            "--set",
+            "backend.dedupe=true",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "none",
+            "--json",
+            "--upload-root",
+        ])
+        .arg(root)
+        .arg("-o")
+        .arg(dir.join("farm-report"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let run = first_json_line(&mut farm, "shared").and_then(|shared| {
+        let (out, wall_s) = upload(exe, file, &shared)?;
+        Ok((out, wall_s, proc_numbers(farm.id())?))
+    });
+    let _ = farm.kill();
+    let _ = farm.wait();
+    let (out, wall_s, (farm_kib, farm_cpu)) = run?;
+    let (upload_kib, upload_cpu) = upload_numbers(&out)?;
+    Ok(LiveRound {
+        notification: "via-farm".to_owned(),
+        wall_s,
+        mb_per_s: len as f64 / 1e6 / wall_s,
+        upload_peak_rss_mib: upload_kib / 1024.0,
+        upload_cpu_s: upload_cpu,
+        serve_peak_rss_mib: farm_kib as f64 / 1024.0,
+        serve_cpu_s: farm_cpu,
+        proxy_peak_rss_mib: None,
+        proxy_cpu_s: None,
+    })
+}
+
 /// Runs the benchmark: one untimed upload of each kind, then [`ROUNDS`] rounds of a 1 GiB
-/// upload by reference, as many by value and as many through the proxy, interleaved (the order
+/// upload by reference, as many by value, through the proxy and through the live farm,
+/// interleaved (the order
 /// rotates each round), each upload telling `say` its numbers.
 pub fn run(exe: &Path, say: &mut dyn FnMut(&LiveRound)) -> anyhow::Result<Live> {
     let len: u64 = 1 << 30;
@@ -280,7 +372,7 @@ pub fn run(exe: &Path, say: &mut dyn FnMut(&LiveRound)) -> anyhow::Result<Live> 
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("big.bin");
     write_test_file(&file, len)?;
-    let kinds = ["by-reference", "by-value", "via-proxy"];
+    let kinds = ["by-reference", "by-value", "via-proxy", "via-farm"];
     // One untimed upload of each kind first: the page cache, the file's pages and the binary
     // warm, as for the simulated benchmarks' contenders.
     let rounds: anyhow::Result<Vec<LiveRound>> = kinds
@@ -318,27 +410,34 @@ pub fn run(exe: &Path, say: &mut dyn FnMut(&LiveRound)) -> anyhow::Result<Live> 
             .map(|r| r.mb_per_s)
             .collect()
     };
-    let ratios = of_kind(kinds[2])
-        .iter()
-        .zip(of_kind(kinds[0]))
-        .map(|(proxy, direct)| proxy / direct)
-        .collect();
+    let over_direct = |kind: &str| {
+        Spread::of(
+            of_kind(kind)
+                .iter()
+                .zip(of_kind(kinds[0]))
+                .map(|(other, direct)| other / direct)
+                .collect(),
+        )
+    };
+    let peak =
+        |f: &dyn Fn(&LiveRound) -> Option<f64>| rounds.iter().filter_map(f).fold(0.0, f64::max);
     Ok(Live {
-        workload: "1 GiB file, --transaction-id, 8 MiB fragments, serve --dedupe with durable sessions under --upload-root, loopback; straight to serve and through bitsfarm proxy".into(),
+        workload: "1 GiB file, --transaction-id, 8 MiB fragments, serve --dedupe with durable sessions under --upload-root, loopback; straight to serve, through bitsfarm proxy, and through bitsfarm farm happy-path (shared address, node front, node)".into(),
         by_reference_mb_per_s: spread(kinds[0], &|r| r.mb_per_s),
         by_reference_mb_per_cpu_s: spread(kinds[0], &per_cpu),
         by_value_mb_per_s: spread(kinds[1], &|r| r.mb_per_s),
         by_value_mb_per_cpu_s: spread(kinds[1], &per_cpu),
         via_proxy_mb_per_s: spread(kinds[2], &|r| r.mb_per_s),
         via_proxy_mb_per_cpu_s: spread(kinds[2], &per_cpu),
-        via_proxy_over_direct: Spread::of(ratios),
-        proxy_peak_rss_mib_max: rounds
-            .iter()
-            .filter_map(|r| r.proxy_peak_rss_mib)
-            .fold(0.0, f64::max),
-        upload_peak_rss_mib_max: rounds.iter().map(|r| r.upload_peak_rss_mib).fold(0.0, f64::max),
-        serve_peak_rss_mib_max: rounds.iter().map(|r| r.serve_peak_rss_mib).fold(0.0, f64::max),
+        via_proxy_over_direct: over_direct(kinds[2]),
+        via_farm_mb_per_s: spread(kinds[3], &|r| r.mb_per_s),
+        via_farm_mb_per_cpu_s: spread(kinds[3], &per_cpu),
+        via_farm_over_direct: over_direct(kinds[3]),
+        proxy_peak_rss_mib_max: peak(&|r| r.proxy_peak_rss_mib),
+        upload_peak_rss_mib_max: peak(&|r| Some(r.upload_peak_rss_mib)),
+        serve_peak_rss_mib_max: peak(&|r| (r.notification != kinds[3]).then_some(r.serve_peak_rss_mib)),
+        farm_peak_rss_mib_max: peak(&|r| (r.notification == kinds[3]).then_some(r.serve_peak_rss_mib)),
         rounds,
-        target: ">= 500 MB/s by reference, comparable through the proxy, < 256 MiB peak RSS in each process".into(),
+        target: ">= 500 MB/s by reference, comparable through the proxy and the live farm, < 256 MiB peak RSS in each process".into(),
     })
 }
