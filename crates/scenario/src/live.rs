@@ -2,8 +2,11 @@
 //! simulation ([`crate::farm`]) over a [`Network`] of TCP: every host listens on a loopback
 //! port of its own behind a single-member [`live::Balancer`] (its front, on the address the
 //! farm gives it: so a crash can reset or silence its connections and close its port), and the
-//! shared address `farm` is a balancer over the nodes with the scenario's policy. Hosts reach
-//! each other by name, or by the address they advertise, through [`NameConnect`].
+//! shared address `farm` is a balancer over the nodes with the scenario's policy. The shared
+//! address forwards to a node's own port, not to its front (one relay between a client and a
+//! node, not two; a crash is told to both balancers, so either resets or silences what it
+//! forwards). Hosts reach each other by name, or by the address they advertise, through
+//! [`NameConnect`].
 //!
 //! The network keeps a handle on every connection a host accepted (numbered across the farm:
 //! `drop-response` cuts the node's side of one, so the client never hears the answer) and on
@@ -57,6 +60,9 @@ struct Inner {
     unclaimed: BTreeMap<String, std::net::TcpListener>,
     /// The single-member balancer in front of each host.
     fronts: BTreeMap<String, live::Balancer>,
+    /// Each host's own port in its current life (behind its front), where the shared address
+    /// forwards.
+    listening: BTreeMap<String, SocketAddr>,
     /// The shared address's balancer and its members.
     shared: Option<(live::Balancer, Vec<String>)>,
     up: BTreeSet<String>,
@@ -399,6 +405,7 @@ impl Network for LiveNet {
         let mut inner = self.lock();
         *inner.boots.entry(host.to_owned()).or_default() += 1;
         inner.up.insert(host.to_owned());
+        inner.listening.insert(host.to_owned(), addr);
         match inner.fronts.get(host) {
             Some(front) => front.up(host, Some(addr)),
             None => {
@@ -426,7 +433,7 @@ impl Network for LiveNet {
         if let Some((shared, members)) = &inner.shared
             && members.iter().any(|m| m == host)
         {
-            shared.up(host, None);
+            shared.up(host, Some(addr));
         }
         let tls = inner
             .tls
@@ -463,7 +470,7 @@ impl Network for LiveNet {
         let mut inner = self.lock();
         let targets: Vec<(String, SocketAddr)> = members
             .iter()
-            .filter_map(|m| inner.addrs.get(m).map(|a| (m.clone(), *a)))
+            .filter_map(|m| inner.listening.get(m).map(|a| (m.clone(), *a)))
             .collect();
         let seed = u64::from(std::process::id());
         let shared = live::Balancer::new(policy, &targets, seed);
