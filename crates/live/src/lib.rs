@@ -10,7 +10,7 @@
 //! connections that follow a `BITS-Host-Id` can be cut too.
 //!
 //! **Invariants.** Every forwarded connection is a task the balancer owns; memory per
-//! connection is two fixed copy buffers; connecting to a member has a timeout; accept errors
+//! connection is two fixed copy buffers (256 KiB toward the member, 16 KiB back); connecting to a member has a timeout; accept errors
 //! that concern one connection or a passing lack of resources (`EMFILE`, ...) are waited out
 //! (`transport::tcp::accept_patiently`), never the end of the balancer.
 
