@@ -380,7 +380,7 @@ impl Storage for DiskStore {
 
     fn save(&self, rec: &SessionRecord) -> Result<(), StorageError> {
         if !valid_session_id(&rec.id) {
-            return Err(StorageError::NoSession(rec.id.clone()));
+            return Err(StorageError::NoSession(rec.id.to_string()));
         }
         let dir = open_or_create_dir(self.sessions_dir()?, &rec.id)?;
         let json =

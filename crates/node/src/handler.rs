@@ -295,7 +295,7 @@ impl Node {
         probe::emit(&*self.probe, || Event::SessionCreated {
             node: self.cfg.name.clone(),
             session: id.clone(),
-            file: rec.path.clone(),
+            file: rec.path.to_string(),
         });
         let at = At {
             conn,
@@ -368,7 +368,7 @@ impl Node {
         probe::emit(&*self.probe, || Event::FragmentAcked {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
-            file: rec.path.clone(),
+            file: rec.path.to_string(),
             start: range.start,
             end: range.end,
             total: range.total,
@@ -481,10 +481,10 @@ impl Node {
         tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "final ack replayed from cache");
         probe::emit(&*self.probe, || Event::CachedAckReplayed {
             node: self.cfg.name.clone(),
-            session: rec.id.clone(),
-            file: rec.path.clone(),
+            session: rec.id.to_string(),
+            file: rec.path.to_string(),
         });
-        let mut ack = Ack::ok().with_session(&rec.id).with_received(rec.received);
+        let mut ack = Ack::ok().with_session(&*rec.id).with_received(rec.received);
         ack.reply_url = cached.reply_url;
         ack
     }
@@ -521,7 +521,7 @@ impl Node {
                     }
                     // The session stays in RECEIVE_FRAGMENTS: a retried final fragment
                     // notifies again.
-                    Err(ack) => return ack.with_session(&id).with_received(total),
+                    Err(ack) => return ack.with_session(&*id).with_received(total),
                 }
             }
         };
@@ -537,7 +537,7 @@ impl Node {
         if let Some(ack) = self.checkpoint(FaultPoint::FinalAckReady, at).await {
             return ack;
         }
-        let mut ack = Ack::ok().with_session(&id).with_received(total);
+        let mut ack = Ack::ok().with_session(&*id).with_received(total);
         ack.reply_url = cached.reply_url;
         ack
     }
@@ -550,7 +550,7 @@ impl Node {
         let refuse = |ack: Ack, why: &str| {
             Err(self
                 .reject(Some(PacketType::Fragment), ack, why)
-                .with_session(&rec.id))
+                .with_session(&*rec.id))
         };
         let denied = || Ack::error(403, HResult::ACCESS_DENIED, ErrorContext::REMOTE_FILE);
         match self
@@ -561,8 +561,8 @@ impl Node {
                 tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "committed to destination");
                 probe::emit(&*self.probe, || Event::Committed {
                     node: self.cfg.name.clone(),
-                    session: rec.id.clone(),
-                    file: rec.path.clone(),
+                    session: rec.id.to_string(),
+                    file: rec.path.to_string(),
                 });
             }
             // The node died after placing the file and before recording it: the file at the
@@ -614,7 +614,7 @@ impl Node {
         probe::emit(&*self.probe, || Event::SessionClosed {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
-            file: rec.path.clone(),
+            file: rec.path.to_string(),
             complete,
         });
         let at = At {
@@ -654,7 +654,7 @@ impl Node {
         probe::emit(&*self.probe, || Event::SessionCancelled {
             node: self.cfg.name.clone(),
             session: id.to_owned(),
-            file: rec.path,
+            file: rec.path.to_string(),
         });
         Ack::ok().with_session(id)
     }

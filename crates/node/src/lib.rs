@@ -223,8 +223,8 @@ impl Node {
                 tracing::info!(node = %self.cfg.name, session = %rec.id, file = %rec.path, "session expired");
                 probe::emit(&*self.probe, || Event::SessionExpired {
                     node: self.cfg.name.clone(),
-                    session: rec.id.clone(),
-                    file: rec.path.clone(),
+                    session: rec.id.to_string(),
+                    file: rec.path.to_string(),
                 });
             }
             drop(guard);

@@ -69,8 +69,8 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
     tracing::info!(node = %cfg.name, session = %rec.id, file = %rec.path, app = %target.authority, bytes = total, "forwarding to the application");
     probe::emit(&*node.probe, || Event::Forwarded {
         node: cfg.name.clone(),
-        session: rec.id.clone(),
-        file: rec.path.clone(),
+        session: rec.id.to_string(),
+        file: rec.path.to_string(),
         bytes: total,
     });
     let deadline = probe::clock::secs(cfg.app_deadline_s);
@@ -93,8 +93,8 @@ pub(crate) async fn notify(node: &Node, rec: &SessionRecord) -> Result<Accepted,
     let answered = |status: Option<u16>, error: Option<String>| {
         probe::emit(&*node.probe, || Event::AppAnswered {
             node: cfg.name.clone(),
-            session: rec.id.clone(),
-            file: rec.path.clone(),
+            session: rec.id.to_string(),
+            file: rec.path.to_string(),
             status,
             error,
         });
@@ -213,7 +213,7 @@ mod tests {
             id: "{s}".into(),
             path: "/dir/file.asp".into(),
             original_url: url.into(),
-            query: query.map(str::to_owned),
+            query: query.map(Into::into),
             content_name: None,
             total: Some(0),
             received: 0,

@@ -7,6 +7,7 @@
 
 use protocol::{Ack, ByteRange, ErrorContext, HResult, packet::Fragment};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The Ack a node replays when a final fragment arrives again after the application was
 /// notified (MC-BUP's `NotifyCache`).
@@ -29,20 +30,21 @@ pub enum Phase {
     Notified(CachedAck),
 }
 
-/// A session's state, as stored.
+/// A session's state, as stored. Its text never changes once set, and is shared: a copy of the
+/// record (the node reads one per request) costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "StoredRecord", into = "StoredRecord")]
 pub struct SessionRecord {
     /// `BITS-Session-Id`.
-    pub id: String,
+    pub id: Arc<str>,
     /// The upload's decoded URL path (`/upload/a.bin`): the file's identity.
-    pub path: String,
+    pub path: Arc<str>,
     /// The job's remote URL as the client sent it (`http://farm/upload/a.bin?x=1`).
-    pub original_url: String,
+    pub original_url: Arc<str>,
     /// The query string of the remote URL, appended to the notification URL.
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
     /// `Content-Name` of the first fragment.
-    pub content_name: Option<String>,
+    pub content_name: Option<Arc<str>>,
     /// Upload size, known from the first fragment.
     pub total: Option<u64>,
     /// Bytes held: the next byte the node wants.
@@ -65,10 +67,10 @@ impl SessionRecord {
         now_ms: u64,
     ) -> SessionRecord {
         SessionRecord {
-            id,
-            path,
-            original_url,
-            query,
+            id: id.into(),
+            path: path.into(),
+            original_url: original_url.into(),
+            query: query.map(Into::into),
             content_name: None,
             total: None,
             received: 0,
@@ -141,11 +143,11 @@ impl From<StoredRecord> for SessionRecord {
             (None, false) => Phase::Receiving,
         };
         SessionRecord {
-            id: s.id,
-            path: s.path,
-            original_url: s.original_url,
-            query: s.query,
-            content_name: s.content_name,
+            id: s.id.into(),
+            path: s.path.into(),
+            original_url: s.original_url.into(),
+            query: s.query.map(Into::into),
+            content_name: s.content_name.map(Into::into),
             total: s.total,
             received: s.received,
             phase,
@@ -163,11 +165,11 @@ impl From<SessionRecord> for StoredRecord {
             Phase::Notified(ack) => (true, Some(ack)),
         };
         StoredRecord {
-            id: r.id,
-            path: r.path,
-            original_url: r.original_url,
-            query: r.query,
-            content_name: r.content_name,
+            id: r.id.to_string(),
+            path: r.path.to_string(),
+            original_url: r.original_url.to_string(),
+            query: r.query.as_deref().map(str::to_owned),
+            content_name: r.content_name.as_deref().map(str::to_owned),
             total: r.total,
             received: r.received,
             upload_complete,
@@ -336,7 +338,7 @@ pub(crate) fn on_fragment(
 pub(crate) fn apply(rec: &mut SessionRecord, f: &Fragment, take: &Take, now_ms: u64) {
     if rec.total.is_none() {
         rec.total = Some(f.range.total);
-        rec.content_name = f.content_name.clone();
+        rec.content_name = f.content_name.as_deref().map(Into::into);
     }
     if take.append_from.is_some() {
         rec.received = take.received;

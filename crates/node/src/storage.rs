@@ -269,7 +269,13 @@ impl Storage for MemStore {
     }
 
     fn save(&self, rec: &SessionRecord) -> Result<(), StorageError> {
-        self.lock().sessions.entry(rec.id.clone()).or_default().rec = Some(rec.clone());
+        let mut inner = self.lock();
+        // The id is copied only for a session stored the first time.
+        if let Some(s) = inner.sessions.get_mut(&*rec.id) {
+            s.rec = Some(rec.clone());
+        } else {
+            inner.sessions.entry(rec.id.to_string()).or_default().rec = Some(rec.clone());
+        }
         Ok(())
     }
 
