@@ -64,7 +64,8 @@ pub struct Progress {
 /// The owner's handle on a running job.
 #[derive(Clone)]
 pub struct JobControl {
-    progress: watch::Receiver<Progress>,
+    /// Shared by the control's copies, so that they count as one receiver (`Engine::update`).
+    progress: Arc<watch::Receiver<Progress>>,
     cancel: Arc<watch::Sender<bool>>,
 }
 
@@ -76,7 +77,7 @@ impl JobControl {
 
     /// A receiver of progress updates.
     pub fn progress(&self) -> watch::Receiver<Progress> {
-        self.progress.clone()
+        (*self.progress).clone()
     }
 }
 
@@ -229,7 +230,7 @@ impl Job {
         });
         let (cancel_tx, cancel) = watch::channel(false);
         let control = JobControl {
-            progress: progress_rx,
+            progress: Arc::new(progress_rx),
             cancel: Arc::new(cancel_tx),
         };
         Ok(Job {
@@ -435,13 +436,26 @@ impl<'j> Engine<'j> {
     }
 
     fn publish(&self) {
-        self.job.progress.send_modify(|p| {
+        self.update(|p| {
             p.state = self.state;
             p.acknowledged = self.up.acknowledged;
             p.total = self.up.total;
             if self.state != JobState::TransientError {
                 p.retry_at = None;
             }
+        });
+    }
+
+    /// Changes the progress the job's owner sees. Waking watchers costs eight locks (tokio's
+    /// watch notifies in shards), on every state change and acknowledged fragment; with no
+    /// receiver but the controls' own (kept to hand out copies, never awaited), the value is
+    /// changed without waking anyone: a copy taken later reads it, and is woken by the
+    /// changes after it.
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        let watched = self.job.progress.receiver_count() > 1;
+        self.job.progress.send_if_modified(|p| {
+            change(p);
+            watched
         });
     }
 
@@ -742,7 +756,7 @@ impl<'j> Engine<'j> {
                 }
                 Retry::GiveUpAt(at) => {
                     let last: std::sync::Arc<str> = why.into();
-                    self.job.progress.send_modify(|p| {
+                    self.update(|p| {
                         p.last_error = Some(last);
                         p.retry_at = Some(at);
                         p.giving_up = true;
@@ -755,7 +769,7 @@ impl<'j> Engine<'j> {
                 }
             };
         let last: std::sync::Arc<str> = why.into();
-        self.job.progress.send_modify(|p| {
+        self.update(|p| {
             p.last_error = Some(last);
             p.retry_at = Some(Instant::now() + delay);
             p.giving_up = false;

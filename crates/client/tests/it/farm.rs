@@ -349,3 +349,40 @@ async fn upload_reply_jobs_download_the_reply_before_closing() {
     assert_eq!(reply["len"], 700);
     assert!(report.closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn progress_nobody_watches_is_still_kept_and_a_late_watcher_is_woken() {
+    // The job wakes no one while only its controls (which hand out receivers, never await)
+    // hold the progress: a receiver taken later still reads the latest value, and is woken by
+    // the changes after it.
+    let mut farm = Farm::start(TestProbe::quiet(), BackendConfig::default()).await;
+    let n = farm.node("node-a", false, TestProbe::quiet(), |_| {}).await;
+    let cfg = JobConfig {
+        fragment_size: 1000,
+        ..job_config(&n.addr, "/late.bin")
+    };
+    let job = make_job(cfg, data(5000, 3), TestProbe::quiet());
+    let control = job.control();
+    let copy = control.clone();
+    let run = tokio::spawn(job.run());
+    // Let the job get going unwatched (bounded: an update lost would otherwise spin here).
+    for _ in 0..100_000 {
+        if control.progress().borrow().acknowledged > 0 || run.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut late = copy.progress();
+    let seen = late.borrow().acknowledged;
+    assert!(seen > 0 && seen < 5000, "taken midway: {seen}");
+    late.wait_for(|p| p.state == JobState::Acknowledged)
+        .await
+        .expect("woken by the changes after it was taken");
+    let report = run.await.unwrap();
+    assert_eq!(report.state, JobState::Acknowledged, "{report:?}");
+    let last = control.progress().borrow().clone();
+    assert_eq!(
+        (last.state, last.acknowledged),
+        (JobState::Acknowledged, 5000)
+    );
+}
