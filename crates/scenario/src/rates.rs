@@ -80,13 +80,39 @@ fn per_million(x: u64, n: u64) -> Interval {
 /// Upload times (first attempt to the job's end), in milliseconds, as an HDR histogram (3
 /// significant digits); in JSON the non-empty buckets as `[value_ms, count]` pairs, so runs and
 /// sweep shards merge exactly.
-#[derive(Debug, Clone)]
-pub struct UploadTimes(hdrhistogram::Histogram<u64>);
+///
+/// A run has a few uploads, and a histogram of millisecond times up to minutes is an array of
+/// ~11,000 buckets, allocated, copied and walked whole by every merge and quantile: up to
+/// [`FEW`] times are kept as they are, and every answer (quantiles, buckets) is computed from
+/// them with the histogram's own bucket arithmetic, so it is the histogram's answer.
+#[derive(Debug, Clone, Default)]
+pub struct UploadTimes {
+    /// The times, while there are at most [`FEW`] (each below [`FEW_MAX_MS`]) and no histogram.
+    few: Vec<u64>,
+    /// Every time, once there were more.
+    hist: Option<hdrhistogram::Histogram<u64>>,
+}
 
-impl Default for UploadTimes {
-    fn default() -> Self {
-        UploadTimes(hdrhistogram::Histogram::new(3).expect("3 significant digits is valid"))
+/// Most times an [`UploadTimes`] keeps as they are.
+const FEW: usize = 64;
+/// Times kept as they are are below this (about 35 years): a histogram could cap one above.
+const FEW_MAX_MS: u64 = 1 << 40;
+
+fn new_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new(3).expect("3 significant digits is valid")
+}
+
+fn record(h: &mut hdrhistogram::Histogram<u64>, ms: u64, n: u64) {
+    // The histogram grows to fit; past its largest trackable value a time is capped.
+    if h.record_n(ms, n).is_err() {
+        h.saturating_record_n(ms, n);
     }
+}
+
+thread_local! {
+    /// A histogram of the shape [`UploadTimes`] uses, for its bucket arithmetic only (which
+    /// depends on the shape, not on the counts or the range recorded so far).
+    static SHAPE: hdrhistogram::Histogram<u64> = new_histogram();
 }
 
 impl PartialEq for UploadTimes {
@@ -98,37 +124,91 @@ impl PartialEq for UploadTimes {
 impl UploadTimes {
     /// Adds one time.
     pub fn add_ms(&mut self, ms: u64) {
-        // The histogram grows to fit; past its largest trackable value a time is capped.
-        if self.0.record(ms).is_err() {
-            self.0.saturating_record(ms);
+        match &mut self.hist {
+            Some(h) => record(h, ms, 1),
+            None if ms < FEW_MAX_MS && self.few.len() < FEW => self.few.push(ms),
+            None => record(self.histogram_mut(), ms, 1),
         }
+    }
+
+    /// The histogram, made from the times kept so far if there is none yet.
+    fn histogram_mut(&mut self) -> &mut hdrhistogram::Histogram<u64> {
+        self.hist.get_or_insert_with(|| {
+            let mut h = new_histogram();
+            for ms in self.few.drain(..) {
+                record(&mut h, ms, 1);
+            }
+            h
+        })
     }
 
     /// Adds another histogram.
     pub fn merge(&mut self, other: &UploadTimes) {
-        // Auto-resizing histograms cannot fail to add.
-        let _ = self.0.add(&other.0);
+        for &ms in &other.few {
+            self.add_ms(ms);
+        }
+        if let Some(o) = &other.hist {
+            // Auto-resizing histograms cannot fail to add.
+            let _ = self.histogram_mut().add(o);
+        }
     }
 
     /// Times counted.
     pub fn count(&self) -> u64 {
-        self.0.len()
+        self.few.len() as u64 + self.hist.as_ref().map_or(0, |h| h.len())
+    }
+
+    /// The times kept as they are, sorted.
+    fn few_sorted(&self) -> Vec<u64> {
+        let mut few = self.few.clone();
+        few.sort_unstable();
+        few
     }
 
     /// Quantile `q` (0–1), seconds; 0 when empty.
     pub fn quantile_s(&self, q: f64) -> f64 {
-        if self.0.is_empty() {
-            0.0
-        } else {
-            self.0.value_at_quantile(q) as f64 / 1000.0
-        }
+        let ms = match &self.hist {
+            Some(h) if !h.is_empty() => h.value_at_quantile(q),
+            Some(_) => return 0.0,
+            None if self.few.is_empty() => return 0.0,
+            None => {
+                // As `Histogram::value_at_quantile`: the bucket where the count reaches
+                // ceil(q × total) (at least 1), by its highest (q = 0: lowest) equivalent.
+                let few = self.few_sorted();
+                let q = q.min(1.0);
+                let at = ((q * few.len() as f64).ceil() as usize).clamp(1, few.len());
+                let v = few[at - 1];
+                SHAPE.with(|s| {
+                    if q == 0.0 {
+                        s.lowest_equivalent(v)
+                    } else {
+                        s.highest_equivalent(v)
+                    }
+                })
+            }
+        };
+        ms as f64 / 1000.0
     }
 
     fn pairs(&self) -> Vec<(u64, u64)> {
-        self.0
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect()
+        match &self.hist {
+            Some(h) => h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+            // As `iter_recorded`: each bucket holding times, by its highest equivalent.
+            None => SHAPE.with(|s| {
+                let mut pairs: Vec<(u64, u64)> = Vec::new();
+                for v in self.few_sorted() {
+                    let top = s.highest_equivalent(v);
+                    match pairs.last_mut() {
+                        Some((last, n)) if *last == top => *n += 1,
+                        _ => pairs.push((top, 1)),
+                    }
+                }
+                pairs
+            }),
+        }
     }
 }
 
@@ -142,9 +222,10 @@ impl<'de> Deserialize<'de> for UploadTimes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let pairs: Vec<(u64, u64)> = Vec::deserialize(d)?;
         let mut t = UploadTimes::default();
-        for (v, c) in pairs {
-            if t.0.record_n(v, c).is_err() {
-                t.0.saturating_record_n(v, c);
+        if !pairs.is_empty() {
+            let h = t.histogram_mut();
+            for (v, c) in pairs {
+                record(h, v, c);
             }
         }
         Ok(t)
@@ -357,11 +438,23 @@ impl Rates {
     /// The rates of several runs pooled (one run: Wilson intervals).
     pub fn pooled(runs: &[RunCounts<'_>]) -> Rates {
         let mut m = Metrics::default();
-        let mut times = UploadTimes::default();
+        // One run's times are its own histogram; several runs' are merged into a new one
+        // (a merge walks the whole bucket array, and a fresh histogram allocates one).
+        let merged;
+        let times = match runs {
+            [one] => one.times,
+            _ => {
+                let mut all = UploadTimes::default();
+                for r in runs {
+                    all.merge(r.times);
+                }
+                merged = all;
+                &merged
+            }
+        };
         let mut causes: BTreeMap<String, CauseCount> = BTreeMap::new();
         for r in runs {
             m.add(r.metrics);
-            times.merge(r.times);
             for (k, c) in r.causes {
                 let e = causes.entry(k.clone()).or_default();
                 e.deliveries += c.deliveries;
@@ -450,7 +543,7 @@ impl Rates {
             } else {
                 m.bytes_resent as f64 / n as f64
             },
-            upload_time_s: Percentiles::of(&times),
+            upload_time_s: Percentiles::of(times),
             causes: cause_rates,
         }
     }
@@ -699,5 +792,68 @@ mod tests {
             "{}",
             a.quantile_s(0.5)
         );
+    }
+
+    /// What an [`UploadTimes`] answers must be what one histogram of all its times answers,
+    /// whether it kept them as they are, in a histogram, or merged from both kinds.
+    fn same_as_one_histogram(t: &UploadTimes, all: &[u64]) {
+        let mut h = new_histogram();
+        for &ms in all {
+            record(&mut h, ms, 1);
+        }
+        let pairs: Vec<(u64, u64)> = h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        assert_eq!(t.pairs(), pairs, "{all:?}");
+        assert_eq!(t.count(), all.len() as u64);
+        for q in [0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            let want = if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            };
+            assert_eq!(
+                t.quantile_s(q).to_bits(),
+                want.to_bits(),
+                "q {q} of {all:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_few_times_kept_as_they_are_answer_as_the_histogram_would() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..300 {
+            // From none to past FEW, over the scales of real runs (ms to days), with repeats
+            // and bucket neighbours.
+            let n = rng.random_range(0..=FEW + 8);
+            let scale = 10u64.pow(rng.random_range(0..=9));
+            let times: Vec<u64> = (0..n).map(|_| rng.random_range(0..=scale)).collect();
+            let mut t = UploadTimes::default();
+            for &ms in &times {
+                t.add_ms(ms);
+            }
+            assert_eq!(t.hist.is_some(), n > FEW, "round {round}");
+            same_as_one_histogram(&t, &times);
+            // Merged: few into few, few into a histogram, a histogram into few.
+            let more: Vec<u64> = (0..rng.random_range(0..=FEW))
+                .map(|_| rng.random_range(0..=scale))
+                .collect();
+            let mut u = UploadTimes::default();
+            for &ms in &more {
+                u.add_ms(ms);
+            }
+            let both: Vec<u64> = times.iter().chain(&more).copied().collect();
+            let mut a = t.clone();
+            a.merge(&u);
+            same_as_one_histogram(&a, &both);
+            let mut b = u.clone();
+            b.merge(&t);
+            same_as_one_histogram(&b, &both);
+            let back: UploadTimes =
+                serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+            assert_eq!(back, a);
+        }
     }
 }
