@@ -259,19 +259,37 @@ fn round(exe: &Path, dir: &Path, file: &Path, len: u64, kind: &str) -> anyhow::R
         let _ = child.kill();
         let _ = child.wait();
     }
-    let proxy_numbers = proxy_numbers.transpose()?;
-    let (serve_kib, serve_cpu) = serve_numbers?;
-    let (upload_kib, upload_cpu) = upload_numbers(&out)?;
+    live_round(
+        kind,
+        len,
+        wall_s,
+        &out,
+        serve_numbers?,
+        proxy_numbers.transpose()?,
+    )
+}
+
+/// A round's numbers: the upload's (from its output), the server's (`serve` or `farm`) and the
+/// proxy's (peak RSS in KiB, CPU seconds).
+fn live_round(
+    kind: &str,
+    len: u64,
+    wall_s: f64,
+    upload: &std::process::Output,
+    (server_kib, server_cpu): (u64, f64),
+    proxy: Option<(u64, f64)>,
+) -> anyhow::Result<LiveRound> {
+    let (upload_kib, upload_cpu) = upload_numbers(upload)?;
     Ok(LiveRound {
         notification: kind.to_owned(),
         wall_s,
         mb_per_s: len as f64 / 1e6 / wall_s,
         upload_peak_rss_mib: upload_kib / 1024.0,
         upload_cpu_s: upload_cpu,
-        serve_peak_rss_mib: serve_kib as f64 / 1024.0,
-        serve_cpu_s: serve_cpu,
-        proxy_peak_rss_mib: proxy_numbers.map(|(kib, _)| kib as f64 / 1024.0),
-        proxy_cpu_s: proxy_numbers.map(|(_, cpu)| cpu),
+        serve_peak_rss_mib: server_kib as f64 / 1024.0,
+        serve_cpu_s: server_cpu,
+        proxy_peak_rss_mib: proxy.map(|(kib, _)| kib as f64 / 1024.0),
+        proxy_cpu_s: proxy.map(|(_, cpu)| cpu),
     })
 }
 
@@ -347,25 +365,13 @@ fn farm_round(
     });
     let _ = farm.kill();
     let _ = farm.wait();
-    let (out, wall_s, (farm_kib, farm_cpu)) = run?;
-    let (upload_kib, upload_cpu) = upload_numbers(&out)?;
-    Ok(LiveRound {
-        notification: "via-farm".to_owned(),
-        wall_s,
-        mb_per_s: len as f64 / 1e6 / wall_s,
-        upload_peak_rss_mib: upload_kib / 1024.0,
-        upload_cpu_s: upload_cpu,
-        serve_peak_rss_mib: farm_kib as f64 / 1024.0,
-        serve_cpu_s: farm_cpu,
-        proxy_peak_rss_mib: None,
-        proxy_cpu_s: None,
-    })
+    let (out, wall_s, farm_numbers) = run?;
+    live_round("via-farm", len, wall_s, &out, farm_numbers, None)
 }
 
 /// Runs the benchmark: one untimed upload of each kind, then [`ROUNDS`] rounds of a 1 GiB
 /// upload by reference, as many by value, through the proxy and through the live farm,
-/// interleaved (the order
-/// rotates each round), each upload telling `say` its numbers.
+/// interleaved (the order rotates each round), each upload telling `say` its numbers.
 pub fn run(exe: &Path, say: &mut dyn FnMut(&LiveRound)) -> anyhow::Result<Live> {
     let len: u64 = 1 << 30;
     let dir = std::env::temp_dir().join(format!("bitsfarm-bench-live-{}", std::process::id()));
