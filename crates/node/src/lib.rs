@@ -319,7 +319,6 @@ impl Node {
     }
 }
 
-/// Bytes as KiB permits, rounded up.
 /// Room for what a node holds in memory, in units it counts (KiB of fragment bodies): taken
 /// before the thing is held, given back when its [`Taken`] drops. Nobody waits for room: a
 /// request that finds too little is refused at once, so a counter is all it needs.
@@ -357,6 +356,7 @@ impl Drop for Taken<'_> {
     }
 }
 
+/// Bytes as KiB, rounded up.
 fn kib(bytes: u64) -> u64 {
     bytes.div_ceil(1024)
 }
