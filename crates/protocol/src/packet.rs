@@ -186,7 +186,7 @@ impl Packet {
             }
             Packet::Fragment(f) => {
                 headers.insert(header::SESSION_ID, value(&f.session_id));
-                headers.insert(h::CONTENT_RANGE, value(&f.range.to_string()));
+                headers.insert(h::CONTENT_RANGE, f.range.header_value());
                 headers.insert(h::CONTENT_LENGTH, HeaderValue::from(f.range.len()));
                 if let Some(name) = &f.content_name {
                     headers.insert(header::CONTENT_NAME, value(name));
