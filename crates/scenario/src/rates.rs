@@ -87,7 +87,8 @@ fn per_million(x: u64, n: u64) -> Interval {
 /// them with the histogram's own bucket arithmetic, so it is the histogram's answer.
 #[derive(Debug, Clone, Default)]
 pub struct UploadTimes {
-    /// The times, while there are at most [`FEW`] (each below [`FEW_MAX_MS`]) and no histogram.
+    /// The times in ascending order, while there are at most [`FEW`] (each below
+    /// [`FEW_MAX_MS`]) and no histogram.
     few: Vec<u64>,
     /// Every time, once there were more.
     hist: Option<hdrhistogram::Histogram<u64>>,
@@ -126,7 +127,10 @@ impl UploadTimes {
     pub fn add_ms(&mut self, ms: u64) {
         match &mut self.hist {
             Some(h) => record(h, ms, 1),
-            None if ms < FEW_MAX_MS && self.few.len() < FEW => self.few.push(ms),
+            None if ms < FEW_MAX_MS && self.few.len() < FEW => {
+                let at = self.few.partition_point(|&t| t <= ms);
+                self.few.insert(at, ms);
+            }
             None => record(self.histogram_mut(), ms, 1),
         }
     }
@@ -158,13 +162,6 @@ impl UploadTimes {
         self.few.len() as u64 + self.hist.as_ref().map_or(0, |h| h.len())
     }
 
-    /// The times kept as they are, sorted.
-    fn few_sorted(&self) -> Vec<u64> {
-        let mut few = self.few.clone();
-        few.sort_unstable();
-        few
-    }
-
     /// Quantile `q` (0–1), seconds; 0 when empty.
     pub fn quantile_s(&self, q: f64) -> f64 {
         let ms = match &self.hist {
@@ -174,7 +171,7 @@ impl UploadTimes {
             None => {
                 // As `Histogram::value_at_quantile`: the bucket where the count reaches
                 // ceil(q × total) (at least 1), by its highest (q = 0: lowest) equivalent.
-                let few = self.few_sorted();
+                let few = &self.few;
                 let q = q.min(1.0);
                 let at = ((q * few.len() as f64).ceil() as usize).clamp(1, few.len());
                 let v = few[at - 1];
@@ -199,7 +196,7 @@ impl UploadTimes {
             // As `iter_recorded`: each bucket holding times, by its highest equivalent.
             None => SHAPE.with(|s| {
                 let mut pairs: Vec<(u64, u64)> = Vec::new();
-                for v in self.few_sorted() {
+                for &v in &self.few {
                     let top = s.highest_equivalent(v);
                     match pairs.last_mut() {
                         Some((last, n)) if *last == top => *n += 1,
