@@ -380,35 +380,27 @@ fn verification(d: txid::Digested) -> (Option<String>, Verification) {
 
 /// Streams a by-value body into `digest`, at most `max` bytes, within `timing`.
 async fn read_into(
-    mut body: Incoming,
+    body: Incoming,
     max: u64,
     timing: &transport::server::BodyTiming,
     digest: &mut txid::Digest,
 ) -> Result<(), transport::server::BodyError> {
     use http_body_util::BodyExt as _;
-    use transport::server::BodyError;
+    use transport::server::{BodyError, Timed};
     let declared = http_body::Body::size_hint(&body).exact();
     if declared.is_some_and(|n| n > max) {
         return Err(BodyError::TooLong);
     }
-    let all = async {
-        loop {
-            let frame = match tokio::time::timeout(timing.idle, body.frame()).await {
-                Err(_) => return Err(BodyError::TooSlow),
-                Ok(None) => return Ok(()),
-                Ok(Some(f)) => f.map_err(|e| BodyError::Broken(e.to_string()))?,
-            };
-            if let Ok(data) = frame.into_data() {
-                if digest.len() + data.len() as u64 > max {
-                    return Err(BodyError::TooLong);
-                }
-                digest.feed(&data);
+    let mut body = std::pin::pin!(Timed::new(body, declared.unwrap_or(0), timing));
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if digest.len() + data.len() as u64 > max {
+                return Err(BodyError::TooLong);
             }
+            digest.feed(&data);
         }
-    };
-    tokio::time::timeout(timing.budget(declared.unwrap_or(0)), all)
-        .await
-        .unwrap_or(Err(BodyError::TooSlow))
+    }
+    Ok(())
 }
 
 /// The session id in a by-reference path (`.../BITS-Sessions/{id}/request`).

@@ -4,7 +4,6 @@
 
 use std::{
     collections::VecDeque,
-    future::Future as _,
     io,
     pin::Pin,
     sync::{Arc, Mutex},
@@ -14,9 +13,8 @@ use std::{
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use tokio::time::{Instant, Sleep};
 
-use crate::server::{BodyError, BodyTiming};
+use crate::server::{BodyError, BodyTiming, Timed};
 
 /// Chunks read on demand, in order (a file read piece by piece).
 pub type ChunkSource = Box<dyn Iterator<Item = io::Result<Bytes>> + Send>;
@@ -71,13 +69,9 @@ impl Tap {
 }
 
 struct Relay {
-    from: Pin<Box<dyn http_body::Body<Data = Bytes, Error = String> + Send>>,
+    /// The source, held to its timing.
+    from: Pin<Box<dyn http_body::Body<Data = Bytes, Error = BodyError> + Send>>,
     tap: Arc<Tap>,
-    idle_for: std::time::Duration,
-    /// Reset at every chunk: no chunk for `idle_for` fails the body.
-    idle: Pin<Box<Sleep>>,
-    /// The whole body's budget ([`BodyTiming::budget`]).
-    deadline: Pin<Box<Sleep>>,
 }
 
 enum Chunks {
@@ -111,23 +105,15 @@ impl Relay {
             self.tap.end(|seen| seen.complete = true);
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            return self.fail(BodyError::TooSlow);
-        }
         loop {
             match self.from.as_mut().poll_frame(cx) {
-                Poll::Pending => {
-                    if self.idle.as_mut().poll(cx).is_ready() {
-                        return self.fail(BodyError::TooSlow);
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     return self.fail(BodyError::Broken(format!(
                         "the body ended {left} bytes early"
                     )));
                 }
-                Poll::Ready(Some(Err(e))) => return self.fail(BodyError::Broken(e)),
+                Poll::Ready(Some(Err(e))) => return self.fail(e),
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers
@@ -138,8 +124,6 @@ impl Relay {
                     if data.is_empty() {
                         continue;
                     }
-                    let next = Instant::now() + self.idle_for;
-                    self.idle.as_mut().reset(next);
                     let last = data.len() as u64 == left;
                     self.tap.lock().chunks.push(data.clone());
                     if last {
@@ -242,13 +226,9 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::fmt::Display,
     {
-        let now = Instant::now();
         let relay = Relay {
-            from: Box::pin(from.map_err(|e| e.to_string())),
+            from: Box::pin(Timed::new(from.map_err(|e| e.to_string()), len, timing)),
             tap,
-            idle_for: timing.idle,
-            idle: Box::pin(tokio::time::sleep_until(now + timing.idle)),
-            deadline: Box::pin(tokio::time::sleep_until(now + timing.budget(len))),
         };
         Body {
             chunks: Chunks::Relayed(Box::new(relay)),
@@ -343,6 +323,7 @@ impl http_body::Body for Body {
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;
+    use tokio::time::Instant;
 
     use super::*;
 

@@ -1,13 +1,25 @@
 //! Serving HTTP/1.1 on one accepted connection.
 
-use std::{convert::Infallible, future::Future, io, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::task::JoinSet;
+use tokio::{
+    task::JoinSet,
+    time::{Instant, Sleep},
+};
 
 use crate::{Body, BoxIo, Listen};
 
@@ -230,52 +242,193 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-/// Reads a whole request body as the chunks hyper delivered (no copy), up to `limit` bytes,
-/// within `timing` (the budget of a `limit`-byte body).
-pub async fn read_body(
-    mut body: Incoming,
-    limit: u64,
-    timing: &BodyTiming,
-) -> Result<Vec<Bytes>, BodyError> {
-    let all = async {
-        let mut chunks = Vec::new();
-        let mut len = 0u64;
-        loop {
-            let frame = match tokio::time::timeout(timing.idle, body.frame()).await {
-                Err(_) => return Err(BodyError::TooSlow),
-                Ok(None) => return Ok(chunks),
-                Ok(Some(frame)) => frame.map_err(|e| BodyError::Broken(e.to_string()))?,
-            };
-            if let Ok(data) = frame.into_data() {
-                len += data.len() as u64;
-                if len > limit {
-                    return Err(BodyError::TooLong);
-                }
-                if !data.is_empty() {
-                    chunks.push(data);
+pin_project_lite::pin_project! {
+    /// A body held to a [`BodyTiming`]: each frame must come within `idle` of the one before
+    /// (one timer, moved at every frame, not a timer per frame) and the whole body within
+    /// `budget(len)` of the start. Its errors are [`BodyError::Broken`] (the body's own) and
+    /// [`BodyError::TooSlow`]. A frame that is ready is taken even if a timer has run out.
+    pub struct Timed<B> {
+        #[pin]
+        body: B,
+        idle_for: Duration,
+        #[pin]
+        idle: Sleep,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl<B> Timed<B> {
+    /// Holds `body`, of at most `len` bytes, to `timing` from now (inside a tokio runtime).
+    pub fn new(body: B, len: u64, timing: &BodyTiming) -> Timed<B> {
+        let now = Instant::now();
+        Timed {
+            body,
+            idle_for: timing.idle,
+            idle: tokio::time::sleep_until(now + timing.idle),
+            deadline: tokio::time::sleep_until(now + timing.budget(len)),
+        }
+    }
+}
+
+impl<B> http_body::Body for Timed<B>
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Display,
+{
+    type Data = B::Data;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BodyError>>> {
+        let this = self.project();
+        match this.body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.reset(Instant::now() + *this.idle_for);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Broken(e.to_string())))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this.idle.poll(cx).is_ready() || this.deadline.poll(cx).is_ready() {
+                    Poll::Ready(Some(Err(BodyError::TooSlow)))
+                } else {
+                    Poll::Pending
                 }
             }
         }
-    };
-    tokio::time::timeout(timing.budget(limit), all)
-        .await
-        .unwrap_or(Err(BodyError::TooSlow))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Reads a whole request body as the chunks hyper delivered (no copy), up to `limit` bytes,
+/// within `timing` (the budget of a `limit`-byte body).
+pub async fn read_body(
+    body: Incoming,
+    limit: u64,
+    timing: &BodyTiming,
+) -> Result<Vec<Bytes>, BodyError> {
+    let mut body = std::pin::pin!(Timed::new(body, limit, timing));
+    let mut chunks = Vec::new();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            len += data.len() as u64;
+            if len > limit {
+                return Err(BodyError::TooLong);
+            }
+            if !data.is_empty() {
+                chunks.push(data);
+            }
+        }
+    }
+    Ok(chunks)
 }
 
 /// Reads and discards a request body, so the connection can be kept alive after an early
 /// answer. Stops (and lets hyper close the connection) after `limit` bytes, or when the body
 /// stalls or crawls (`timing`).
-pub async fn drain_body(mut body: Incoming, limit: u64, timing: &BodyTiming) {
-    let all = async {
-        let mut len = 0u64;
-        while let Ok(Some(Ok(frame))) = tokio::time::timeout(timing.idle, body.frame()).await {
-            if let Ok(data) = frame.into_data() {
-                len += data.len() as u64;
-                if len > limit {
-                    return;
+pub async fn drain_body(body: Incoming, limit: u64, timing: &BodyTiming) {
+    let mut body = std::pin::pin!(Timed::new(body, limit, timing));
+    let mut len = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            if len > limit {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A body that sends one byte after each gap, then ends.
+    struct Gaps {
+        gaps: VecDeque<Duration>,
+        wait: Option<Pin<Box<Sleep>>>,
+    }
+
+    impl http_body::Body for Gaps {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            loop {
+                if let Some(wait) = &mut self.wait {
+                    if wait.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.wait = None;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))));
+                }
+                match self.gaps.pop_front() {
+                    None => return Poll::Ready(None),
+                    Some(gap) => self.wait = Some(Box::pin(tokio::time::sleep(gap))),
                 }
             }
         }
-    };
-    let _ = tokio::time::timeout(timing.budget(limit), all).await;
+    }
+
+    /// How many bytes a body with these gaps (seconds) gives through [`Timed`] for a limit of
+    /// `len` bytes, and when it ends.
+    async fn timed(
+        gaps: &[u64],
+        len: u64,
+        idle_s: u64,
+        min_bytes_per_s: u64,
+    ) -> (Result<usize, BodyError>, u64) {
+        let timing = BodyTiming {
+            idle: Duration::from_secs(idle_s),
+            min_bytes_per_s,
+        };
+        let started = Instant::now();
+        let body = Gaps {
+            gaps: gaps.iter().map(|&s| Duration::from_secs(s)).collect(),
+            wait: None,
+        };
+        let mut body = std::pin::pin!(Timed::new(body, len, &timing));
+        let mut got = 0;
+        let outcome = loop {
+            match body.frame().await {
+                None => break Ok(got),
+                Some(Ok(_)) => got += 1,
+                Some(Err(e)) => break Err(e),
+            }
+        };
+        (outcome, started.elapsed().as_secs())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_body_fails_when_it_stalls_or_crawls_and_not_before() {
+        // Twelve bytes 9 s apart, each within the 10 s idle limit: 108 s in all (the one idle
+        // timer moves at every frame), well within the budget of 10 + 1000 / 1 s.
+        assert_eq!(timed(&[9; 12], 1000, 10, 1).await, (Ok(12), 108));
+        // A gap of 11 s fails the body 10 s after its last byte.
+        assert_eq!(
+            timed(&[5, 11], 1000, 10, 1).await,
+            (Err(BodyError::TooSlow), 15)
+        );
+        // Bytes 5 s apart, each in time, but a 100-byte body at 10 B/s has 10 + 10 s in all.
+        assert_eq!(
+            timed(&[5; 100], 100, 10, 10).await,
+            (Err(BodyError::TooSlow), 20)
+        );
+    }
 }
