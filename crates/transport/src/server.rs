@@ -243,14 +243,17 @@ impl std::fmt::Display for BodyError {
 }
 
 pin_project_lite::pin_project! {
-    /// A body held to a [`BodyTiming`]: each frame must come within `idle` of the one before
-    /// (one timer, moved at every frame, not a timer per frame) and the whole body within
-    /// `budget(len)` of the start. Its errors are [`BodyError::Broken`] (the body's own) and
-    /// [`BodyError::TooSlow`]. A frame that is ready is taken even if a timer has run out.
+    /// A body held to a [`BodyTiming`]: once asked for a frame, it must have one within `idle`
+    /// (one timer, moved when the body first waits after a frame, not a timer per frame), and
+    /// the whole body within `budget(len)` of the start. Its errors are [`BodyError::Broken`]
+    /// (the body's own) and [`BodyError::TooSlow`]. A frame that is ready is taken even if a
+    /// timer has run out.
     pub struct Timed<B> {
         #[pin]
         body: B,
         idle_for: Duration,
+        // A frame came since the idle timer was last set.
+        moved: bool,
         #[pin]
         idle: Sleep,
         #[pin]
@@ -265,6 +268,7 @@ impl<B> Timed<B> {
         Timed {
             body,
             idle_for: timing.idle,
+            moved: false,
             idle: tokio::time::sleep_until(now + timing.idle),
             deadline: tokio::time::sleep_until(now + timing.budget(len)),
         }
@@ -286,13 +290,17 @@ where
         let this = self.project();
         match this.body.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.idle.reset(Instant::now() + *this.idle_for);
+                *this.moved = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Broken(e.to_string())))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if this.idle.poll(cx).is_ready() || this.deadline.poll(cx).is_ready() {
+                let mut idle = this.idle;
+                if std::mem::take(this.moved) {
+                    idle.as_mut().reset(Instant::now() + *this.idle_for);
+                }
+                if idle.poll(cx).is_ready() || this.deadline.poll(cx).is_ready() {
                     Poll::Ready(Some(Err(BodyError::TooSlow)))
                 } else {
                     Poll::Pending
