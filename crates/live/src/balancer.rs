@@ -20,11 +20,14 @@ use tokio::{
 /// How long connecting to a member may take before the client's connection is closed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bytes a forwarded connection buffers from the client to the member: uploads flow this way.
-/// With tokio's default (8 KiB) an upload through the live farm's two hops (shared address,
-/// then the node's front) ran at half the rate it does with this (docs/performance.md).
+/// Bytes a forwarded connection holds in flight from the client to the member (uploads flow
+/// this way): its pipe's size, or its buffer's where bytes are copied (`crate::relay`). With
+/// tokio's default copy buffer (8 KiB) an upload through the live farm's two hops (shared
+/// address, then the node's front) ran at half the rate it does with this
+/// (docs/performance.md).
 const UPLOAD_BUF: usize = 256 << 10;
-/// Bytes a forwarded connection buffers from the member to the client (Acks, error pages).
+/// Bytes a forwarded connection holds in flight from the member to the client (Acks, error
+/// pages).
 const ANSWER_BUF: usize = 16 << 10;
 
 /// A member's state, as its connections watch it.
@@ -262,12 +265,7 @@ impl Balancer {
         let ended = tokio::select! {
             biased;
             r = state.wait_for(|s| *s != State::Up) => r.ok().map(|s| *s),
-            r = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                UPLOAD_BUF,
-                ANSWER_BUF,
-            ) => {
+            r = crate::relay::both_ways(&mut client, &mut upstream, UPLOAD_BUF, ANSWER_BUF) => {
                 if let Err(e) = r {
                     tracing::debug!(member = %name, error = %e, "connection ended");
                 }
