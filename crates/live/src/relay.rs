@@ -1,9 +1,9 @@
 //! Forwarding one connection's bytes both ways, as an L4 balancer does.
 //!
 //! On Linux the bytes go socket → pipe → socket inside the kernel (`splice(2)`): they are never
-//! copied into this process and back, which halved what an upload through the live farm cost
-//! the farm's process (docs/performance.md). Elsewhere, or when a pipe cannot be made (no file
-//! descriptor left), they go through two buffers in this process (tokio's
+//! copied into this process and back (docs/performance.md, "The live farm"). Elsewhere, or
+//! when a pipe of the size asked for cannot be made (no file descriptor left, the user's pipe
+//! memory spent), they go through two buffers in this process (tokio's
 //! `copy_bidirectional_with_sizes`). Either way: when one side ends its sending, the other
 //! side's sending half is shut down, and the relay ends once both directions have ended, or at
 //! the first error.
@@ -50,12 +50,13 @@ mod spliced {
     }
 
     impl Pipe {
-        /// A pipe holding up to `size` bytes (the kernel's default, 64 KiB, when it refuses
-        /// more).
+        /// A pipe holding `size` bytes (rounded up to pages). An error when the kernel
+        /// refuses that size: past the user's share of pipe memory
+        /// (`/proc/sys/fs/pipe-user-pages-soft`) new pipes get one page, and the relay copies
+        /// instead of crawling through it.
         pub(super) fn new(size: usize) -> io::Result<Pipe> {
             let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-            let chunk = rustix::pipe::fcntl_setpipe_size(&write, size)
-                .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))?;
+            let chunk = rustix::pipe::fcntl_setpipe_size(&write, size)?;
             Ok(Pipe { read, write, chunk })
         }
 
