@@ -634,6 +634,7 @@ pub async fn run(
             net.set_probe(probe);
             Arc::new(net) as Arc<dyn Network>
         },
+        crate::farm::Ledgers::Listed,
         extras,
     )
     .await

@@ -216,6 +216,9 @@ pub struct Tracker {
     tally: crate::check::tally::Tally,
     /// A streaming tracker folds each file this long after its job ended, and forgets it.
     stream: Option<Stream>,
+    /// `Delivered` events of files not followed (a rogue client's upload), but by a streaming
+    /// tracker.
+    untracked_deliveries: u64,
 }
 
 /// When to fold the files of a streaming tracker.
@@ -238,6 +241,7 @@ impl Tracker {
             answers_are_deliveries: false,
             tally: Default::default(),
             stream: None,
+            untracked_deliveries: 0,
         }
     }
 
@@ -322,6 +326,11 @@ impl Tracker {
         let mut all: Vec<&FileTrack> = self.files.all().collect();
         all.sort_unstable_by(|a, b| a.file.cmp(&b.file));
         all
+    }
+
+    /// `Delivered` events of files it did not follow (none counted while streaming).
+    pub fn untracked_deliveries(&self) -> u64 {
+        self.untracked_deliveries
     }
 
     /// The file at `path`, if it is followed.
@@ -423,7 +432,9 @@ impl Tracker {
                         len: Some(*len),
                         effect: *effect,
                     });
-                } else if self.stream.is_some() && file.starts_with("/upload/") {
+                } else if self.stream.is_none() {
+                    self.untracked_deliveries += 1;
+                } else if file.starts_with("/upload/") {
                     self.tally.late_delivery(*effect);
                 }
                 self.push(Some(file), rec, false);
@@ -568,6 +579,40 @@ mod tests {
             trouble: false,
             sessions: Vec::new(),
         })
+    }
+
+    fn delivered(seq: u64, file: &str) -> Record {
+        Record {
+            v: crate::log::FORMAT_VERSION,
+            seq,
+            t_ms: seq,
+            event: Event::Delivered {
+                file: file.into(),
+                txid: None,
+                node: "node-1".into(),
+                session: Some("{s}".into()),
+                len: 4,
+                hash: 7,
+                effect: true,
+            },
+        }
+    }
+
+    #[test]
+    fn deliveries_of_files_not_followed_are_counted_but_by_a_streaming_tracker() {
+        let mut t = Tracker::new(false);
+        t.register("j1", "/upload/a.bin", "c1");
+        t.observe(&delivered(0, "/upload/a.bin"));
+        t.observe(&delivered(1, "/upload/rogue.bin"));
+        t.observe(&delivered(2, "/elsewhere"));
+        assert_eq!(t.untracked_deliveries(), 2);
+        assert_eq!(t.file("/upload/a.bin").map(|f| f.deliveries.len()), Some(1));
+        // A streaming tracker counts a forgotten file's delivery as late, in its tally.
+        let mut s = Tracker::new(false).streaming(1_000, false);
+        s.observe(&delivered(0, "/upload/gone.bin"));
+        s.observe(&delivered(1, "/elsewhere"));
+        assert_eq!(s.untracked_deliveries(), 0);
+        assert_eq!(s.tally_all(false).late_deliveries, 1);
     }
 
     #[test]
