@@ -22,9 +22,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes a forwarded connection holds in flight from the client to the member (uploads flow
 /// this way): its pipe's size, or its buffer's where bytes are copied (`crate::relay`). With
-/// tokio's default copy buffer (8 KiB) an upload through the live farm's two hops (shared
-/// address, then the node's front) ran at half the rate it does with this
-/// (docs/performance.md).
+/// tokio's default copy buffer (8 KiB), when an upload through the live farm crossed two
+/// balancers, it ran at half the rate it did with this (docs/performance.md).
 const UPLOAD_BUF: usize = 256 << 10;
 /// Bytes a forwarded connection holds in flight from the member to the client (Acks, error
 /// pages).
