@@ -940,9 +940,11 @@ pub(crate) async fn run_farm(
         ledger.counted()
     } else if ledgers == Ledgers::Counted {
         // Every delivery against every Delivered event: the same as the tracked files' alone.
+        // More untracked events than deliveries is a disagreement too: a count no run has.
         ledger
             .counted()
-            .saturating_sub(tracker.untracked_deliveries())
+            .checked_sub(tracker.untracked_deliveries())
+            .unwrap_or(u64::MAX)
     } else {
         ledger.count(|d| tracker.file(&d.file).is_some())
     };
