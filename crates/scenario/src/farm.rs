@@ -613,6 +613,7 @@ fn plan_clients(
         plan.push((name, start, uploads));
     }
     uploader.harness.with_tracker(|t| {
+        t.reserve(plan.iter().map(|(_, _, uploads)| uploads.len()).sum());
         for (client, _, uploads) in &plan {
             for u in uploads {
                 t.register(&u.job, &u.file, client);

@@ -150,6 +150,12 @@ impl Files {
         self.cold.insert(t.file.clone(), t);
     }
 
+    /// Room for `more` files registered before they start (no rehash of the big maps).
+    fn reserve(&mut self, more: usize) {
+        self.cold.reserve(more);
+        self.jobs.reserve(more);
+    }
+
     fn contains(&self, path: &str) -> bool {
         self.hot.contains_key(path) || self.cold.contains_key(path)
     }
@@ -305,6 +311,12 @@ impl Tracker {
             adopt: true,
             ..Tracker::new(commits_are_deliveries)
         }
+    }
+
+    /// Room for `files` more registered files: a run that registers its files up front (a
+    /// million of them, at most) grows its maps once instead of rehashing them as it goes.
+    pub fn reserve(&mut self, files: usize) {
+        self.files.reserve(files);
     }
 
     /// Registers a job before it starts.

@@ -17,8 +17,13 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "NAME")]
     only: Option<bench::Section>,
     /// Seeds for the runs/s benchmark.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = bench::Options::default().seeds)]
     seeds: u64,
+    /// Files of the memory benchmark's large run (it compares the CPU per file with 10,000
+    /// files'; a million files take ~90 s a round, five rounds).
+    #[arg(long, default_value_t = bench::MEMORY_FILES, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(bench::MEMORY_BASE_FILES..=10_000_000))]
+    files: u64,
     /// Also print the numbers as JSON on stdout (bench.json's content; its JSON Schema:
     /// `bitsfarm schema bench`, docs/schema/bench.schema.json).
     #[arg(long)]
@@ -28,7 +33,11 @@ pub struct Args {
 /// Runs the benchmarks and writes their numbers.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the bitsfarm executable")?;
-    let report = bench::run(args.only, args.seeds, &exe, &mut |line| errln!("{line}"))?;
+    let options = bench::Options {
+        seeds: args.seeds,
+        memory_files: args.files,
+    };
+    let report = bench::run(args.only, options, &exe, &mut |line| errln!("{line}"))?;
     let json = serde_json::to_string_pretty(&report)?;
     if (args.only == Some(bench::Section::Memory)
         && std::env::var("BITSFARM_BENCH_MEMORY_FILES").is_ok())

@@ -205,3 +205,26 @@ fn real_summaries_validate_against_the_summary_schema() {
         );
     }
 }
+
+#[test]
+fn bench_refuses_a_memory_run_smaller_than_the_one_it_compares_with() {
+    let dir = tempdir("bench-files");
+    for files in ["9999", "0", "ten", "10000001"] {
+        let o = bitsfarm(&[
+            "bench",
+            "--only",
+            "memory",
+            "--files",
+            files,
+            "-o",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 2, "--files {files}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("'--files <N>'"),
+            "--files {files}: {}",
+            stderr(&o)
+        );
+        assert!(!dir.join("bench.json").exists(), "--files {files}");
+    }
+}
