@@ -128,79 +128,112 @@ impl FileTrack {
 /// The client of a file uploaded by a client the run did not start (an outside client).
 pub const OUTSIDE: &str = "external";
 
-/// The files followed, by path (hash maps, for lookup only: a run may follow a million files;
-/// [`Tracker::files`] sorts). A file is hot from its first event to its job's end, and cold
-/// before and after: a run's events are about the files in flight, a few hundred at most, so
-/// their lookups stay in a small table (in cache) however many files the run has.
+/// The files followed. Every track lives in one arena (`slots`, registration order, a
+/// forgotten file's slot reused); tables of every file map a path or a job to its slot, and
+/// are only looked up once a file is registered. A file is hot from its first event to its
+/// job's end, and cold before and after: a run's events are about the files in flight, a few
+/// hundred at most, so their lookups stay in small tables (in cache) however many files the
+/// run has, and a file costs the big tables two inserts and one lookup, never a move.
 #[derive(Default)]
 struct Files {
-    hot: HashMap<String, Box<FileTrack>>,
-    cold: HashMap<String, Box<FileTrack>>,
-    /// job → file, of the hot files.
-    hot_jobs: HashMap<String, String>,
-    /// job → file, of every file.
-    jobs: HashMap<String, String>,
+    /// Every track; `None` where a file was forgotten (its slot in `free`).
+    slots: Vec<Option<FileTrack>>,
+    free: Vec<u32>,
+    /// path → slot, of every file.
+    paths: HashMap<String, u32>,
+    /// job → slot, of every file.
+    jobs: HashMap<String, u32>,
+    /// path → slot, of the hot files.
+    hot: HashMap<String, u32>,
+    /// job → slot, of the hot files.
+    hot_jobs: HashMap<String, u32>,
 }
 
 impl Files {
-    fn insert(&mut self, t: Box<FileTrack>) {
-        self.jobs.insert(t.job.clone(), t.file.clone());
-        self.hot_jobs.remove(&t.job);
-        self.hot.remove(&t.file);
-        self.cold.insert(t.file.clone(), t);
-    }
-
-    /// Room for `more` files registered before they start (no rehash of the big maps).
+    /// Room for `more` files registered before they start (no rehash of the big tables).
     fn reserve(&mut self, more: usize) {
-        self.cold.reserve(more);
+        self.slots.reserve(more.saturating_sub(self.free.len()));
+        self.paths.reserve(more);
         self.jobs.reserve(more);
     }
 
+    /// Follows `t`, cold; a file followed at its path already is replaced.
+    fn insert(&mut self, t: FileTrack) {
+        if let Some(&i) = self.paths.get(&t.file) {
+            if let Some(old) = &self.slots[i as usize] {
+                self.hot_jobs.remove(&old.job);
+            }
+            self.hot.remove(&t.file);
+            self.jobs.insert(t.job.clone(), i);
+            self.slots[i as usize] = Some(t);
+            return;
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 files followed")
+            }
+        };
+        self.paths.insert(t.file.clone(), i);
+        self.jobs.insert(t.job.clone(), i);
+        self.slots[i as usize] = Some(t);
+    }
+
+    fn slot(&self, i: u32) -> Option<&FileTrack> {
+        self.slots.get(i as usize).and_then(Option::as_ref)
+    }
+
     fn contains(&self, path: &str) -> bool {
-        self.hot.contains_key(path) || self.cold.contains_key(path)
+        self.hot.contains_key(path) || self.paths.contains_key(path)
     }
 
     fn get(&self, path: &str) -> Option<&FileTrack> {
-        self.hot
-            .get(path)
-            .or_else(|| self.cold.get(path))
-            .map(|t| &**t)
+        let i = self.hot.get(path).or_else(|| self.paths.get(path))?;
+        self.slot(*i)
     }
 
     /// The file at `path`, made hot.
     fn get_mut(&mut self, path: &str) -> Option<&mut FileTrack> {
-        if !self.hot.contains_key(path) {
-            let (key, t) = self.cold.remove_entry(path)?;
-            self.hot_jobs.insert(t.job.clone(), t.file.clone());
-            self.hot.insert(key, t);
-        }
-        self.hot.get_mut(path).map(|t| &mut **t)
+        let i = match self.hot.get(path) {
+            Some(&i) => i,
+            None => {
+                let i = *self.paths.get(path)?;
+                let job = self.slot(i)?.job.clone();
+                self.hot_jobs.insert(job, i);
+                self.hot.insert(path.to_owned(), i);
+                i
+            }
+        };
+        self.slots.get_mut(i as usize).and_then(Option::as_mut)
     }
 
     fn file_of_job(&self, job: &str) -> Option<String> {
-        self.hot_jobs
-            .get(job)
-            .or_else(|| self.jobs.get(job))
-            .cloned()
+        let i = self.hot_jobs.get(job).or_else(|| self.jobs.get(job))?;
+        self.slot(*i).map(|t| t.file.clone())
     }
 
     /// The file's job ended: it goes cold.
     fn cool(&mut self, path: &str) {
-        if let Some((key, t)) = self.hot.remove_entry(path) {
+        if let Some(i) = self.hot.remove(path)
+            && let Some(t) = self.slots[i as usize].as_ref()
+        {
             self.hot_jobs.remove(&t.job);
-            self.cold.insert(key, t);
         }
     }
 
-    fn remove(&mut self, path: &str) -> Option<Box<FileTrack>> {
-        let t = self.hot.remove(path).or_else(|| self.cold.remove(path))?;
+    fn remove(&mut self, path: &str) -> Option<FileTrack> {
+        let i = self.paths.remove(path)?;
+        self.hot.remove(path);
+        let t = self.slots[i as usize].take()?;
         self.hot_jobs.remove(&t.job);
         self.jobs.remove(&t.job);
+        self.free.push(i);
         Some(t)
     }
 
     fn all(&self) -> impl Iterator<Item = &FileTrack> {
-        self.hot.values().chain(self.cold.values()).map(|t| &**t)
+        self.slots.iter().flatten()
     }
 }
 
@@ -321,7 +354,7 @@ impl Tracker {
 
     /// Registers a job before it starts.
     pub fn register(&mut self, job: &str, file: &str, client: &str) {
-        self.files.insert(Box::new(FileTrack {
+        self.files.insert(FileTrack {
             file: file.to_owned(),
             job: job.to_owned(),
             client: client.to_owned(),
@@ -330,7 +363,7 @@ impl Tracker {
             story: Vec::new(),
             trouble: false,
             sessions: Vec::new(),
-        }));
+        });
     }
 
     /// Every file, in path order.
@@ -580,8 +613,8 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn track(job: &str, file: &str) -> Box<FileTrack> {
-        Box::new(FileTrack {
+    fn track(job: &str, file: &str) -> FileTrack {
+        FileTrack {
             file: file.into(),
             job: job.into(),
             client: "c".into(),
@@ -590,7 +623,7 @@ mod tests {
             story: Vec::new(),
             trouble: false,
             sessions: Vec::new(),
-        })
+        }
     }
 
     fn delivered(seq: u64, file: &str) -> Record {
@@ -635,8 +668,14 @@ mod tests {
         assert!(f.hot.is_empty(), "registered files start cold");
         assert_eq!(f.file_of_job("j1").as_deref(), Some("/a"));
         f.get_mut("/a").expect("followed").trouble = true;
-        assert!(f.hot.contains_key("/a") && !f.cold.contains_key("/a"));
-        assert_eq!(f.hot_jobs.get("j1").map(String::as_str), Some("/a"));
+        assert!(f.hot.contains_key("/a") && f.paths.contains_key("/a"));
+        assert_eq!(
+            f.hot_jobs
+                .get("j1")
+                .and_then(|&i| f.slot(i))
+                .map(|t| t.file.as_str()),
+            Some("/a")
+        );
         assert!(
             f.get("/a").is_some_and(|t| t.trouble),
             "a hot file keeps its changes"
@@ -655,5 +694,16 @@ mod tests {
         assert!(f.remove("/b").is_some());
         assert!(!f.contains("/b") && f.file_of_job("j2").is_none() && f.hot_jobs.is_empty());
         assert!(f.get_mut("/none").is_none());
+        // A forgotten file's slot goes to the next file, which is found by its own names.
+        f.insert(track("j3", "/c"));
+        assert_eq!(f.slots.len(), 2, "the freed slot was reused");
+        assert_eq!(f.file_of_job("j3").as_deref(), Some("/c"));
+        assert!(f.get("/b").is_none() && f.get("/c").is_some_and(|t| t.job == "j3"));
+        // Registering a path again replaces its track, cold.
+        f.get_mut("/c");
+        f.insert(track("j4", "/c"));
+        assert!(f.hot.is_empty() && f.hot_jobs.is_empty());
+        assert_eq!(f.get("/c").map(|t| t.job.as_str()), Some("j4"));
+        assert_eq!(f.all().count(), 2);
     }
 }
