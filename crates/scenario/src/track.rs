@@ -157,11 +157,13 @@ impl Files {
         self.jobs.reserve(more);
     }
 
-    /// Follows `t`, cold; a file followed at its path already is replaced.
+    /// Follows `t`, cold; a file followed at its path already is replaced, and its job
+    /// forgotten (every table entry names a live slot holding that path or job).
     fn insert(&mut self, t: FileTrack) {
         if let Some(&i) = self.paths.get(&t.file) {
             if let Some(old) = &self.slots[i as usize] {
                 self.hot_jobs.remove(&old.job);
+                self.jobs.remove(&old.job);
             }
             self.hot.remove(&t.file);
             self.jobs.insert(t.job.clone(), i);
@@ -705,5 +707,11 @@ mod tests {
         assert!(f.hot.is_empty() && f.hot_jobs.is_empty());
         assert_eq!(f.get("/c").map(|t| t.job.as_str()), Some("j4"));
         assert_eq!(f.all().count(), 2);
+        // The replaced track's job names nothing, even once the slot holds another file.
+        assert!(f.file_of_job("j3").is_none());
+        assert!(f.remove("/c").is_some());
+        f.insert(track("j5", "/d"));
+        assert!(f.file_of_job("j3").is_none() && f.file_of_job("j4").is_none());
+        assert_eq!(f.file_of_job("j5").as_deref(), Some("/d"));
     }
 }
