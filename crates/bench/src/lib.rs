@@ -372,17 +372,21 @@ pub struct RunRate {
 /// Peak memory of a large run.
 #[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Memory {
-    /// Files uploaded.
+    /// Files uploaded by each run.
     pub files: u64,
+    /// Runs of the farm, back to back in one process (the numbers are per run; the CPU per
+    /// file is over all of them): the 10,000-file run repeats so that it measures about as
+    /// much CPU as a larger one, and a spell of the shared machine weighs alike on both.
+    pub runs: u64,
     /// Nodes in the farm.
     pub nodes: u32,
-    /// Wall time of the run and its reports, milliseconds.
+    /// Wall time of a run and its reports, milliseconds (the mean of the runs).
     pub wall_ms: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
-    /// Deliveries to the application.
+    /// Deliveries to the application (in a run).
     pub deliveries: u64,
-    /// CPU time (user + system) of the run and its reports, microseconds per file.
+    /// CPU time (user + system) of the runs and their reports, microseconds per file.
     pub cpu_us_per_file: f64,
     /// The same farm with 10,000 files (each client uploading fewer), in a process of its
     /// own: its numbers (the last round's), to compare the cost per file.
@@ -474,30 +478,34 @@ pub fn run(
     }
     if want(Section::Memory) {
         let m = match std::env::var(MEMORY_FILES_VAR) {
-            Ok(files) => memory_here(files.parse().context(MEMORY_FILES_VAR)?)?,
+            Ok(files) => {
+                let runs = match std::env::var(MEMORY_RUNS_VAR) {
+                    Ok(r) => r.parse().context(MEMORY_RUNS_VAR)?,
+                    Err(_) => 1,
+                };
+                memory_here(files.parse().context(MEMORY_FILES_VAR)?, runs)?
+            }
             Err(_) => {
-                // Rounds of 10,000 files and all of them, which goes first alternating.
+                // Rounds of 10,000 files (run as many times as make the files of the large
+                // run, at most MEMORY_BASE_RUNS) and all of them, in turns; which goes first
+                // alternates.
                 let files = options.memory_files;
                 anyhow::ensure!(
                     files >= MEMORY_BASE_FILES,
                     "the memory benchmark compares with {MEMORY_BASE_FILES} files: give it at least as many (not {files})"
                 );
+                let base_runs = (files / MEMORY_BASE_FILES).clamp(1, MEMORY_BASE_RUNS);
                 let mut pairs = Vec::new();
                 for round in 0..MEMORY_ROUNDS {
-                    let (base, full) = if round % 2 == 0 {
-                        let base = memory_in_child(exe, MEMORY_BASE_FILES)?;
-                        (base, memory_in_child(exe, files)?)
-                    } else {
-                        let full = memory_in_child(exe, files)?;
-                        (memory_in_child(exe, MEMORY_BASE_FILES)?, full)
-                    };
+                    let (base, full) = memory_in_turns(exe, files, base_runs, round % 2 == 0)?;
                     say(format!(
-                        "memory: {} files through {} nodes with reports: peak RSS {:.1} MiB, {:.1} µs of CPU per file; {} files: {:.1} MiB, {:.1} µs per file",
+                        "memory: {} files through {} nodes with reports: peak RSS {:.1} MiB, {:.1} µs of CPU per file; {} files ({} runs): {:.1} MiB, {:.1} µs per file",
                         full.files,
                         full.nodes,
                         full.peak_rss_mib,
                         full.cpu_us_per_file,
                         base.files,
+                        base.runs,
                         base.peak_rss_mib,
                         base.cpu_us_per_file,
                     ));
@@ -924,9 +932,19 @@ pub const MEMORY_BASE_FILES: u64 = 10_000;
 const MEMORY_ROUNDS: usize = 5;
 /// Set in the memory benchmark's child process: how many files it runs.
 const MEMORY_FILES_VAR: &str = "BITSFARM_BENCH_MEMORY_FILES";
+/// Set in the memory benchmark's child process: how many times (1 if unset).
+const MEMORY_RUNS_VAR: &str = "BITSFARM_BENCH_MEMORY_RUNS";
+/// Most runs of the memory benchmark's [`MEMORY_BASE_FILES`] in one process.
+const MEMORY_BASE_RUNS: u64 = 100;
+/// How long the memory benchmark's two processes run in turn.
+const MEMORY_TURN: Duration = Duration::from_millis(500);
 
 /// The memory benchmark's farm: 100 clients uploading `files` 4 KiB files in all, by value
-/// through 3 nodes.
+/// through 3 nodes. The clients all start at once, so a run of any size has 100 uploads in
+/// flight from start to end and the CPU per file of two sizes compares one load: with the
+/// clients' starts spread over 10 s, a 10,000-file run (1.2 s of virtual time per client,
+/// 11.2 s in all) had ~11 uploads in flight on average against 100 in a larger run, and its
+/// lower CPU per file was load, not size (docs/performance.md).
 fn memory_scenario(files: u64) -> String {
     let per_client = files.div_ceil(100);
     format!(
@@ -943,7 +961,7 @@ count = 100
 files_per_client = {per_client}
 file_size = 4096
 fragment_size = 4096
-start_spread_s = 10
+start_spread_s = 0
 
 [expect]
 files = {}
@@ -954,34 +972,42 @@ deliveries_per_file = 1
     )
 }
 
-/// The memory benchmark in this process: `files` files, run with their reports (events.jsonl,
-/// summary.json, report.md, report.html) into a scratch directory, as `bitsfarm scenario FILE
-/// -o DIR` does.
-fn memory_here(files: u64) -> anyhow::Result<Memory> {
+/// The memory benchmark in this process: `files` files, `runs` times (seed 1 each time, so
+/// each run does the same work), run with their reports (events.jsonl, summary.json,
+/// report.md, report.html) into a scratch directory, as `bitsfarm scenario FILE -o DIR` does.
+fn memory_here(files: u64, runs: u64) -> anyhow::Result<Memory> {
     let sc = scenario::load_str(&memory_scenario(files), "memory", "memory")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = std::env::temp_dir().join(format!("bitsfarm-bench-memory-{}", std::process::id()));
-    let t = Instant::now();
-    let summary = report::files::run_into(&sc, 1, String::new(), &dir);
-    let wall = t.elapsed().as_secs_f64() * 1000.0;
-    let _ = std::fs::remove_dir_all(&dir);
-    let summary = summary?;
-    anyhow::ensure!(
-        summary.ok,
-        "the memory scenario failed:\n{}",
-        summary.to_text()
-    );
+    let runs = runs.max(1);
     // The CPU clock, not /proc's ticks of 10 ms: 10,000 files take ~0.8 s, so ticks would
-    // round their cost per file by up to 1.3 %.
-    let cpu_s = process_cpu_s();
+    // round their cost per file by up to 1.3 %. The process's start is left out.
+    let cpu0 = process_cpu_s();
+    let t = Instant::now();
+    let mut last = None;
+    for _ in 0..runs {
+        let summary = report::files::run_into(&sc, 1, String::new(), &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let summary = summary?;
+        anyhow::ensure!(
+            summary.ok,
+            "the memory scenario failed:\n{}",
+            summary.to_text()
+        );
+        last = Some(summary);
+    }
+    let wall = t.elapsed().as_secs_f64() * 1000.0 / runs as f64;
+    let cpu_s = process_cpu_s() - cpu0;
+    let summary = last.context("no memory run")?;
     let (kib, _) = live::proc_numbers(std::process::id())?;
     Ok(Memory {
         files: summary.metrics.files,
+        runs,
         nodes: sc.farm.nodes,
         wall_ms: wall,
         peak_rss_mib: kib as f64 / 1024.0,
         deliveries: summary.metrics.deliveries,
-        cpu_us_per_file: cpu_s * 1e6 / summary.metrics.files.max(1) as f64,
+        cpu_us_per_file: cpu_s * 1e6 / (summary.metrics.files.max(1) * runs) as f64,
         base: None,
         per_file_growth: None,
         target: if files == MEMORY_FILES {
@@ -1047,21 +1073,110 @@ fn week_rounds(exe: &Path, rounds: u64) -> anyhow::Result<Week> {
     Ok(week_of(all))
 }
 
-/// Runs the memory benchmark in a fresh process, so its peak RSS is its own.
-fn memory_in_child(exe: &Path, files: u64) -> anyhow::Result<Memory> {
-    let out = Command::new(exe)
-        .args(["bench", "--only", "memory"])
-        .env(MEMORY_FILES_VAR, files.to_string())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "memory benchmark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_slice(&out.stdout)?;
-    report
-        .memory
-        .context("the child reported no memory numbers")
+/// One round of the memory benchmark: `base_runs` runs of [`MEMORY_BASE_FILES`] files and one
+/// of `files`, each in a process of its own (so its peak RSS is its own), the two given the
+/// CPU in turns of [`MEMORY_TURN`] ([`in_turns`]); a spell of the shared machine, which lasts
+/// seconds to minutes, then falls on both alike, where runs one after the other (80 s each at
+/// a million files) met different spells. `base_first`: which has the first turn.
+fn memory_in_turns(
+    exe: &Path,
+    files: u64,
+    base_runs: u64,
+    base_first: bool,
+) -> anyhow::Result<(Memory, Memory)> {
+    let commands = [(MEMORY_BASE_FILES, base_runs), (files, 1)].map(|(files, runs)| {
+        let mut c = Command::new(exe);
+        c.args(["bench", "--only", "memory"])
+            .env(MEMORY_FILES_VAR, files.to_string())
+            .env(MEMORY_RUNS_VAR, runs.to_string());
+        c
+    });
+    let (outs, _) = in_turns(commands, MEMORY_TURN, usize::from(!base_first))?;
+    let mut reports = Vec::new();
+    for out in outs {
+        let report: Report = serde_json::from_slice(&out)?;
+        reports.push(
+            report
+                .memory
+                .context("the child reported no memory numbers")?,
+        );
+    }
+    let full = reports.pop().context("no large run")?;
+    let base = reports.pop().context("no base run")?;
+    Ok((base, full))
+}
+
+/// Runs `commands` as processes that take turns on the CPU: one runs for `turn` while the
+/// others are stopped (SIGSTOP), then the next, `first` first, skipping those done, until
+/// all are done. Their stdouts (each written as it ends; a larger one could fill the pipe
+/// and stop its process for good, so keep it small) and how many turns were given. A
+/// process that fails fails the lot, with its stderr.
+fn in_turns<const N: usize>(
+    mut commands: [Command; N],
+    turn: Duration,
+    first: usize,
+) -> anyhow::Result<([Vec<u8>; N], u64)> {
+    use rustix::process::{Pid, Signal, kill_process};
+    /// The children and their stderr files, killed and removed if the round ends early (a
+    /// stopped child would wait forever).
+    struct Children(Vec<(std::process::Child, std::path::PathBuf)>);
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for (c, err) in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+                let _ = std::fs::remove_file(err);
+            }
+        }
+    }
+    let signal = |c: &std::process::Child, sig: Signal| {
+        // A child that has exited (not yet reaped) takes the signal without effect.
+        let _ = kill_process(Pid::from_child(c), sig);
+    };
+    let what: Vec<String> = commands.iter().map(|c| format!("{c:?}")).collect();
+    let mut children = Children(Vec::new());
+    for (i, command) in commands.iter_mut().enumerate() {
+        // stderr goes to a file: a pipe nobody reads while the child runs could fill.
+        let err = std::env::temp_dir().join(format!(
+            "bitsfarm-bench-turns-{}-{i}.err",
+            std::process::id()
+        ));
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&err)?)
+            .spawn()?;
+        signal(&child, Signal::STOP);
+        children.0.push((child, err));
+    }
+    let mut done = [false; N];
+    let mut turns = 0u64;
+    let mut next = first % N.max(1);
+    while let Some(i) = (0..N).map(|k| (next + k) % N).find(|&i| !done[i]) {
+        let c = &mut children.0[i].0;
+        signal(c, Signal::CONT);
+        turns += 1;
+        let end = Instant::now() + turn;
+        while Instant::now() < end && !done[i] {
+            std::thread::sleep(Duration::from_millis(10).min(turn));
+            done[i] = c.try_wait()?.is_some();
+        }
+        signal(c, Signal::STOP);
+        next = (i + 1) % N;
+    }
+    let mut outs = [(); N].map(|()| Vec::new());
+    for (((c, err), out), what) in children.0.iter_mut().zip(&mut outs).zip(&what) {
+        use std::io::Read as _;
+        let status = c.wait()?;
+        if let Some(o) = c.stdout.as_mut() {
+            o.read_to_end(out)?;
+        }
+        anyhow::ensure!(
+            status.success(),
+            "{what} failed: {}",
+            std::fs::read_to_string(&*err).unwrap_or_default()
+        );
+    }
+    Ok((outs, turns))
 }
 
 /// A 1,000-file run with a crash: the size of its reports and how fast they open.
@@ -1233,6 +1348,49 @@ fn explore_time(exe: &Path) -> anyhow::Result<ExploreTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_in_turns_never_run_at_once_and_all_finish() {
+        // Two shells append their letter to one file, line by line: run at once (2 cores)
+        // their lines would interleave thousands of times; in turns the letter can change
+        // only where a turn ends (and once more if a shell ran before it was first stopped).
+        let dir = std::env::temp_dir().join(format!("bitsfarm-turns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let shell = |letter: &str| {
+            let mut c = Command::new("sh");
+            c.args([
+                "-c",
+                &format!(
+                    "i=0; while [ $i -lt 4000 ]; do echo {letter} >> '{}'; i=$((i+1)); done; echo {letter}-done",
+                    log.display()
+                ),
+            ]);
+            c
+        };
+        let (outs, turns) =
+            in_turns([shell("a"), shell("b")], Duration::from_millis(5), 1).unwrap();
+        assert_eq!(outs, [b"a-done\n".to_vec(), b"b-done\n".to_vec()]);
+        let lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.iter().filter(|l| *l == "a").count(), 4000);
+        assert_eq!(lines.iter().filter(|l| *l == "b").count(), 4000);
+        let changes = lines.windows(2).filter(|w| w[0] != w[1]).count() as u64;
+        assert!(turns >= 2, "{turns} turns");
+        assert!(
+            changes <= turns + 1,
+            "{changes} changes of letter in {turns} turns: the shells ran at once"
+        );
+        // A failing process fails the lot, with its stderr.
+        let mut bad = Command::new("sh");
+        bad.args(["-c", "echo broken >&2; exit 3"]);
+        let e = in_turns([bad], Duration::from_millis(5), 0).unwrap_err();
+        assert!(e.to_string().contains("broken"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_spread_is_the_median_and_the_extremes_to_the_precision_asked() {

@@ -19,8 +19,9 @@ pub struct Args {
     /// Seeds for the runs/s benchmark.
     #[arg(long, default_value_t = bench::Options::default().seeds)]
     seeds: u64,
-    /// Files of the memory benchmark's large run (it compares the CPU per file with 10,000
-    /// files'; a million files take ~90 s a round, five rounds).
+    /// Files of the memory benchmark's large run (it compares the CPU per file with that of
+    /// 10,000-file runs, as many as make N files, at most 100, in a process that takes turns
+    /// on the CPU with the large run's; a million files take ~3 minutes a round, five rounds).
     #[arg(long, default_value_t = bench::MEMORY_FILES, value_name = "N",
           value_parser = clap::value_parser!(u64).range(bench::MEMORY_BASE_FILES..=10_000_000))]
     files: u64,
