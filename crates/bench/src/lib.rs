@@ -1129,8 +1129,9 @@ fn in_turns<const N: usize>(
             }
         }
     }
+    // Only ever to a child not yet reaped (its pid is still its own); one that has exited
+    // but is not reaped takes the signal without effect.
     let signal = |c: &std::process::Child, sig: Signal| {
-        // A child that has exited (not yet reaped) takes the signal without effect.
         let _ = kill_process(Pid::from_child(c), sig);
     };
     let what: Vec<String> = commands.iter().map(|c| format!("{c:?}")).collect();
@@ -1160,7 +1161,9 @@ fn in_turns<const N: usize>(
             std::thread::sleep(Duration::from_millis(10).min(turn));
             done[i] = c.try_wait()?.is_some();
         }
-        signal(c, Signal::STOP);
+        if !done[i] {
+            signal(c, Signal::STOP);
+        }
         next = (i + 1) % N;
     }
     let mut outs = [(); N].map(|()| Vec::new());
