@@ -479,6 +479,11 @@ pub fn run(
     if want(Section::Memory) {
         let m = match std::env::var(MEMORY_FILES_VAR) {
             Ok(files) => {
+                // A child of `in_turns`, which stops it between turns: should the parent die,
+                // it is killed rather than left stopped for good.
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
                 let runs = match std::env::var(MEMORY_RUNS_VAR) {
                     Ok(r) => r.parse().context(MEMORY_RUNS_VAR)?,
                     Err(_) => 1,
@@ -1108,53 +1113,57 @@ fn memory_in_turns(
 
 /// Runs `commands` as processes that take turns on the CPU: one runs for `turn` while the
 /// others are stopped (SIGSTOP), then the next, `first` first, skipping those done, until
-/// all are done. Their stdouts (each written as it ends; a larger one could fill the pipe
-/// and stop its process for good, so keep it small) and how many turns were given. A
-/// process that fails fails the lot, with its stderr.
+/// all are done. Each starts at its first turn, so none is stopped before it has begun (a
+/// memory child asks for SIGKILL should this process die: it would not be left stopped).
+/// Their stdouts (each written as it ends; a larger one could fill the pipe and stop its
+/// process for good, so keep it small) and how many turns were given. A process that fails
+/// fails the lot, with its stderr.
 fn in_turns<const N: usize>(
     mut commands: [Command; N],
     turn: Duration,
     first: usize,
 ) -> anyhow::Result<([Vec<u8>; N], u64)> {
     use rustix::process::{Pid, Signal, kill_process};
-    /// The children and their stderr files, killed and removed if the round ends early (a
-    /// stopped child would wait forever).
-    struct Children(Vec<(std::process::Child, std::path::PathBuf)>);
+    /// The children started and their stderr files, killed and removed if the round ends
+    /// early (a stopped child would wait forever).
+    struct Children(Vec<Option<(std::process::Child, std::path::PathBuf)>>);
     impl Drop for Children {
         fn drop(&mut self) {
-            for (c, err) in &mut self.0 {
+            for (c, err) in self.0.iter_mut().flatten() {
                 let _ = c.kill();
                 let _ = c.wait();
                 let _ = std::fs::remove_file(err);
             }
         }
     }
-    // Only ever to a child not yet reaped (its pid is still its own); one that has exited
-    // but is not reaped takes the signal without effect.
+    // Only ever to a child not yet reaped (its pid is still its own).
     let signal = |c: &std::process::Child, sig: Signal| {
         let _ = kill_process(Pid::from_child(c), sig);
     };
     let what: Vec<String> = commands.iter().map(|c| format!("{c:?}")).collect();
-    let mut children = Children(Vec::new());
-    for (i, command) in commands.iter_mut().enumerate() {
-        // stderr goes to a file: a pipe nobody reads while the child runs could fill.
-        let err = std::env::temp_dir().join(format!(
-            "bitsfarm-bench-turns-{}-{i}.err",
-            std::process::id()
-        ));
-        let child = command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&err)?)
-            .spawn()?;
-        signal(&child, Signal::STOP);
-        children.0.push((child, err));
-    }
+    let mut children = Children((0..N).map(|_| None).collect());
     let mut done = [false; N];
     let mut turns = 0u64;
     let mut next = first % N.max(1);
     while let Some(i) = (0..N).map(|k| (next + k) % N).find(|&i| !done[i]) {
-        let c = &mut children.0[i].0;
-        signal(c, Signal::CONT);
+        let c = match &mut children.0[i] {
+            Some((c, _)) => {
+                signal(c, Signal::CONT);
+                c
+            }
+            slot @ None => {
+                // stderr goes to a file: a pipe nobody reads while the child runs could fill.
+                let err = std::env::temp_dir().join(format!(
+                    "bitsfarm-bench-turns-{}-{i}.err",
+                    std::process::id()
+                ));
+                let child = commands[i]
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::fs::File::create(&err)?)
+                    .spawn()?;
+                &mut slot.insert((child, err)).0
+            }
+        };
         turns += 1;
         let end = Instant::now() + turn;
         while Instant::now() < end && !done[i] {
@@ -1167,8 +1176,9 @@ fn in_turns<const N: usize>(
         next = (i + 1) % N;
     }
     let mut outs = [(); N].map(|()| Vec::new());
-    for (((c, err), out), what) in children.0.iter_mut().zip(&mut outs).zip(&what) {
+    for ((slot, out), what) in children.0.iter_mut().zip(&mut outs).zip(&what) {
         use std::io::Read as _;
+        let (c, err) = slot.as_mut().context("a process never started")?;
         let status = c.wait()?;
         if let Some(o) = c.stdout.as_mut() {
             o.read_to_end(out)?;
@@ -1356,7 +1366,7 @@ mod tests {
     fn processes_in_turns_never_run_at_once_and_all_finish() {
         // Two shells append their letter to one file, line by line: run at once (2 cores)
         // their lines would interleave thousands of times; in turns the letter can change
-        // only where a turn ends (and once more if a shell ran before it was first stopped).
+        // only where a turn ends.
         let dir = std::env::temp_dir().join(format!("bitsfarm-turns-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
@@ -1365,7 +1375,7 @@ mod tests {
             c.args([
                 "-c",
                 &format!(
-                    "i=0; while [ $i -lt 4000 ]; do echo {letter} >> '{}'; i=$((i+1)); done; echo {letter}-done",
+                    "i=0; while [ $i -lt 20000 ]; do echo {letter} >> '{}'; i=$((i+1)); done; echo {letter}-done",
                     log.display()
                 ),
             ]);
@@ -1379,14 +1389,16 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect();
-        assert_eq!(lines.iter().filter(|l| *l == "a").count(), 4000);
-        assert_eq!(lines.iter().filter(|l| *l == "b").count(), 4000);
+        assert_eq!(lines.iter().filter(|l| *l == "a").count(), 20000);
+        assert_eq!(lines.iter().filter(|l| *l == "b").count(), 20000);
         let changes = lines.windows(2).filter(|w| w[0] != w[1]).count() as u64;
         assert!(turns >= 2, "{turns} turns");
         assert!(
-            changes <= turns + 1,
+            changes < turns,
             "{changes} changes of letter in {turns} turns: the shells ran at once"
         );
+        // The second shell had the first turn (each starts at its first turn).
+        assert_eq!(lines[0], "b");
         // A failing process fails the lot, with its stderr.
         let mut bad = Command::new("sh");
         bad.args(["-c", "echo broken >&2; exit 3"]);
